@@ -1,0 +1,162 @@
+//! Request bodies: size limit, malformed JSON (400) versus a bad field
+//! (422 naming the field), unknown fields refused.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::error::PayloadError;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::AppError;
+
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON body parsed into `T`, with errors that name the field.
+pub struct Body<T>(pub T);
+
+/// Like `Body`, but an empty body means `T::default()`.
+pub struct OptionalBody<T>(pub T);
+
+fn read(req: &HttpRequest, payload: &mut Payload) -> impl Future<Output = Result<web::Bytes, AppError>> {
+    let bytes = web::Bytes::from_request(req, payload);
+    async move {
+        bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
+            Some(PayloadError::Overflow) => AppError::TooLarge(MAX_BODY),
+            _ => AppError::Malformed("the request body could not be read".into()),
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = read(req, payload);
+        Box::pin(async move { parse(&bytes.await?).map(Body) })
+    }
+}
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalBody<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = read(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                Ok(OptionalBody(T::default()))
+            } else {
+                parse(&bytes).map(OptionalBody)
+            }
+        })
+    }
+}
+
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.len() > MAX_BODY {
+        return Err(AppError::TooLarge(MAX_BODY));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if !inner.is_data() {
+            return AppError::Malformed(format!("the request body is not valid JSON ({inner})"));
+        }
+        let text = strip_position(&inner.to_string());
+        let field = if path != "." && !path.is_empty() {
+            path
+        } else if let Some(name) = backticked(&text) {
+            name
+        } else {
+            "body".to_string()
+        };
+        AppError::invalid(field, text)
+    })?;
+    de.end()
+        .map_err(|_| AppError::Malformed("the request body has trailing characters after the JSON value".into()))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 20"; the field name is clearer.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The first `name` in a serde message such as "missing field `name`".
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// For optional fields that may be set to `null` to clear them:
+/// absent → `None`, `null` → `Some(None)`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A human label: trimmed, 1..=255 characters, no control characters.
+/// Anything else (quotes, SQL-looking text) is stored verbatim.
+pub fn label(field: &str, s: &str) -> Result<String, AppError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > 255 {
+        return Err(AppError::invalid(field, "must be at most 255 characters"));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(AppError::invalid(field, "must not contain control characters"));
+    }
+    Ok(t.to_string())
+}
+
+pub fn required<T>(field: &str, v: Option<T>) -> Result<T, AppError> {
+    v.ok_or_else(|| AppError::invalid(field, "is required"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Vmid;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct T {
+        #[allow(dead_code)]
+        vmid: Vmid,
+    }
+
+    fn field_of(body: &str) -> String {
+        match parse::<T>(body.as_bytes()) {
+            Err(AppError::Invalid { field, .. }) => field,
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn names_the_field() {
+        assert_eq!(field_of(r#"{"vmid": 99}"#), "vmid");
+        assert_eq!(field_of(r#"{"vmid": "100; rm -rf /"}"#), "vmid");
+        assert_eq!(field_of(r#"{}"#), "vmid");
+        assert_eq!(field_of(r#"{"vmid": 100, "x": 1}"#), "x");
+    }
+
+    #[test]
+    fn malformed_is_400() {
+        assert!(matches!(parse::<T>(b"{\"vmid\": "), Err(AppError::Malformed(_))));
+        assert!(matches!(parse::<T>(b"{\"vmid\": 100} x"), Err(AppError::Malformed(_))));
+    }
+}

@@ -1,0 +1,79 @@
+//! The JSON REST API under `/api/v1`. This file holds the whole route table.
+
+pub mod body;
+mod hypervisors;
+mod openapi;
+mod pairs;
+mod schedules;
+mod session;
+mod tasks;
+mod tokens;
+mod users;
+
+use actix_web::{web, HttpResponse};
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| AppError::invalid("query", strip_prefix(&e.to_string())).into()),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound("resource").into()))
+    .service(
+        web::scope("/api/v1")
+            .route("/health", web::get().to(session::health))
+            .route("/openapi.json", web::get().to(openapi::document))
+            .route("/auth/login", web::post().to(session::login))
+            .route("/auth/logout", web::post().to(session::logout))
+            .route("/auth/me", web::get().to(session::me))
+            .route("/users", web::get().to(users::list))
+            .route("/users", web::post().to(users::create))
+            .route("/users/{id}", web::get().to(users::get))
+            .route("/users/{id}", web::put().to(users::update))
+            .route("/users/{id}", web::delete().to(users::delete))
+            .route("/tokens", web::get().to(tokens::list))
+            .route("/tokens", web::post().to(tokens::create))
+            .route("/tokens/{id}", web::delete().to(tokens::revoke))
+            .route("/hypervisors", web::get().to(hypervisors::list))
+            .route("/hypervisors", web::post().to(hypervisors::create))
+            .route("/hypervisors/{id}", web::get().to(hypervisors::get))
+            .route("/hypervisors/{id}", web::put().to(hypervisors::update))
+            .route("/hypervisors/{id}", web::delete().to(hypervisors::delete))
+            .route("/hypervisors/{id}/check", web::post().to(hypervisors::check))
+            .route("/hypervisors/{id}/vms", web::get().to(hypervisors::vms))
+            .route("/pairs", web::get().to(pairs::list))
+            .route("/pairs", web::post().to(pairs::create))
+            .route("/pairs/{id}", web::get().to(pairs::get))
+            .route("/pairs/{id}", web::put().to(pairs::update))
+            .route("/pairs/{id}", web::delete().to(pairs::delete))
+            .route("/pairs/{id}/backup", web::post().to(tasks::backup))
+            .route("/pairs/{id}/restore", web::post().to(tasks::restore))
+            .route("/pairs/{id}/replicate", web::post().to(tasks::replicate))
+            .route("/pairs/{id}/archives", web::get().to(pairs::archives))
+            .route("/tasks", web::get().to(tasks::list))
+            .route("/tasks/{id}", web::get().to(tasks::get))
+            .route("/tasks/{id}/cancel", web::post().to(tasks::cancel))
+            .route("/schedules", web::get().to(schedules::list))
+            .route("/schedules", web::post().to(schedules::create))
+            .route("/schedules/{id}", web::get().to(schedules::get))
+            .route("/schedules/{id}", web::put().to(schedules::update))
+            .route("/schedules/{id}", web::delete().to(schedules::delete))
+            .default_service(web::to(not_found)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound("route"))
+}
+
+fn strip_prefix(msg: &str) -> String {
+    msg.trim_start_matches("Query deserialize error: ").to_string()
+}
+
+/// Ids in paths are UUIDs; anything else cannot name a resource.
+pub(crate) fn id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound(what))
+}

@@ -1,0 +1,89 @@
+use actix_session::Session;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::Body;
+use crate::app::AppState;
+use crate::auth::SESSION_USER;
+use crate::auth::{password, CurrentUser};
+use crate::error::{AppError, AppResult};
+
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, description = "Service and database are up")))]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.settings.backend.as_str();
+    let version = env!("CARGO_PKG_VERSION");
+    match state.db.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "version": version, "database": database})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"status": "error", "version": version, "database": database}))
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = crate::db::users::User), (status = 401), (status = 429)))]
+pub async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    req: HttpRequest,
+    Body(body): Body<LoginRequest>,
+) -> AppResult<HttpResponse> {
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let name = body.username.trim();
+    if let Some(secs) = state.throttle.locked(name) {
+        tracing::warn!(username = name, peer, "login refused: too many failures");
+        return Err(AppError::Throttled(secs));
+    }
+    let found = state.db.user_with_hash(name).await?;
+    let ok = match &found {
+        Some((user, hash)) => user.active && verify_off_thread(body.password, hash.clone()).await,
+        None => {
+            // Spend the same time as a real check so names cannot be probed.
+            let _ = verify_off_thread(body.password, DUMMY_HASH.to_string()).await;
+            false
+        }
+    };
+    match (ok, found) {
+        (true, Some((user, _))) => {
+            state.throttle.succeeded(name);
+            session.renew();
+            session.insert(SESSION_USER, user.id.to_string()).map_err(AppError::internal)?;
+            tracing::info!(username = name, peer, "login");
+            Ok(HttpResponse::Ok().json(user))
+        }
+        _ => {
+            state.throttle.failed(name);
+            tracing::warn!(username = name, peer, "login failed");
+            Err(AppError::BadCredentials("Wrong username or password.".into()))
+        }
+    }
+}
+
+/// A valid argon2id hash of a random string, checked when the user does not exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2vXPJk8HPFp7E4Ch2f1ZBDhFk3p6gUJ3v8yD3XQ0m0Y";
+
+async fn verify_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)))]
+pub async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::NoContent().finish()
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = crate::db::users::User), (status = 401)))]
+pub async fn me(user: CurrentUser) -> HttpResponse {
+    HttpResponse::Ok().json(user.0)
+}

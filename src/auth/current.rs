@@ -1,0 +1,61 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::SessionExt;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::db::users::User;
+use crate::domain::Role;
+use crate::error::AppError;
+
+pub const SESSION_USER: &str = "user_id";
+
+/// The logged-in, active user behind a request: from the session cookie or
+/// an `Authorization: Bearer` API token.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+impl CurrentUser {
+    /// Refuses with 403 unless the user's role includes `needed`.
+    pub fn require(&self, needed: Role) -> Result<&User, AppError> {
+        if self.0.role.allows(needed) {
+            Ok(&self.0)
+        } else {
+            Err(AppError::Forbidden(match needed {
+                Role::Admin => "the admin role",
+                Role::Operator => "the operator role",
+                Role::Viewer => "the viewer role",
+            }))
+        }
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        let session = req.get_session();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
+            let user_id = match bearer {
+                Some(token) => state.db.token_owner(&crate::auth::token::digest(&token)).await?,
+                None => session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<Uuid>().ok()),
+            };
+            let user_id = user_id.ok_or(AppError::Unauthorized)?;
+            match state.db.user(user_id).await? {
+                Some(u) if u.active => Ok(CurrentUser(u)),
+                _ => Err(AppError::Unauthorized),
+            }
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! Who is calling: passwords, API tokens, the login throttle and the
+//! extractor that turns a session cookie or bearer token into a user.
+
+mod current;
+pub mod password;
+mod throttle;
+pub mod token;
+
+pub use current::{CurrentUser, SESSION_USER};
+pub use throttle::Throttle;

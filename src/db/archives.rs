@@ -1,0 +1,93 @@
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
+use crate::domain::{ArchiveName, Timestamp};
+
+/// A vzdump archive held by the middleware.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Archive {
+    pub id: Uuid,
+    pub pair_id: Uuid,
+    #[schema(value_type = String)]
+    pub file_name: ArchiveName,
+    pub size_bytes: i64,
+    pub sha256: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    pub task_id: Option<Uuid>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub verified_at: Option<Timestamp>,
+}
+
+fn archive(row: &AnyRow) -> DbResult<Archive> {
+    Ok(Archive {
+        id: uuid(row, "id")?,
+        pair_id: uuid(row, "pair_id")?,
+        file_name: parse(row, "file_name")?,
+        size_bytes: get(row, "size_bytes")?,
+        sha256: get(row, "sha256")?,
+        created_at: ts(row, "created_at")?,
+        task_id: parse_opt(row, "task_id")?,
+        verified_at: ts_opt(row, "verified_at")?,
+    })
+}
+
+pub struct NewArchive<'a> {
+    pub pair_id: Uuid,
+    pub file_name: &'a ArchiveName,
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+    pub task_id: Uuid,
+}
+
+impl Db {
+    /// Records an archive whose checksum was verified on arrival.
+    pub async fn insert_archive(&self, a: &NewArchive<'_>) -> DbResult<Archive> {
+        let id = Uuid::new_v4();
+        let now = Timestamp::now().millis();
+        sqlx::query(
+            "INSERT INTO archives (id, pair_id, file_name, size_bytes, sha256, created_at, task_id, verified_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(a.pair_id.to_string())
+        .bind(a.file_name.as_str())
+        .bind(a.size_bytes)
+        .bind(a.sha256)
+        .bind(now)
+        .bind(a.task_id.to_string())
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(|e| super::conflict(e, "an archive with this name is already recorded for the pair"))?;
+        self.archive(id).await?.ok_or_else(|| super::DbError::Corrupt("archive vanished after insert".into()))
+    }
+
+    pub async fn archive(&self, id: Uuid) -> DbResult<Option<Archive>> {
+        sqlx::query("SELECT * FROM archives WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(archive)
+            .transpose()
+    }
+
+    /// Newest first.
+    pub async fn list_archives(&self, pair_id: Uuid) -> DbResult<Vec<Archive>> {
+        sqlx::query("SELECT * FROM archives WHERE pair_id = ? ORDER BY created_at DESC, file_name DESC")
+            .bind(pair_id.to_string())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(archive)
+            .collect()
+    }
+
+    pub async fn delete_archive(&self, id: Uuid) -> DbResult<()> {
+        sqlx::query("DELETE FROM archives WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{conflict, flag, get, parse, ts, uuid, Db, DbError, DbResult};
+use crate::domain::{Compress, Guest, Mode, Timestamp, Vmid};
+
+/// A DC VM and its DRC replica.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Pair {
+    pub id: Uuid,
+    pub name: String,
+    pub src_hypervisor_id: Uuid,
+    #[schema(value_type = i64)]
+    pub src_vmid: Vmid,
+    pub dst_hypervisor_id: Uuid,
+    #[schema(value_type = i64)]
+    pub dst_vmid: Vmid,
+    pub guest: Guest,
+    pub compress: Compress,
+    pub mode: Mode,
+    pub start_after_restore: bool,
+    pub keep_last: u32,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub auto_failover: bool,
+    pub enabled: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct PairFields {
+    pub name: String,
+    pub src_hypervisor_id: Uuid,
+    pub src_vmid: Vmid,
+    pub dst_hypervisor_id: Uuid,
+    pub dst_vmid: Vmid,
+    pub guest: Guest,
+    pub compress: Compress,
+    pub mode: Mode,
+    pub start_after_restore: bool,
+    pub keep_last: u32,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub auto_failover: bool,
+    pub enabled: bool,
+}
+
+fn vmid(row: &AnyRow, col: &str) -> DbResult<Vmid> {
+    let n: i64 = get(row, col)?;
+    Vmid::try_from(n).map_err(|_| DbError::Corrupt(format!("{col} = {n}")))
+}
+
+fn count(row: &AnyRow, col: &str) -> DbResult<Option<u32>> {
+    let n: Option<i64> = get(row, col)?;
+    n.map(|n| u32::try_from(n).map_err(|_| DbError::Corrupt(format!("{col} = {n}")))).transpose()
+}
+
+fn pair(row: &AnyRow) -> DbResult<Pair> {
+    Ok(Pair {
+        id: uuid(row, "id")?,
+        name: get(row, "name")?,
+        src_hypervisor_id: uuid(row, "src_hypervisor_id")?,
+        src_vmid: vmid(row, "src_vmid")?,
+        dst_hypervisor_id: uuid(row, "dst_hypervisor_id")?,
+        dst_vmid: vmid(row, "dst_vmid")?,
+        guest: parse(row, "guest")?,
+        compress: parse(row, "compress")?,
+        mode: parse(row, "mode")?,
+        start_after_restore: flag(row, "start_after_restore")?,
+        keep_last: count(row, "keep_last")?.unwrap_or(1),
+        keep_daily: count(row, "keep_daily")?,
+        keep_weekly: count(row, "keep_weekly")?,
+        keep_monthly: count(row, "keep_monthly")?,
+        auto_failover: flag(row, "auto_failover")?,
+        enabled: flag(row, "enabled")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+const DUPLICATE: &str = "another pair already targets this VMID on this DRC hypervisor";
+
+impl Db {
+    pub async fn insert_pair(&self, f: &PairFields) -> DbResult<Uuid> {
+        let id = Uuid::new_v4();
+        let now = Timestamp::now().millis();
+        sqlx::query(
+            "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
+             mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&f.name)
+        .bind(f.src_hypervisor_id.to_string())
+        .bind(i64::from(f.src_vmid))
+        .bind(f.dst_hypervisor_id.to_string())
+        .bind(i64::from(f.dst_vmid))
+        .bind(f.guest.as_str())
+        .bind(f.compress.as_str())
+        .bind(f.mode.as_str())
+        .bind(i64::from(f.start_after_restore))
+        .bind(i64::from(f.keep_last))
+        .bind(f.keep_daily.map(i64::from))
+        .bind(f.keep_weekly.map(i64::from))
+        .bind(f.keep_monthly.map(i64::from))
+        .bind(i64::from(f.auto_failover))
+        .bind(i64::from(f.enabled))
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(|e| conflict(e, DUPLICATE))?;
+        Ok(id)
+    }
+
+    pub async fn update_pair(&self, id: Uuid, f: &PairFields) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
+             guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
+             keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&f.name)
+        .bind(f.src_hypervisor_id.to_string())
+        .bind(i64::from(f.src_vmid))
+        .bind(f.dst_hypervisor_id.to_string())
+        .bind(i64::from(f.dst_vmid))
+        .bind(f.guest.as_str())
+        .bind(f.compress.as_str())
+        .bind(f.mode.as_str())
+        .bind(i64::from(f.start_after_restore))
+        .bind(i64::from(f.keep_last))
+        .bind(f.keep_daily.map(i64::from))
+        .bind(f.keep_weekly.map(i64::from))
+        .bind(f.keep_monthly.map(i64::from))
+        .bind(i64::from(f.auto_failover))
+        .bind(i64::from(f.enabled))
+        .bind(Timestamp::now().millis())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await
+        .map_err(|e| conflict(e, DUPLICATE))?;
+        Ok(())
+    }
+
+    pub async fn pair(&self, id: Uuid) -> DbResult<Option<Pair>> {
+        sqlx::query("SELECT * FROM pairs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(pair)
+            .transpose()
+    }
+
+    pub async fn list_pairs(&self) -> DbResult<Vec<Pair>> {
+        sqlx::query("SELECT * FROM pairs ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(pair)
+            .collect()
+    }
+
+    /// Deletes the pair and its schedules (queued tasks of it are cancelled;
+    /// archives and task history stay on disk and in the database).
+    pub async fn delete_pair(&self, id: Uuid) -> DbResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM schedules WHERE pair_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE pair_id = ? AND status = 'queued'",
+        )
+        .bind(Timestamp::now().millis())
+        .bind("The pair was deleted before the task started.")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query("DELETE FROM pairs WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(n.rows_affected() > 0)
+    }
+}

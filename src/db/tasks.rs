@@ -1,0 +1,212 @@
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
+use crate::domain::{TaskKind, TaskStatus, Timestamp};
+
+/// One unit of work in the queue.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Task {
+    pub id: Uuid,
+    pub kind: TaskKind,
+    pub pair_id: Uuid,
+    pub status: TaskStatus,
+    pub phase: String,
+    pub progress: i64,
+    pub bytes_done: i64,
+    pub bytes_total: i64,
+    pub archive_id: Option<Uuid>,
+    pub schedule_id: Option<Uuid>,
+    pub requested_by: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub seq: i64,
+    #[serde(skip)]
+    pub src_hypervisor_id: Option<Uuid>,
+    #[serde(skip)]
+    pub dst_hypervisor_id: Option<Uuid>,
+    #[serde(skip)]
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LogLine {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub line: String,
+}
+
+pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
+    Ok(Task {
+        id: uuid(row, "id")?,
+        kind: parse(row, "kind")?,
+        pair_id: uuid(row, "pair_id")?,
+        status: parse(row, "status")?,
+        phase: get(row, "phase")?,
+        progress: get(row, "progress")?,
+        bytes_done: get(row, "bytes_done")?,
+        bytes_total: get(row, "bytes_total")?,
+        archive_id: parse_opt(row, "archive_id")?,
+        schedule_id: parse_opt(row, "schedule_id")?,
+        requested_by: get(row, "requested_by")?,
+        attempt: get(row, "attempt")?,
+        max_attempts: get(row, "max_attempts")?,
+        created_at: ts(row, "created_at")?,
+        started_at: ts_opt(row, "started_at")?,
+        finished_at: ts_opt(row, "finished_at")?,
+        error: get(row, "error")?,
+        seq: get(row, "seq")?,
+        src_hypervisor_id: parse_opt(row, "src_hypervisor_id")?,
+        dst_hypervisor_id: parse_opt(row, "dst_hypervisor_id")?,
+        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+    })
+}
+
+/// What a new task needs; the hypervisors are the ones it will touch, so
+/// the worker can keep same-host tasks in order.
+pub struct NewTask<'a> {
+    pub kind: TaskKind,
+    pub pair_id: Uuid,
+    pub archive_id: Option<Uuid>,
+    pub schedule_id: Option<Uuid>,
+    pub requested_by: &'a str,
+    pub max_attempts: u32,
+    pub src_hypervisor_id: Option<Uuid>,
+    pub dst_hypervisor_id: Option<Uuid>,
+}
+
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub pair_id: Option<Uuid>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Db {
+    pub async fn insert_task(&self, t: &NewTask<'_>) -> DbResult<Task> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, pair_id, status, phase, archive_id, schedule_id, requested_by, max_attempts, \
+             src_hypervisor_id, dst_hypervisor_id, created_at) VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(t.kind.as_str())
+        .bind(t.pair_id.to_string())
+        .bind(t.archive_id.map(|a| a.to_string()))
+        .bind(t.schedule_id.map(|a| a.to_string()))
+        .bind(t.requested_by)
+        .bind(i64::from(t.max_attempts))
+        .bind(t.src_hypervisor_id.map(|a| a.to_string()))
+        .bind(t.dst_hypervisor_id.map(|a| a.to_string()))
+        .bind(Timestamp::now().millis())
+        .execute(self.pool())
+        .await?;
+        self.task(id).await?.ok_or_else(|| super::DbError::Corrupt("task vanished after insert".into()))
+    }
+
+    pub async fn task(&self, id: Uuid) -> DbResult<Option<Task>> {
+        sqlx::query("SELECT * FROM tasks WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(task)
+            .transpose()
+    }
+
+    /// Newest first, filtered, paged. Returns the page and the total count.
+    pub async fn list_tasks(&self, f: &TaskFilter) -> DbResult<(Vec<Task>, i64)> {
+        let status = f.status.map(|s| s.as_str());
+        let pair = f.pair_id.map(|p| p.to_string());
+        let rows = sqlx::query(
+            "SELECT * FROM tasks WHERE (? IS NULL OR status = ?) AND (? IS NULL OR pair_id = ?) \
+             ORDER BY seq DESC LIMIT ? OFFSET ?",
+        )
+        .bind(status)
+        .bind(status)
+        .bind(pair.clone())
+        .bind(pair.clone())
+        .bind(f.limit)
+        .bind(f.offset)
+        .fetch_all(self.pool())
+        .await?;
+        let total = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tasks WHERE (? IS NULL OR status = ?) AND (? IS NULL OR pair_id = ?)",
+        )
+        .bind(status)
+        .bind(status)
+        .bind(pair.clone())
+        .bind(pair)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((rows.iter().map(task).collect::<DbResult<_>>()?, get(&total, "n")?))
+    }
+
+    /// Whether the pair has a queued or running task of this kind.
+    pub async fn pair_has_open_task(&self, pair_id: Uuid, kind: TaskKind) -> DbResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND kind = ? AND status IN ('queued', 'running')",
+        )
+        .bind(pair_id.to_string())
+        .bind(kind.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    pub async fn pair_has_running_task(&self, pair_id: Uuid) -> DbResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status = 'running'")
+            .bind(pair_id.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// Cancels a queued task at once; a running task is flagged and its
+    /// worker stops it. Returns the task as it is now.
+    pub async fn request_cancel(&self, id: Uuid) -> DbResult<Option<Task>> {
+        let now = Timestamp::now().millis();
+        sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', phase = 'cancelled', finished_at = ?, \
+             error = 'Cancelled before it started.' WHERE id = ? AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = ? AND status = 'running'")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        self.task(id).await
+    }
+
+    pub async fn append_log(&self, task_id: Uuid, line: &str) -> DbResult<()> {
+        sqlx::query("INSERT INTO task_logs (task_id, at, line) VALUES (?, ?, ?)")
+            .bind(task_id.to_string())
+            .bind(Timestamp::now().millis())
+            .bind(line)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn task_log(&self, task_id: Uuid) -> DbResult<Vec<LogLine>> {
+        sqlx::query("SELECT at, line FROM task_logs WHERE task_id = ? ORDER BY seq")
+            .bind(task_id.to_string())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok(LogLine { at: ts(r, "at")?, line: get(r, "line")? }))
+            .collect()
+    }
+}

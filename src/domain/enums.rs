@@ -1,0 +1,164 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::Invalid;
+
+/// Declares a closed set of lowercase words stored as text in the database
+/// and spelled the same in the API.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Invalid;
+            fn from_str(s: &str) -> Result<Self, Invalid> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Invalid::new(format!(
+                        "must be one of: {}",
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// What a user may do. Admins manage users and hypervisors, operators run
+    /// and schedule tasks and manage pairs, viewers only read.
+    Role { Viewer => "viewer", Operator => "operator", Admin => "admin" }
+);
+
+impl Role {
+    fn rank(self) -> u8 {
+        match self {
+            Role::Viewer => 0,
+            Role::Operator => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    /// True when this role includes everything `needed` may do.
+    pub fn allows(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+}
+
+word_enum!(
+    /// Which side of the switch a hypervisor stands on.
+    HypervisorRole { Dc => "dc", Drc => "drc" }
+);
+
+word_enum!(
+    /// Guest type on Proxmox.
+    Guest { Qemu => "qemu", Lxc => "lxc" }
+);
+
+word_enum!(
+    /// vzdump `--compress` choice.
+    Compress { Zstd => "zstd", Lzo => "lzo", Gzip => "gzip", None => "none" }
+);
+
+impl Compress {
+    /// The value vzdump's `--compress` option takes.
+    pub fn vzdump_arg(self) -> &'static str {
+        match self {
+            Compress::None => "0",
+            other => other.as_str(),
+        }
+    }
+}
+
+word_enum!(
+    /// vzdump `--mode` choice.
+    Mode { Snapshot => "snapshot", Suspend => "suspend", Stop => "stop" }
+);
+
+word_enum!(
+    /// What a task does.
+    TaskKind {
+        /// vzdump on the DC host and pull the archive to the middleware.
+        Backup => "backup",
+        /// Push an archive to the DRC host and qmrestore it there.
+        Restore => "restore",
+        /// A backup followed by a restore of that same archive.
+        Replicate => "replicate",
+        /// Bring the replica up on the DRC side because the DC is gone.
+        Failover => "failover"
+    }
+);
+
+word_enum!(
+    /// Where a task is in its life.
+    TaskStatus {
+        /// Waiting for a worker.
+        Queued => "queued",
+        /// Claimed by a worker that holds a lease on it.
+        Running => "running",
+        /// Finished and every step checked out.
+        Succeeded => "succeeded",
+        /// Stopped with an error; `error` says why in one sentence.
+        Failed => "failed",
+        /// Stopped on request before it finished.
+        Cancelled => "cancelled"
+    }
+);
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled)
+    }
+}
+
+word_enum!(
+    /// What a schedule enqueues.
+    ScheduleKind { Backup => "backup", Replicate => "replicate" }
+);
+
+impl From<ScheduleKind> for TaskKind {
+    fn from(k: ScheduleKind) -> TaskKind {
+        match k {
+            ScheduleKind::Backup => TaskKind::Backup,
+            ScheduleKind::Replicate => TaskKind::Replicate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest() {
+        assert!(Role::Admin.allows(Role::Operator));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(!Role::Operator.allows(Role::Admin));
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for r in TaskStatus::ALL {
+            assert_eq!(r.as_str().parse::<TaskStatus>().unwrap(), *r);
+        }
+        assert!("root".parse::<Role>().is_err());
+        assert_eq!(Compress::None.vzdump_arg(), "0");
+    }
+}

@@ -1,0 +1,26 @@
+//! Domain values with no I/O. Each newtype can only hold a valid value, so
+//! once a value is one of these it is safe to store, print and pass to a
+//! remote shell as an argument.
+
+mod enums;
+mod names;
+mod schedule_time;
+mod time;
+mod vmid;
+
+pub use enums::{Compress, Guest, HypervisorRole, Mode, Role, ScheduleKind, TaskKind, TaskStatus};
+pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
+pub use schedule_time::{CronExpr, TimeZone};
+pub use time::Timestamp;
+pub use vmid::Vmid;
+
+/// Why a value was refused; the API layer adds the field name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}

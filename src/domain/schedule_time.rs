@@ -1,0 +1,147 @@
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use super::Invalid;
+
+/// A standard five-field cron expression (minute hour day-of-month month
+/// day-of-week), as in crontab(5).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CronExpr {
+    text: String,
+    cron: Cron,
+}
+
+impl CronExpr {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The daily "at HH:MM" schedule written as cron.
+    pub fn daily(hour: u8, minute: u8) -> Result<Self, Invalid> {
+        if hour > 23 {
+            return Err(Invalid::new("must be an hour between 0 and 23"));
+        }
+        if minute > 59 {
+            return Err(Invalid::new("must be a minute between 0 and 59"));
+        }
+        Self::try_from(format!("{minute} {hour} * * *"))
+    }
+
+    /// The first run strictly after `after`, evaluated in `tz` so daily runs
+    /// follow the wall clock across daylight-saving changes.
+    pub fn next_after(&self, after: DateTime<Utc>, tz: &TimeZone) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&tz.0);
+        self.cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+    }
+}
+
+impl TryFrom<String> for CronExpr {
+    type Error = Invalid;
+    fn try_from(text: String) -> Result<Self, Invalid> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if fields.len() != 5 {
+            return Err(Invalid::new("must have five fields: minute hour day-of-month month day-of-week"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/');
+        if !text.chars().all(|c| allowed(c) || c == ' ') {
+            return Err(Invalid::new("contains characters cron does not use"));
+        }
+        let normalised = fields.join(" ");
+        let cron =
+            Cron::from_str(&normalised).map_err(|e| Invalid::new(format!("is not a valid cron expression ({e})")))?;
+        Ok(Self { text: normalised, cron })
+    }
+}
+
+impl From<CronExpr> for String {
+    fn from(c: CronExpr) -> String {
+        c.text
+    }
+}
+
+impl fmt::Debug for CronExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronExpr({:?})", self.text)
+    }
+}
+
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+/// An IANA time zone name such as `Europe/Berlin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl TimeZone {
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl TryFrom<String> for TimeZone {
+    type Error = Invalid;
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        chrono_tz::Tz::from_str(&s)
+            .map(TimeZone)
+            .map_err(|_| Invalid::new(format!("must be an IANA time zone such as Europe/Berlin, got {s:?}")))
+    }
+}
+
+impl FromStr for TimeZone {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Self::try_from(s.to_string())
+    }
+}
+
+impl From<TimeZone> for String {
+    fn from(t: TimeZone) -> String {
+        t.name().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn five_fields_only() {
+        assert!("0 2 * * *".parse::<String>().map(CronExpr::try_from).unwrap().is_ok());
+        for bad in ["61 * * * *", "* * * *", "0 0 * * * *", "0 24 * * *", "0 2 * * *; reboot", "@daily"] {
+            assert!(CronExpr::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+        assert!(CronExpr::daily(24, 0).is_err());
+        assert!(CronExpr::daily(23, 60).is_err());
+    }
+
+    #[test]
+    fn daily_follows_wall_clock_across_dst() {
+        let tz: TimeZone = "Europe/Berlin".parse().unwrap();
+        let c = CronExpr::daily(2, 30).unwrap();
+        // 2026-03-29: clocks jump 02:00 -> 03:00 in Berlin; 02:30 does not exist.
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let n1 = c.next_after(before, &tz).unwrap();
+        assert_eq!(n1, Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap().max(n1));
+        // In summer, 02:30 local is 00:30 UTC.
+        let summer = Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap();
+        assert_eq!(c.next_after(summer, &tz).unwrap(), Utc.with_ymd_and_hms(2026, 7, 2, 0, 30, 0).unwrap());
+        // In winter, 02:30 local is 01:30 UTC.
+        let winter = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        assert_eq!(c.next_after(winter, &tz).unwrap(), Utc.with_ymd_and_hms(2026, 12, 2, 1, 30, 0).unwrap());
+    }
+
+    #[test]
+    fn bad_zone() {
+        assert!("Mars/Olympus".parse::<TimeZone>().is_err());
+        assert_eq!("UTC".parse::<TimeZone>().unwrap().name(), "UTC");
+    }
+}

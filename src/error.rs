@@ -1,0 +1,112 @@
+//! The one error type handlers return, mapped to HTTP once. 4xx bodies say
+//! what the caller did wrong; 5xx bodies stay opaque and the cause goes to
+//! the log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("login required")]
+    Unauthorized,
+    #[error("{0}")]
+    BadCredentials(String),
+    #[error("your role may not do this; it needs {0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("too many failed logins for this user; try again in {0} seconds")]
+    Throttled(u64),
+    #[error("{0}")]
+    NotImplemented(&'static str),
+    /// A hypervisor could not be reached or answered wrongly.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        AppError::Internal(e.to_string())
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AppError::Malformed(_) => "malformed_request",
+            AppError::Unauthorized => "unauthorized",
+            AppError::BadCredentials(_) => "bad_credentials",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::Invalid { .. } => "invalid_field",
+            AppError::TooLarge(_) => "payload_too_large",
+            AppError::Throttled(_) => "too_many_requests",
+            AppError::NotImplemented(_) => "not_implemented",
+            AppError::Upstream(_) => "hypervisor_error",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Conflict(what) => AppError::Conflict(what),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::Malformed(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let mut message = self.to_string();
+        // "host: must be …" keeps the field's exact spelling; sentences get a capital.
+        if !matches!(self, AppError::Invalid { .. }) {
+            if let Some(first) = message.get(..1) {
+                message = first.to_uppercase() + &message[1..];
+            }
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if let AppError::Throttled(secs) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        resp.json(json!({"error": {"code": self.code(), "message": message}}))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,16 @@
+//! drswitch: a disaster-recovery switch for Proxmox VE.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod hypervisor;
+pub mod queue;
+pub mod scheduler;
+pub mod secrets;
+pub mod settings;
+pub mod sshkey;
+pub mod worker;

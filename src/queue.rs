@@ -1,0 +1,43 @@
+//! Putting tasks on the queue: the one path used by the API, the scheduler
+//! and failover. It never runs a task; the worker does.
+
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::db::pairs::Pair;
+use crate::db::tasks::{NewTask, Task};
+use crate::db::DbResult;
+use crate::domain::TaskKind;
+
+pub struct Request<'a> {
+    pub kind: TaskKind,
+    pub archive_id: Option<Uuid>,
+    pub schedule_id: Option<Uuid>,
+    pub requested_by: &'a str,
+}
+
+/// Queues a task for the pair and wakes this process's worker.
+pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResult<Task> {
+    let (src, dst) = match req.kind {
+        TaskKind::Backup => (Some(pair.src_hypervisor_id), None),
+        TaskKind::Restore | TaskKind::Failover => (None, Some(pair.dst_hypervisor_id)),
+        TaskKind::Replicate => (Some(pair.src_hypervisor_id), Some(pair.dst_hypervisor_id)),
+    };
+    let task = state
+        .db
+        .insert_task(&NewTask {
+            kind: req.kind,
+            pair_id: pair.id,
+            archive_id: req.archive_id,
+            schedule_id: req.schedule_id,
+            requested_by: req.requested_by,
+            max_attempts: state.settings.max_attempts,
+            src_hypervisor_id: src,
+            dst_hypervisor_id: dst,
+        })
+        .await?;
+    state.db.append_log(task.id, &format!("queued by {}", req.requested_by)).await?;
+    tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
+    state.task_queued.notify_one();
+    Ok(task)
+}
