@@ -1,0 +1,237 @@
+"""One lab host: its keys, certificate, sshd and API server processes.
+
+sshd runs in its own mount *and* pid namespace (`unshare --pid --fork
+--kill-child`): the mounts give the host its own /etc/pve, /var/lib and /run,
+and the pid namespace means that stopping the host kills every ssh session
+and every job started through it, with no stray process left behind.
+"""
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+from pvesim.apidata import tls_fingerprint
+from pvesim.host import DUMP_DIR, Host
+
+LAB_DIR = os.path.dirname(os.path.realpath(__file__))
+SHIMS_DIR = os.path.join(LAB_DIR, "shims")
+TOKEN_ID = "root@pam!drswitch"
+START_ATTEMPTS = 5
+START_TIMEOUT = 15.0
+
+# Runs as pid 1 of the host's namespaces: mount the host's own dirs on the
+# real Proxmox paths, then become sshd. The passwd copy gives root the host's
+# own home (R/root), so the machine's real ~/.bashrc (which may prepend to
+# PATH and is slow) does not run in the host's sessions.
+NAMESPACE_SCRIPT = """set -e
+mkdir -p /etc/pve
+mount --bind "$1/run" /run
+mount --bind "$1/var/lib" /var/lib
+mount --bind "$1/etc/pve" /etc/pve
+mount --bind "$1/etc/passwd" /etc/passwd
+exec /usr/sbin/sshd -D -e -f "$1/etc/ssh/sshd_config"
+"""
+
+FORCE_COMMAND = """#!/bin/bash
+# ForceCommand of simulated Proxmox node {node}: every ssh session (commands,
+# rsync's server side, interactive logins) gets the pvesim shims first on PATH
+# and learns which node it is on.
+export PATH='{shims}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+export PVE_SIM_NODE='{node}' PVE_SIM_ROOT='{root}'
+if [ -z "${{SSH_ORIGINAL_COMMAND-}}" ]; then
+    exec /bin/bash --noprofile --norc -i
+fi
+exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"
+"""
+
+SSHD_CONFIG = """# sshd of simulated Proxmox node {node} (written by lab.py)
+ListenAddress {addr}
+Port {port}
+HostKey {root}/etc/ssh/ssh_host_ed25519_key
+PidFile none
+AuthorizedKeysFile {root}/etc/ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+AllowTcpForwarding no
+AllowAgentForwarding no
+PermitTunnel no
+MaxSessions 64
+MaxStartups 64:30:128
+ForceCommand {root}/etc/ssh/force-command.sh
+"""
+
+
+class LabError(Exception):
+    pass
+
+
+def _die_with_parent():
+    """In the child: get SIGTERM when lab.py dies, even by SIGKILL."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port(addr):
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def _run(argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+class LabHost:
+    def __init__(self, lab_dir, name, addr, pubkey):
+        self.name = name
+        self.addr = addr
+        self.pubkey = pubkey
+        self.host = Host(os.path.join(lab_dir, name), name)
+        self.root = self.host.root
+        self.ssh_port = None
+        self.api_port = None
+        self.sshd = None
+        self.api = None
+
+    # -- one-time material (kept when the lab is restarted on the same dir) ------
+
+    def prepare(self):
+        host, root = self.host, self.root
+        host.ensure_layout()
+        for sub in ("etc/ssh", "log", "etc/pve/priv", "root"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        os.chmod(f"{root}/root", 0o700)
+        self._write_passwd()
+        key = f"{root}/etc/ssh/ssh_host_ed25519_key"
+        if not os.path.exists(key):
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{self.name}", "-f", key])
+        node_dir = host.real(f"/etc/pve/nodes/{self.name}")
+        if not os.path.exists(f"{node_dir}/pve-ssl.pem"):
+            self._make_certificate(node_dir)
+        token_file = host.real("/etc/pve/priv/sim-api-token")
+        if not os.path.exists(token_file):
+            _write(token_file, str(uuid.uuid4()) + "\n", 0o600)
+        _write(f"{root}/etc/ssh/authorized_keys", self.pubkey + "\n", 0o600)
+        _write(f"{root}/etc/ssh/force-command.sh",
+               FORCE_COMMAND.format(node=self.name, root=root, shims=SHIMS_DIR), 0o755)
+
+    def _write_passwd(self):
+        with open("/etc/passwd") as f:
+            lines = f.read().splitlines()
+        for n, line in enumerate(lines):
+            fields = line.split(":")
+            if fields[0] == "root" and len(fields) == 7:
+                fields[5] = f"{self.root}/root"
+                lines[n] = ":".join(fields)
+        _write(f"{self.root}/etc/passwd", "\n".join(lines) + "\n")
+
+    def _make_certificate(self, node_dir):
+        """Self-signed like pve-ssl.pem: RSA 2048, CN and SANs of the node."""
+        _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+              "-keyout", f"{node_dir}/pve-ssl.key", "-out", f"{node_dir}/pve-ssl.pem",
+              "-subj", f"/OU=PVE Cluster Node/O=Proxmox Virtual Environment/CN={self.name}",
+              "-addext", f"subjectAltName=IP:{self.addr},DNS:{self.name},DNS:localhost"])
+        os.chmod(f"{node_dir}/pve-ssl.key", 0o600)
+
+    # -- processes ---------------------------------------------------------------
+
+    def start(self):
+        self.ssh_port, self.sshd = self._start_until_listening(self._spawn_sshd, banner=b"SSH-")
+        self.api_port, self.api = self._start_until_listening(self._spawn_api, banner=None)
+
+    def _spawn_sshd(self, port):
+        _write(f"{self.root}/etc/ssh/sshd_config",
+               SSHD_CONFIG.format(node=self.name, addr=self.addr, port=port, root=self.root))
+        log = open(f"{self.root}/log/sshd.log", "ab")
+        return subprocess.Popen(
+            ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+             "--propagation", "private", "/bin/sh", "-c", NAMESPACE_SCRIPT, "pvesim-ns", self.root],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _spawn_api(self, port):
+        log = open(f"{self.root}/log/api.log", "ab")
+        return subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(LAB_DIR, "pve_api.py"), "--root", self.root,
+             "--node", self.name, "--addr", self.addr, "--port", str(port),
+             "--token-file", self.host.real("/etc/pve/priv/sim-api-token")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _start_until_listening(self, spawn, banner):
+        """Start on a free port; if another process grabbed it first (the
+        process exits), try again with a new one."""
+        for _ in range(START_ATTEMPTS):
+            port = _free_port(self.addr)
+            proc = spawn(port)
+            if self._wait_listening(proc, port, banner):
+                return port, proc
+        raise LabError(f"{self.name}: could not start a server (see {self.root}/log/)")
+
+    def _wait_listening(self, proc, port, banner):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.addr, port), timeout=1) as conn:
+                    if banner is None or conn.recv(16).startswith(banner):
+                        return True
+            except OSError:
+                time.sleep(0.02)  # not listening yet: poll again
+        self._terminate(proc)
+        return False
+
+    @staticmethod
+    def _terminate(proc):
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self):
+        # Ending unshare makes the kernel kill pid 1 (sshd) of the host's pid
+        # namespace, which takes every session and job of the host with it.
+        self._terminate(self.sshd)
+        self._terminate(self.api)
+
+    # -- what a client needs to know -----------------------------------------------
+
+    def info(self):
+        with open(f"{self.root}/etc/ssh/ssh_host_ed25519_key.pub") as f:
+            key_type, key_b64 = f.read().split()[:2]
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", f"{self.root}/etc/ssh/ssh_host_ed25519_key.pub"],
+            check=True, capture_output=True, text=True).stdout.split()[1]
+        with open(self.host.real("/etc/pve/priv/sim-api-token")) as f:
+            secret = f.read().strip()
+        return {
+            "name": self.name, "node": self.name, "address": self.addr,
+            "ssh_port": self.ssh_port, "ssh_user": "root", "api_port": self.api_port,
+            "root": self.root, "dump_dir": DUMP_DIR, "dump_dir_real": self.host.real(DUMP_DIR),
+            "known_hosts_line": f"[{self.addr}]:{self.ssh_port} {key_type} {key_b64}",
+            "host_key_sha256": fingerprint, "api_token_id": TOKEN_ID,
+            "api_token_secret": secret, "tls_fingerprint": tls_fingerprint(self.host),
+        }
+

@@ -1,0 +1,69 @@
+"""Test hooks: files under <host root>/hooks that change how the host behaves.
+
+Job hooks (one-shot: the next vzdump / qmrestore on the host consumes them):
+  vzdump-fail, qmrestore-fail    content: error message (default "simulated failure")
+  vzdump-hang, qmrestore-hang    hang half-way until killed (or the ssh session dies)
+  vzdump-slow, qmrestore-slow    content: bytes per second for the data copy
+Persistent hooks (read on every API/pvesh call, until removed):
+  node-cpu                       fraction 0..1 (e.g. 0.93)
+  node-memory-total, node-memory-used, node-rootfs-total, node-rootfs-used   bytes
+  services-stopped               comma-separated service names (e.g. pveproxy,pvestatd)
+"""
+import os
+
+JOB_HOOKS = ("vzdump-fail", "vzdump-hang", "vzdump-slow",
+             "qmrestore-fail", "qmrestore-hang", "qmrestore-slow")
+NODE_HOOKS = ("node-cpu", "node-memory-total", "node-memory-used",
+              "node-rootfs-total", "node-rootfs-used", "services-stopped")
+ALL_HOOKS = JOB_HOOKS + NODE_HOOKS
+
+
+def set_hook(hooks_dir, name, value):
+    os.makedirs(hooks_dir, exist_ok=True)
+    tmp = os.path.join(hooks_dir, f".{name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(value)
+    os.replace(tmp, os.path.join(hooks_dir, name))
+
+
+def clear_hook(hooks_dir, name):
+    try:
+        os.unlink(os.path.join(hooks_dir, name))
+    except FileNotFoundError:
+        pass
+
+
+def read_hook(hooks_dir, name):
+    """Value of a persistent hook, or None when unset."""
+    try:
+        with open(os.path.join(hooks_dir, name)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def take_hook(hooks_dir, name):
+    """Consume a one-shot hook: value (maybe "") or None. Renaming first makes
+    sure that two concurrent jobs never both fire the same hook."""
+    path = os.path.join(hooks_dir, name)
+    claimed = f"{path}.taken.{os.getpid()}"
+    try:
+        os.rename(path, claimed)
+    except FileNotFoundError:
+        return None
+    with open(claimed) as f:
+        value = f.read().strip()
+    os.unlink(claimed)
+    return value
+
+
+class JobHooks:
+    """The hooks one job (vzdump or qmrestore) consumed when it started."""
+
+    def __init__(self, hooks_dir, prefix):
+        self.fail = take_hook(hooks_dir, f"{prefix}-fail")
+        self.hang = take_hook(hooks_dir, f"{prefix}-hang") is not None
+        slow = take_hook(hooks_dir, f"{prefix}-slow")
+        self.rate = int(slow) if slow and slow.isdigit() and int(slow) > 0 else None
+        if self.fail == "":
+            self.fail = "simulated failure"
