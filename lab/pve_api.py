@@ -28,8 +28,9 @@ PREFIX = "/api2/json"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "pve-api-daemon/3.0"
-    sys_version = ""
+
+    def version_string(self):
+        return "pve-api-daemon/3.0"
 
     def log_message(self, fmt, *args):
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
