@@ -22,6 +22,9 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict caused by one field's value (e.g. a duplicate target).
+    #[error("{field}: {message}")]
+    Taken { field: String, message: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("request body is larger than {0} bytes")]
@@ -55,6 +58,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
             AppError::Invalid { .. } => "invalid_field",
+            AppError::Taken { .. } => "conflict",
             AppError::TooLarge(_) => "payload_too_large",
             AppError::Throttled(_) => "too_many_requests",
             AppError::NotImplemented(_) => "not_implemented",
@@ -80,7 +84,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::Taken { .. } => StatusCode::CONFLICT,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -96,7 +100,7 @@ impl ResponseError for AppError {
         }
         let mut message = self.to_string();
         // "host: must be …" keeps the field's exact spelling; sentences get a capital.
-        if !matches!(self, AppError::Invalid { .. }) {
+        if !matches!(self, AppError::Invalid { .. } | AppError::Taken { .. }) {
             if let Some(first) = message.get(..1) {
                 message = first.to_uppercase() + &message[1..];
             }

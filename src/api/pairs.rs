@@ -89,10 +89,10 @@ async fn check_target_free(state: &AppState, f: &PairFields, except: Option<Uuid
         .into_iter()
         .any(|p| Some(p.id) != except && p.dst_hypervisor_id == f.dst_hypervisor_id && p.dst_vmid == f.dst_vmid);
     if clash {
-        return Err(AppError::Conflict(format!(
-            "dst_vmid: another pair already targets VM {} on this DRC hypervisor",
-            f.dst_vmid
-        )));
+        return Err(AppError::Taken {
+            field: "dst_vmid".into(),
+            message: format!("another pair already targets VM {} on this DRC hypervisor", f.dst_vmid),
+        });
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 use crate::settings::{Backend, Settings};
 
@@ -55,6 +55,10 @@ impl Db {
             Backend::Sqlite => (sqlite_url(url)?, 8),
             Backend::Mysql => (url.to_string(), 16),
         };
+        // One direct attempt first: a pool would retry a refused connection
+        // until its timeout, and a wrong URL should fail at once.
+        let probe = sqlx::AnyConnection::connect(&url).await.map_err(|e| DbError::Open(describe_open_error(&e)))?;
+        let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))

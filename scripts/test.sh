@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every drswitch test: installs what the tests need when missing,
+# starts a throwaway MariaDB on loopback, then runs the Rust suite against
+# SQLite and against MariaDB, and the lab's own tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+work=$(mktemp -d -t drswitch-test.XXXXXX)
+cleanup() {
+    bash scripts/mariadb.sh stop "$work/mariadb" || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+url=$(bash scripts/mariadb.sh start "$work/mariadb" | sed -n 's/^DRSWITCH_TEST_MYSQL_URL=//p')
+
+cargo build --all-targets --quiet
+
+echo "== Rust tests on SQLite"
+cargo test --quiet
+
+echo "== Rust integration tests on MariaDB"
+DRSWITCH_TEST_MYSQL_URL="$url" cargo test --quiet --test '*'
+
+if [ -d lab/tests ]; then
+    echo "== Lab tests"
+    /usr/bin/python3 -m unittest discover -s lab/tests
+fi

@@ -1,0 +1,228 @@
+//! The test harness: starts the real `drswitch` binary on a random port
+//! against SQLite (default) or MariaDB (when `DRSWITCH_TEST_MYSQL_URL` is
+//! set), and drives it over HTTP.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PW: &str = "admin-password-1";
+
+pub struct TestApp {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pub backend: &'static str,
+    child: Option<Child>,
+    pub client: reqwest::Client,
+    extra_env: Vec<(String, String)>,
+}
+
+/// A fresh database URL: a new SQLite file, or a new MariaDB database.
+pub async fn fresh_database(dir: &Path) -> (String, &'static str) {
+    match std::env::var("DRSWITCH_TEST_MYSQL_URL") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&server).await.expect("connect to test MariaDB");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+            pool.close().await;
+            (format!("{}/{name}", server.trim_end_matches('/')), "mysql")
+        }
+        _ => (format!("sqlite://{}", dir.join("drswitch.db").display()), "sqlite"),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, backend) = fresh_database(dir.path()).await;
+        let mut app = TestApp {
+            base: String::new(),
+            dir,
+            database_url,
+            backend,
+            child: None,
+            client: client(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        app.start().await;
+        app
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("drswitch.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The environment the app runs with, for starting more processes on the same data.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DATABASE_URL".to_string(), self.database_url.clone()),
+            ("DATA_DIR".to_string(), self.data_dir().display().to_string()),
+            ("ADMIN_USERNAME".to_string(), ADMIN.to_string()),
+            ("ADMIN_PASSWORD".to_string(), ADMIN_PW.to_string()),
+            ("SECRET_KEY".to_string(), "test-secret-key-0123456789abcdef0123456789".to_string()),
+            ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drswitch"));
+        cmd.args(args).current_dir(self.dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `drswitch serve` and waits until its health check answers.
+    pub async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let before = self.log().len();
+        let child = self
+            .command(&["serve"])
+            .env("LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start drswitch");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let marker = "drswitch listening on http://";
+        loop {
+            let text = self.log();
+            if let Some(i) = text[before..].find(marker) {
+                let rest = &text[before + i + marker.len()..];
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                self.base = format!("http://{addr}");
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("drswitch exited with {status} before listening:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "drswitch did not start:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = self.client.get(self.url("/api/v1/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        decode(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        decode(r).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.client.put(self.url(path)).json(&body).send().await.unwrap();
+        decode(r).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self.client.delete(self.url(path)).send().await.unwrap();
+        decode(r).await
+    }
+
+    pub async fn login(&self, user: &str, pw: &str) -> u16 {
+        self.post("/api/v1/auth/login", json!({"username": user, "password": pw})).await.0
+    }
+
+    pub async fn login_admin(&self) {
+        assert_eq!(self.login(ADMIN, ADMIN_PW).await, 200);
+    }
+
+    /// A second client logged in as a new user with `role`.
+    pub async fn user_client(&self, name: &str, role: &str) -> reqwest::Client {
+        let (s, body) =
+            self.post("/api/v1/users", json!({"username": name, "password": "user-password-1", "role": role})).await;
+        assert_eq!(s, 201, "{body}");
+        let c = client();
+        let r = c
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": name, "password": "user-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        c
+    }
+
+    pub async fn create_hypervisor(&self, name: &str, role: &str) -> String {
+        let (s, body) = self
+            .post(
+                "/api/v1/hypervisors",
+                json!({"name": name, "host": "127.0.0.1", "node": name, "role": role,
+                       "api_token_id": "root@pam!drswitch", "api_token_secret": format!("secret-of-{name}")}),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_pair(&self, src: &str, src_vmid: u32, dst: &str, dst_vmid: u32) -> String {
+        let (s, body) = self
+            .post(
+                "/api/v1/pairs",
+                json!({"src_hypervisor_id": src, "src_vmid": src_vmid, "dst_hypervisor_id": dst, "dst_vmid": dst_vmid}),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn decode(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, v)
+}
+
+/// The `message` of an error body.
+pub fn message(v: &Value) -> String {
+    v["error"]["message"].as_str().unwrap_or_default().to_string()
+}
