@@ -51,12 +51,18 @@ def check_lab_dir(path):
     return path
 
 
-def wait_for_shutdown(watch_stdin):
-    """Block until stdin reaches EOF (our parent died or closed the pipe) or a
-    SIGTERM/SIGINT arrives (delivered through a self-pipe)."""
+def catch_stop_signals():
+    """Turn SIGTERM/SIGINT/SIGHUP into a byte on a pipe, so that a signal that
+    arrives while the hosts start still stops the lab once they are up."""
     wake_r, wake_w = os.pipe()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: os.write(wake_w, b"x"))
+    return wake_r
+
+
+def wait_for_shutdown(wake_r, watch_stdin):
+    """Block until stdin reaches EOF (our parent died or closed the pipe) or a
+    stop signal arrived."""
     watched = [wake_r] + ([sys.stdin.fileno()] if watch_stdin else [])
     while True:
         ready, _, _ = select.select(watched, [], [])
@@ -76,6 +82,7 @@ def cmd_run(args):
     if len({name for name, _ in specs}) != len(specs):
         raise LabError("host names must be unique")
     hosts = [LabHost(lab_dir, name, addr, pubkey) for name, addr in specs]
+    wake_r = catch_stop_signals()
     try:
         for lab_host in hosts:
             lab_host.prepare()
@@ -83,7 +90,7 @@ def cmd_run(args):
         for lab_host in hosts:
             print(json.dumps(lab_host.info()))
         print("READY", flush=True)
-        wait_for_shutdown(not args.no_stdin_watch)
+        wait_for_shutdown(wake_r, not args.no_stdin_watch)
     finally:
         for lab_host in hosts:
             lab_host.stop()

@@ -201,18 +201,24 @@ class LabHost:
 
     @staticmethod
     def _terminate(proc):
+        """SIGTERM the process group (unshare itself blocks SIGTERM while its
+        child runs; sshd as pid 1 of the namespace does not), then SIGKILL."""
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, None)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
     def stop(self):
-        # Ending unshare makes the kernel kill pid 1 (sshd) of the host's pid
-        # namespace, which takes every session and job of the host with it.
+        # When sshd, pid 1 of the host's pid namespace, exits, the kernel kills
+        # every session and job of the host with it.
         self._terminate(self.sshd)
         self._terminate(self.api)
 
