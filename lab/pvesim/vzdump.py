@@ -26,7 +26,7 @@ from .transfer import CountingReader, DataPump, install_signal_handlers
 
 USAGE = "vzdump {<vmid>} [OPTIONS]"
 OPTIONS = {
-    "dumpdir": STRING, "storage": STRING, "compress": tuple(COMPRESSORS),
+    "dumpdir": STRING, "storage": STRING, "compress": ("0", "1", "gzip", "lzo", "zstd"),
     "mode": ("snapshot", "suspend", "stop"), "bwlimit": INTEGER, "ionice": INTEGER,
     "lockwait": INTEGER, "stopwait": INTEGER, "zstd": INTEGER, "pigz": INTEGER,
     "remove": BOOLEAN, "prune-backups": STRING, "node": STRING, "notes-template": STRING,
