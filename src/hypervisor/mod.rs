@@ -1,5 +1,7 @@
 //! Talking to hypervisors: connectivity checks and VM listings.
 
+pub mod api;
+
 use serde_json::Value;
 
 use crate::app::AppState;
