@@ -13,4 +13,5 @@ pub mod scheduler;
 pub mod secrets;
 pub mod settings;
 pub mod sshkey;
+pub mod transfer;
 pub mod worker;

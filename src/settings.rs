@@ -64,6 +64,8 @@ pub struct Settings {
     pub command_timeout: Duration,
     pub schedule_grace: Duration,
     pub poll_interval: Duration,
+    /// rsync --bwlimit in KiB/s; 0 means no limit.
+    pub transfer_bwlimit_kib: u64,
 }
 
 /// A configuration problem, naming the variable.
@@ -175,6 +177,7 @@ impl Settings {
             command_timeout: secs(r.number("COMMAND_TIMEOUT_SECS", 14_400, 5, 604_800)?),
             schedule_grace: secs(r.number("SCHEDULE_GRACE_SECS", 3600, 0, 604_800)?),
             poll_interval: Duration::from_millis(r.number("WORKER_POLL_MS", 500, 50, 60_000)?),
+            transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
         })
     }
 

@@ -1,7 +1,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::body::{label, nullable, required, Body};
+use super::body::{label, nullable, required, Body, OptionalBody};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::db::hypervisors::{Hypervisor, HypervisorFields};
@@ -158,12 +158,27 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/hypervisors/{id}/check",
-    responses((status = 200, description = "ssh, host key, API and node-name results"), (status = 404)))]
-pub async fn check(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInput {
+    /// Trust the host key the host presents now, replacing the pinned one.
+    #[serde(default)]
+    repin: bool,
+}
+
+/// Pins the SSH host key on first contact and reports ssh, host key, API
+/// and node-name results.
+#[utoipa::path(post, path = "/api/v1/hypervisors/{id}/check", request_body = CheckInput,
+    responses((status = 200, body = crate::hypervisor::check::CheckReport), (status = 404)))]
+pub async fn check(
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    OptionalBody(b): OptionalBody<CheckInput>,
+) -> AppResult<HttpResponse> {
     me.require(Role::Admin)?;
     let h = load(&state, &path).await?;
-    let report = crate::hypervisor::check(&state, &h).await?;
+    let report = crate::hypervisor::check(&state, &h, b.repin).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

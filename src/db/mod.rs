@@ -3,6 +3,7 @@
 //! module writes SQL.
 
 pub mod archives;
+pub mod claims;
 pub mod hypervisors;
 pub mod pairs;
 pub mod schedules;

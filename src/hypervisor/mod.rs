@@ -1,19 +1,89 @@
-//! Talking to hypervisors: connectivity checks and VM listings.
+//! Talking to hypervisors. `Hypervisor` is what the jobs need from a host;
+//! Proxmox over ssh is its first implementation, so a second hypervisor
+//! type is a new file, not edits everywhere.
 
 pub mod api;
+pub mod check;
+pub mod proxmox;
+pub mod ssh;
 
-use serde_json::Value;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::db::hypervisors::Hypervisor;
-use crate::error::{AppError, AppResult};
+use crate::db::hypervisors::Hypervisor as HypervisorRecord;
+use crate::domain::{Compress, DirPath, Guest, Mode, StorageId, Vmid};
 
-/// Connects over ssh and the Proxmox API and reports what works.
-pub async fn check(_state: &AppState, _h: &Hypervisor) -> AppResult<Value> {
-    Err(AppError::NotImplemented("Connectivity checks arrive with the pipeline."))
+pub use check::{check, list_vms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HvError {
+    /// One sentence saying what failed where.
+    #[error("{0}")]
+    Failed(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
-/// VMs on the host, from its Proxmox API.
-pub async fn list_vms(_state: &AppState, _h: &Hypervisor) -> AppResult<Value> {
-    Err(AppError::NotImplemented("Listing VMs arrives with the pipeline."))
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestState {
+    Missing,
+    Stopped,
+    /// Running, paused, … as the hypervisor says it.
+    Running(String),
+}
+
+pub struct DumpOptions {
+    pub dump_dir: DirPath,
+    pub compress: Compress,
+    pub mode: Mode,
+}
+
+/// What the backup and restore jobs need from a hypervisor.
+#[allow(async_fn_in_trait)]
+pub trait Hypervisor {
+    fn name(&self) -> &str;
+    async fn guest_state(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<GuestState, HvError>;
+    async fn free_bytes(&self, dir: &DirPath, cancel: &CancellationToken) -> Result<u64, HvError>;
+    /// Backs the guest up into `opts.dump_dir`; returns the archive's path.
+    async fn dump(
+        &self,
+        vmid: Vmid,
+        opts: &DumpOptions,
+        cancel: &CancellationToken,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String, HvError>;
+    /// SHA-256 (hex) and size of a file on the host.
+    async fn checksum(&self, path: &str, cancel: &CancellationToken) -> Result<(String, u64), HvError>;
+    async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
+    async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
+    async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    #[allow(clippy::too_many_arguments)]
+    async fn restore(
+        &self,
+        guest: Guest,
+        archive: &str,
+        vmid: Vmid,
+        storage: &StorageId,
+        force: bool,
+        cancel: &CancellationToken,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), HvError>;
+}
+
+/// The ssh connection settings for a stored hypervisor.
+pub fn ssh_target(state: &AppState, h: &HypervisorRecord) -> Result<ssh::SshTarget, ssh::SshError> {
+    ssh::SshTarget::for_hypervisor(h, &state.settings.ssh_dir(), state.settings.ssh_connect_timeout)
+}
+
+/// The Proxmox driver for a stored hypervisor.
+pub fn proxmox(state: &AppState, h: &HypervisorRecord) -> Result<proxmox::ProxmoxSsh, HvError> {
+    Ok(proxmox::ProxmoxSsh {
+        ssh: ssh_target(state, h)?,
+        node: h.node.to_string(),
+        command_timeout: state.settings.command_timeout,
+        quick_timeout: Duration::from_secs(120).min(state.settings.command_timeout),
+    })
 }

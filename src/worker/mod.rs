@@ -1,13 +1,192 @@
-//! The worker: claims queued tasks and runs them.
+//! The worker: claims queued tasks under a lease, runs them, keeps the
+//! lease alive with a heartbeat, and recovers tasks whose worker died. It
+//! never decides what to run next beyond queue order; the API and the
+//! scheduler do that by queueing.
+
+pub mod context;
+pub mod jobs;
+pub mod retention;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::db::tasks::Task;
+use crate::domain::{TaskKind, TaskStatus};
+use context::{Span, TaskCtx};
+use jobs::{fail, JobError};
 
 #[derive(Debug, thiserror::Error)]
 #[error("worker stopped: {0}")]
 pub struct WorkerError(String);
 
-pub async fn run(_state: web::Data<AppState>, _enabled: bool) -> Result<(), WorkerError> {
-    std::future::pending().await
+/// Runs until the process stops. With `enabled` false it only waits.
+pub async fn run(state: web::Data<AppState>, enabled: bool) -> Result<(), WorkerError> {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let key = crate::sshkey::ensure(&state.settings.ssh_dir()).await.map_err(|e| WorkerError(e.to_string()))?;
+    tracing::info!(key = %key.public_line, "worker ready; this is the key hypervisors must accept");
+    let worker_id = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let slots = Arc::new(Semaphore::new(state.settings.worker_concurrency));
+    let finished = Arc::new(Notify::new());
+    loop {
+        claim_all(&state, &worker_id, &slots, &finished).await;
+        tokio::select! {
+            _ = state.task_queued.notified() => {}
+            _ = finished.notified() => {}
+            _ = tokio::time::sleep(state.settings.poll_interval) => {}
+        }
+    }
+}
+
+/// Claims tasks while there are free slots and runnable tasks.
+async fn claim_all(state: &web::Data<AppState>, worker_id: &str, slots: &Arc<Semaphore>, finished: &Arc<Notify>) {
+    loop {
+        let Ok(permit) = slots.clone().try_acquire_owned() else { return };
+        let lease_ms = state.settings.lease.as_millis() as i64;
+        let (task, expired) = match state.db.claim_next(worker_id, lease_ms).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim tasks");
+                return;
+            }
+        };
+        for e in expired {
+            tracing::warn!(task = %e.task_id, requeued = e.requeued, "recovered a task whose worker stopped");
+            if !e.requeued {
+                jobs::backup::sweep_partials(&state.settings.archive_dir(), e.task_id);
+            }
+        }
+        let Some(task) = task else { return };
+        let state = state.clone();
+        let worker_id = worker_id.to_string();
+        let finished = finished.clone();
+        tokio::spawn(async move {
+            execute(state, worker_id, task).await;
+            drop(permit);
+            finished.notify_one();
+        });
+    }
+}
+
+/// Runs one claimed task to its final state.
+async fn execute(state: web::Data<AppState>, worker_id: String, task: Task) {
+    let id = task.id;
+    tracing::info!(task = %id, kind = %task.kind, attempt = task.attempt, "task started");
+    let cancel = CancellationToken::new();
+    let lost = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(state.clone(), worker_id.clone(), id, cancel.clone(), lost.clone()));
+    let (ctx, writer) = TaskCtx::new(state.clone(), task, cancel.clone());
+    ctx.log(format!("attempt {} of {} started", ctx.task.attempt, ctx.task.max_attempts));
+    let result = run_job(&ctx).await;
+    heartbeat.abort();
+    let (status, error) = match &result {
+        Ok(()) => (TaskStatus::Succeeded, None),
+        Err(JobError::Cancelled) => {
+            (TaskStatus::Cancelled, Some("Cancelled while running; partial files were removed.".to_string()))
+        }
+        Err(JobError::Failed(m)) => (TaskStatus::Failed, Some(m.clone())),
+    };
+    match &error {
+        None => ctx.log("task succeeded"),
+        Some(e) => ctx.log(format!("task {status}: {e}")),
+    }
+    drop(ctx);
+    let _ = writer.await;
+    if lost.is_cancelled() {
+        tracing::warn!(task = %id, "lost the lease; another worker owns the task now");
+        return;
+    }
+    match state.db.finish_task(id, &worker_id, status, error.as_deref()).await {
+        Ok(true) => tracing::info!(task = %id, %status, error = error.as_deref().unwrap_or(""), "task finished"),
+        Ok(false) => tracing::warn!(task = %id, "task was taken over before it finished"),
+        Err(e) => tracing::error!(task = %id, error = %e, "cannot record the end of a task"),
+    }
+}
+
+/// Renews the lease and watches for cancel requests.
+async fn heartbeat(
+    state: web::Data<AppState>,
+    worker_id: String,
+    id: uuid::Uuid,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+) {
+    let lease_ms = state.settings.lease.as_millis() as i64;
+    let every = (state.settings.lease / 3).max(Duration::from_millis(300));
+    loop {
+        tokio::time::sleep(every.min(Duration::from_secs(1))).await;
+        match state.db.heartbeat(id, &worker_id, lease_ms).await {
+            Ok((true, false)) => {}
+            Ok((true, true)) => cancel.cancel(),
+            Ok((false, _)) => {
+                lost.cancel();
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(task = %id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
+    let db = &ctx.state.db;
+    let pair = db.pair(ctx.task.pair_id).await?.ok_or_else(|| fail("The pair of this task no longer exists."))?;
+    let load =
+        |id| async move { db.hypervisor(id).await?.ok_or_else(|| fail("A hypervisor of this pair no longer exists.")) };
+    match ctx.task.kind {
+        TaskKind::Backup => {
+            let src = load(pair.src_hypervisor_id).await?;
+            jobs::backup::run_backup(ctx, &pair, &src, Span { from: 0.0, to: 50.0 }, Span { from: 50.0, to: 100.0 })
+                .await?;
+            Ok(())
+        }
+        TaskKind::Restore => {
+            let dst = load(pair.dst_hypervisor_id).await?;
+            let archive = match ctx.task.archive_id {
+                Some(a) => db.archive(a).await?.ok_or_else(|| fail("The archive to restore was deleted."))?,
+                None => db
+                    .list_archives(pair.id)
+                    .await?
+                    .into_iter()
+                    .find(|a| a.verified_at.is_some())
+                    .ok_or_else(|| fail("This pair has no verified archive to restore yet."))?,
+            };
+            db.set_task_archive(ctx.task.id, archive.id).await?;
+            jobs::restore::run_restore(
+                ctx,
+                &pair,
+                &dst,
+                &archive,
+                true,
+                Span { from: 0.0, to: 40.0 },
+                Span { from: 40.0, to: 100.0 },
+            )
+            .await
+        }
+        TaskKind::Replicate => {
+            let src = load(pair.src_hypervisor_id).await?;
+            let dst = load(pair.dst_hypervisor_id).await?;
+            let archive =
+                jobs::backup::run_backup(ctx, &pair, &src, Span { from: 0.0, to: 25.0 }, Span { from: 25.0, to: 50.0 })
+                    .await?;
+            // Just verified on arrival; no need to read it again.
+            jobs::restore::run_restore(
+                ctx,
+                &pair,
+                &dst,
+                &archive,
+                false,
+                Span { from: 50.0, to: 75.0 },
+                Span { from: 75.0, to: 100.0 },
+            )
+            .await
+        }
+        TaskKind::Failover => Err(fail("Failover tasks are not supported by this version.")),
+    }
 }

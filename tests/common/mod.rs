@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod lab;
+
 pub const ADMIN: &str = "admin";
 pub const ADMIN_PW: &str = "admin-password-1";
 
@@ -225,4 +227,44 @@ pub async fn decode(r: reqwest::Response) -> (u16, Value) {
 /// The `message` of an error body.
 pub fn message(v: &Value) -> String {
     v["error"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+impl TestApp {
+    /// Makes the middleware key (as `drswitch pubkey` does) and returns the public key file.
+    pub fn pubkey(&self) -> PathBuf {
+        let out = self.command(&["pubkey"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.data_dir().join("ssh/id_ed25519.pub")
+    }
+
+    /// Registers a lab host, runs the connectivity check (pinning its key)
+    /// and returns the hypervisor id.
+    pub async fn register(&self, lab: &lab::Lab, name: &str, role: &str) -> String {
+        let (s, h) = self.post("/api/v1/hypervisors", lab.hypervisor_body(name, role)).await;
+        assert_eq!(s, 201, "{h}");
+        let id = h["id"].as_str().unwrap().to_string();
+        let (s, report) = self.post(&format!("/api/v1/hypervisors/{id}/check"), json!({})).await;
+        assert_eq!(s, 200, "{report}");
+        assert_eq!(report["ok"], true, "{report}");
+        id
+    }
+
+    pub async fn queue(&self, pair: &str, what: &str) -> String {
+        let (s, t) = self.post(&format!("/api/v1/pairs/{pair}/{what}"), json!({})).await;
+        assert_eq!(s, 202, "{t}");
+        t["id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the task until it reaches a final state (bounded).
+    pub async fn wait_for_task(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, t) = self.get(&format!("/api/v1/tasks/{id}")).await;
+            if ["succeeded", "failed", "cancelled"].contains(&t["status"].as_str().unwrap_or("")) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task did not finish: {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

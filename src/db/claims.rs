@@ -1,0 +1,206 @@
+//! The worker's side of the task table: claiming with a lease, heartbeats,
+//! progress, final states, and recovery of tasks whose worker died.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::tasks::{task, Task};
+use super::{get, Db, DbResult};
+use crate::domain::{TaskStatus, Timestamp};
+
+/// What happened to a task whose lease ran out.
+#[derive(Debug)]
+pub struct Expired {
+    pub task_id: Uuid,
+    pub requeued: bool,
+}
+
+impl Db {
+    /// Claims the oldest queued task whose hypervisors no running task
+    /// touches and that no older queued task touching them is waiting
+    /// before. Expired leases are recovered first. All of this runs under
+    /// one row lock, so any number of workers claim one at a time.
+    pub async fn claim_next(&self, worker_id: &str, lease_ms: i64) -> DbResult<(Option<Task>, Vec<Expired>)> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE claim_lock SET counter = counter + 1 WHERE id = 1").execute(&mut *tx).await?;
+
+        let expired_rows = sqlx::query("SELECT * FROM tasks WHERE status = 'running' AND lease_until < ?")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut expired = Vec::new();
+        for row in &expired_rows {
+            let t = task(row)?;
+            let requeue = t.attempt < t.max_attempts && !t.cancel_requested;
+            if requeue {
+                sqlx::query(
+                    "UPDATE tasks SET status = 'queued', phase = 'queued', worker_id = NULL, lease_until = NULL, \
+                     progress = 0, bytes_done = 0, bytes_total = 0 WHERE id = ?",
+                )
+                .bind(t.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                let error = if t.cancel_requested {
+                    "Cancelled; the worker running it stopped before it could clean up.".to_string()
+                } else {
+                    format!("The worker running this task stopped responding on each of {} attempts.", t.attempt)
+                };
+                let status = if t.cancel_requested { TaskStatus::Cancelled } else { TaskStatus::Failed };
+                sqlx::query("UPDATE tasks SET status = ?, finished_at = ?, error = ?, worker_id = NULL, lease_until = NULL WHERE id = ?")
+                    .bind(status.as_str())
+                    .bind(now)
+                    .bind(error)
+                    .bind(t.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let line = if requeue {
+                format!("the worker running attempt {} stopped responding; queued again", t.attempt)
+            } else {
+                "the worker running this task stopped responding; giving up".to_string()
+            };
+            sqlx::query("INSERT INTO task_logs (task_id, at, line) VALUES (?, ?, ?)")
+                .bind(t.id.to_string())
+                .bind(now)
+                .bind(line)
+                .execute(&mut *tx)
+                .await?;
+            expired.push(Expired { task_id: t.id, requeued: requeue });
+        }
+
+        let busy_rows = sqlx::query("SELECT src_hypervisor_id, dst_hypervisor_id FROM tasks WHERE status = 'running'")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut blocked: HashSet<String> = HashSet::new();
+        for r in &busy_rows {
+            for col in ["src_hypervisor_id", "dst_hypervisor_id"] {
+                if let Some(h) = get::<Option<String>>(r, col)? {
+                    blocked.insert(h);
+                }
+            }
+        }
+        let queued = sqlx::query("SELECT * FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT 500")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut chosen = None;
+        for row in &queued {
+            let t = task(row)?;
+            let hosts: Vec<String> =
+                [t.src_hypervisor_id, t.dst_hypervisor_id].iter().flatten().map(|u| u.to_string()).collect();
+            if hosts.iter().any(|h| blocked.contains(h)) {
+                // Keep queue order per host: later tasks on these hosts wait too.
+                blocked.extend(hosts);
+                continue;
+            }
+            chosen = Some(t);
+            break;
+        }
+        let Some(t) = chosen else {
+            tx.commit().await?;
+            return Ok((None, expired));
+        };
+        sqlx::query(
+            "UPDATE tasks SET status = 'running', phase = 'starting', worker_id = ?, lease_until = ?, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, ?), error = NULL WHERE id = ? AND status = 'queued'",
+        )
+        .bind(worker_id)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(t.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let claimed =
+            sqlx::query("SELECT * FROM tasks WHERE id = ?").bind(t.id.to_string()).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok((Some(task(&claimed)?), expired))
+    }
+
+    /// Extends the lease; returns (still ours, cancel requested).
+    pub async fn heartbeat(&self, id: Uuid, worker_id: &str, lease_ms: i64) -> DbResult<(bool, bool)> {
+        let now = Timestamp::now().millis();
+        let r = sqlx::query("UPDATE tasks SET lease_until = ? WHERE id = ? AND worker_id = ? AND status = 'running'")
+            .bind(now + lease_ms)
+            .bind(id.to_string())
+            .bind(worker_id)
+            .execute(self.pool())
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok((false, false));
+        }
+        let row = sqlx::query("SELECT cancel_requested FROM tasks WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok((true, get::<i64>(&row, "cancel_requested")? != 0))
+    }
+
+    pub async fn set_progress(
+        &self,
+        id: Uuid,
+        phase: &str,
+        progress: i64,
+        bytes_done: i64,
+        bytes_total: i64,
+    ) -> DbResult<()> {
+        sqlx::query("UPDATE tasks SET phase = ?, progress = ?, bytes_done = ?, bytes_total = ? WHERE id = ? AND status = 'running'")
+            .bind(phase)
+            .bind(progress.clamp(0, 100))
+            .bind(bytes_done)
+            .bind(bytes_total)
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_task_archive(&self, id: Uuid, archive_id: Uuid) -> DbResult<()> {
+        sqlx::query("UPDATE tasks SET archive_id = ? WHERE id = ?")
+            .bind(archive_id.to_string())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the end of a task this worker still holds.
+    pub async fn finish_task(
+        &self,
+        id: Uuid,
+        worker_id: &str,
+        status: TaskStatus,
+        error: Option<&str>,
+    ) -> DbResult<bool> {
+        let progress_sql = if status == TaskStatus::Succeeded { 100 } else { -1 };
+        let r = sqlx::query(
+            "UPDATE tasks SET status = ?, phase = ?, error = ?, finished_at = ?, lease_until = NULL, \
+             progress = CASE WHEN ? >= 0 THEN ? ELSE progress END WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(status.as_str())
+        .bind(error)
+        .bind(Timestamp::now().millis())
+        .bind(progress_sql)
+        .bind(progress_sql)
+        .bind(id.to_string())
+        .bind(worker_id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The archive the pair's last successful restore or replication put on
+    /// the DRC side, if any.
+    pub async fn last_restored_archive(&self, pair_id: Uuid) -> DbResult<Option<Uuid>> {
+        let row = sqlx::query(
+            "SELECT archive_id FROM tasks WHERE pair_id = ? AND kind IN ('restore', 'replicate', 'failover') \
+             AND status = 'succeeded' AND archive_id IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(pair_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| super::uuid(&r, "archive_id")).transpose()
+    }
+}

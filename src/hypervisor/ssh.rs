@@ -1,0 +1,266 @@
+//! Running commands on a hypervisor with the system `ssh`: key-based only,
+//! strict host-key checking against the key pinned for that hypervisor,
+//! every command bounded by a timeout and stoppable by cancellation.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::hypervisors::Hypervisor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("the SSH host key of {name} ({addr}) does not match the pinned key; if the host was reinstalled, an admin must re-pin it with the connectivity check")]
+    HostKeyChanged { name: String, addr: String },
+    #[error("{name} has no pinned SSH host key yet; run the connectivity check (POST /api/v1/hypervisors/{{id}}/check) first")]
+    NotPinned { name: String },
+    #[error("cannot reach {name} over SSH ({addr}): {reason}")]
+    Unreachable { name: String, addr: String, reason: String },
+    #[error("{what} on {name} did not finish within {secs} s")]
+    Timeout { name: String, what: String, secs: u64 },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("cannot run ssh: {0}")]
+    Spawn(String),
+}
+
+/// How to reach one hypervisor over ssh.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub control_dir: PathBuf,
+    /// Ties shared connections to the pinned key: a re-pinned or changed
+    /// key never rides on a connection opened under the old one.
+    pub pin_tag: String,
+    pub connect_timeout: Duration,
+}
+
+/// What a finished remote command left behind.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// The last non-empty stderr line, which is where Proxmox tools put the error.
+    pub fn error_line(&self) -> String {
+        self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    }
+}
+
+/// Quotes one argument for the remote POSIX shell.
+pub fn quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+".contains(&b)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The known_hosts line for a pinned key (`ssh-ed25519 AAAA…`).
+pub fn known_hosts_line(host: &str, port: u16, key: &str) -> String {
+    if port == 22 {
+        format!("{host} {key}")
+    } else {
+        format!("[{host}]:{port} {key}")
+    }
+}
+
+impl SshTarget {
+    /// Writes the pinned key to this hypervisor's own known_hosts file.
+    pub fn for_hypervisor(h: &Hypervisor, ssh_dir: &Path, connect_timeout: Duration) -> Result<Self, SshError> {
+        let key = h.host_key.as_deref().ok_or_else(|| SshError::NotPinned { name: h.name.clone() })?;
+        let dir = ssh_dir.join("known_hosts.d");
+        let control_dir = ssh_dir.join("cm");
+        for d in [&dir, &control_dir] {
+            std::fs::create_dir_all(d).map_err(|e| SshError::Spawn(format!("cannot create {}: {e}", d.display())))?;
+        }
+        let known_hosts = dir.join(h.id.to_string());
+        let line = known_hosts_line(h.host.as_str(), h.ssh_port, key);
+        std::fs::write(&known_hosts, format!("{line}\n"))
+            .map_err(|e| SshError::Spawn(format!("cannot write {}: {e}", known_hosts.display())))?;
+        let pin_tag = hex::encode(&sha2::Sha256::digest(line.as_bytes())[..6]);
+        Ok(Self {
+            pin_tag,
+            name: h.name.clone(),
+            host: h.host.to_string(),
+            port: h.ssh_port,
+            user: h.ssh_user.to_string(),
+            key: ssh_dir.join("id_ed25519"),
+            known_hosts,
+            control_dir,
+            connect_timeout,
+        })
+    }
+
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Options shared by ssh and rsync's `-e`: our key only, the pinned key
+    /// only, no prompts, connection sharing to save a handshake per command.
+    pub fn options(&self) -> Vec<String> {
+        vec![
+            "-i".into(),
+            self.key.display().to_string(),
+            "-p".into(),
+            self.port.to_string(),
+            "-l".into(),
+            self.user.clone(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "UpdateHostKeys=no".into(),
+            "-o".into(),
+            format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)),
+            "-o".into(),
+            "ServerAliveInterval=15".into(),
+            "-o".into(),
+            "ServerAliveCountMax=4".into(),
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}/{}-%C", self.control_dir.display(), self.pin_tag),
+            "-o".into(),
+            "ControlPersist=30".into(),
+        ]
+    }
+
+    /// The `-e` value for rsync (paths here never hold spaces or quotes:
+    /// they live under DATA_DIR, which the operator controls).
+    pub fn rsync_shell(&self) -> String {
+        std::iter::once("ssh".to_string()).chain(self.options().iter().map(|o| quote(o))).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Runs `args` (each quoted) on the host. `on_line` sees every stdout
+    /// line as it arrives.
+    pub async fn run_streaming(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        cancel: &CancellationToken,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<Output, SshError> {
+        let remote = args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+        let mut child = Command::new("ssh")
+            .args(self.options())
+            .arg("--")
+            .arg(&self.host)
+            .arg(&remote)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SshError::Spawn(e.to_string()))?;
+        let stdout = child.stdout.take().ok_or_else(|| SshError::Spawn("no stdout".into()))?;
+        let mut stderr = child.stderr.take().ok_or_else(|| SshError::Spawn("no stderr".into()))?;
+        let what = args.first().copied().unwrap_or("command").to_string();
+        let work = async {
+            let err_task = tokio::spawn(async move {
+                let mut s = String::new();
+                let _ = stderr.read_to_string(&mut s).await;
+                s
+            });
+            let mut lines = BufReader::new(stdout).lines();
+            let mut out = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                on_line(&line);
+                // Keep only the tail; vzdump can print many lines.
+                if out.len() > 64 * 1024 {
+                    out.drain(..32 * 1024);
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+            let status = child.wait().await;
+            let stderr = err_task.await.unwrap_or_default();
+            (status, out, stderr)
+        };
+        let (status, stdout, stderr) = tokio::select! {
+            r = work => r,
+            _ = tokio::time::sleep(timeout) => {
+                return Err(SshError::Timeout { name: self.name.clone(), what, secs: timeout.as_secs() });
+            }
+            _ = cancel.cancelled() => return Err(SshError::Cancelled),
+        };
+        let code = status.map_err(|e| SshError::Spawn(e.to_string()))?.code().unwrap_or(-1);
+        // ssh itself exits 255 on connection problems; tell them apart from
+        // a remote command's own 255 by what ssh printed.
+        if code == 255 {
+            if let Some(e) = self.classify(&stderr) {
+                return Err(e);
+            }
+        }
+        Ok(Output { code, stdout, stderr })
+    }
+
+    pub async fn run(&self, args: &[&str], timeout: Duration, cancel: &CancellationToken) -> Result<Output, SshError> {
+        self.run_streaming(args, timeout, cancel, |_| {}).await
+    }
+
+    /// Recognises ssh's own failures in its stderr.
+    pub fn classify(&self, stderr: &str) -> Option<SshError> {
+        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || stderr.contains("Host key verification failed")
+        {
+            return Some(SshError::HostKeyChanged { name: self.name.clone(), addr: self.addr() });
+        }
+        let reasons = [
+            "Connection refused",
+            "Connection timed out",
+            "No route to host",
+            "Could not resolve hostname",
+            "Permission denied",
+            "Connection closed by",
+            "Connection reset",
+            "Network is unreachable",
+            "kex_exchange_identification",
+        ];
+        let line = stderr.lines().find(|l| reasons.iter().any(|r| l.contains(r)))?;
+        Some(SshError::Unreachable { name: self.name.clone(), addr: self.addr(), reason: line.trim().to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("/var/lib/vz/dump"), "/var/lib/vz/dump");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("$(reboot)"), "'$(reboot)'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn known_hosts_format() {
+        assert_eq!(known_hosts_line("127.0.0.1", 2222, "ssh-ed25519 AAAA"), "[127.0.0.1]:2222 ssh-ed25519 AAAA");
+        assert_eq!(known_hosts_line("pve", 22, "ssh-ed25519 AAAA"), "pve ssh-ed25519 AAAA");
+    }
+}

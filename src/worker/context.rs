@@ -1,0 +1,114 @@
+//! What a running task carries: its cancel token, and a channel that writes
+//! its log lines and progress to the database in order, off the hot path
+//! (ssh output callbacks are synchronous), with progress coalesced.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::db::tasks::Task;
+
+enum Event {
+    Log(String),
+    Progress { phase: &'static str, percent: i64, done: i64, total: i64 },
+}
+
+/// A share of the task's 0–100 progress bar given to one phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub from: f64,
+    pub to: f64,
+}
+
+impl Span {
+    pub fn at(&self, fraction: f64) -> i64 {
+        (self.from + (self.to - self.from) * fraction.clamp(0.0, 1.0)).round() as i64
+    }
+}
+
+pub struct TaskCtx {
+    pub state: web::Data<AppState>,
+    pub task: Task,
+    pub cancel: CancellationToken,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Reporter {
+    pub fn log(&self, line: impl Into<String>) {
+        let _ = self.tx.send(Event::Log(line.into()));
+    }
+
+    pub fn progress(&self, phase: &'static str, percent: i64, done: i64, total: i64) {
+        let _ = self.tx.send(Event::Progress { phase, percent, done, total });
+    }
+}
+
+impl TaskCtx {
+    /// Returns the context and the writer task to await after the job.
+    pub fn new(state: web::Data<AppState>, task: Task, cancel: CancellationToken) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_events(state.clone(), task.id, rx));
+        (Self { state, task, cancel, tx }, writer)
+    }
+
+    pub fn reporter(&self) -> Reporter {
+        Reporter { tx: self.tx.clone() }
+    }
+
+    pub fn log(&self, line: impl Into<String>) {
+        let _ = self.tx.send(Event::Log(line.into()));
+    }
+
+    pub fn phase(&self, phase: &'static str, percent: i64) {
+        let _ = self.tx.send(Event::Progress { phase, percent, done: 0, total: 0 });
+    }
+}
+
+async fn write_events(state: web::Data<AppState>, task_id: uuid::Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
+    let mut last_write = Instant::now() - Duration::from_secs(1);
+    let mut pending: Option<(&'static str, i64, i64, i64)> = None;
+    let mut last_phase = "";
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = tokio::time::sleep(Duration::from_millis(250)), if pending.is_some() => {
+                if let Some((p, pct, d, t)) = pending.take() {
+                    let _ = state.db.set_progress(task_id, p, pct, d, t).await;
+                    last_write = Instant::now();
+                }
+                continue;
+            }
+        };
+        match ev {
+            None => break,
+            Some(Event::Log(line)) => {
+                if let Err(e) = state.db.append_log(task_id, &line).await {
+                    tracing::warn!(task = %task_id, error = %e, "cannot write task log");
+                }
+            }
+            Some(Event::Progress { phase, percent, done, total }) => {
+                // A phase change is written at once; within a phase at most 4 times a second.
+                if phase != last_phase || last_write.elapsed() >= Duration::from_millis(250) {
+                    let _ = state.db.set_progress(task_id, phase, percent, done, total).await;
+                    last_write = Instant::now();
+                    last_phase = phase;
+                    pending = None;
+                } else {
+                    pending = Some((phase, percent, done, total));
+                }
+            }
+        }
+    }
+    if let Some((p, pct, d, t)) = pending {
+        let _ = state.db.set_progress(task_id, p, pct, d, t).await;
+    }
+}

@@ -1,0 +1,126 @@
+//! The simulated Proxmox lab (lab/lab.py) as a child process: real sshd per
+//! host, shim commands, a Proxmox API. It stops when we close its stdin.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use serde_json::{json, Value};
+
+pub struct Lab {
+    child: Child,
+    _stdin: ChildStdin,
+    pub hosts: HashMap<String, Value>,
+    pub dir: tempfile::TempDir,
+}
+
+fn lab_py() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/lab.py")
+}
+
+pub fn lab_cmd(args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/python3").arg(lab_py()).args(args).output().expect("run lab.py");
+    assert!(out.status.success(), "lab.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Lab {
+    pub fn start(names: &[&str], pubkey: &Path) -> Lab {
+        let dir = tempfile::Builder::new().prefix("drswitch-lab").tempdir_in("/tmp").unwrap();
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(lab_py()).args(["run", "--dir"]).arg(dir.path()).arg("--authorized-key").arg(pubkey);
+        for n in names {
+            cmd.args(["--host", n]);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut hosts = HashMap::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("lab ended before READY").unwrap();
+            if line == "READY" {
+                break;
+            }
+            let v: Value = serde_json::from_str(&line).unwrap();
+            hosts.insert(v["name"].as_str().unwrap().to_string(), v);
+        }
+        Lab { child, _stdin: stdin, hosts, dir }
+    }
+
+    pub fn host(&self, name: &str) -> &Value {
+        &self.hosts[name]
+    }
+
+    pub fn root(&self, name: &str) -> String {
+        self.host(name)["root"].as_str().unwrap().to_string()
+    }
+
+    pub fn create_vm(&self, host: &str, vmid: u32, disk_size: &str) {
+        lab_cmd(&[
+            "create-vm",
+            "--root",
+            &self.root(host),
+            "--node",
+            host,
+            "--vmid",
+            &vmid.to_string(),
+            "--disk-size",
+            disk_size,
+            "--name",
+            &format!("vm{vmid}"),
+            "--running",
+        ]);
+    }
+
+    pub fn disk_path(&self, host: &str, vmid: u32) -> String {
+        lab_cmd(&["disk-path", "--root", &self.root(host), "--node", host, "--vmid", &vmid.to_string()])
+    }
+
+    pub fn disk_sha(&self, host: &str, vmid: u32) -> String {
+        sha256_of(Path::new(&self.disk_path(host, vmid)))
+    }
+
+    pub fn vm_status(&self, host: &str, vmid: u32) -> String {
+        lab_cmd(&["vm-status", "--root", &self.root(host), "--node", host, "--vmid", &vmid.to_string()])
+    }
+
+    pub fn hook(&self, host: &str, name: &str, value: &str) {
+        lab_cmd(&["hook", "--root", &self.root(host), name, value]);
+    }
+
+    pub fn dump_dir_files(&self, host: &str) -> Vec<String> {
+        let dir = self.host(host)["dump_dir_real"].as_str().unwrap().to_string();
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// The JSON body that registers this lab host in drswitch.
+    pub fn hypervisor_body(&self, name: &str, role: &str) -> Value {
+        let h = self.host(name);
+        json!({
+            "name": name, "host": h["address"], "ssh_port": h["ssh_port"], "node": h["node"], "role": role,
+            "api_port": h["api_port"], "api_token_id": h["api_token_id"], "api_token_secret": h["api_token_secret"],
+            "tls_fingerprint": h["tls_fingerprint"], "dump_dir": h["dump_dir"],
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,179 @@
+//! Backup, restore and replicate through real sshd and rsync against the
+//! simulated Proxmox lab.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::lab::{sha256_of, Lab};
+use common::{message, TestApp};
+use serde_json::json;
+
+struct Setup {
+    app: TestApp,
+    lab: Lab,
+    dc: String,
+    drc: String,
+}
+
+async fn setup(env: &[(&str, &str)]) -> Setup {
+    let app = TestApp::spawn_with(env).await;
+    app.login_admin().await;
+    let lab = Lab::start(&["dc1", "drc1"], &app.pubkey());
+    let dc = app.register(&lab, "dc1", "dc").await;
+    let drc = app.register(&lab, "drc1", "drc").await;
+    Setup { app, lab, dc, drc }
+}
+
+#[tokio::test]
+async fn replicate_restore_and_roll_back() {
+    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    lab.create_vm("dc1", 100, "24M");
+    let original = lab.disk_sha("dc1", 100);
+    let pair = app.create_pair(&dc, 100, &drc, 200).await;
+
+    // Replicate: backup then restore of that archive.
+    let t = app.wait_for_task(&app.queue(&pair, "replicate").await).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["progress"], 100);
+    assert!(t["log"].to_string().contains("creating vzdump archive"), "vzdump output is in the task log");
+    assert_eq!(lab.disk_sha("drc1", 200), original, "restored disk must be byte-identical");
+    assert_eq!(lab.vm_status("drc1", 200), "running");
+    assert!(lab.dump_dir_files("dc1").is_empty(), "DC dump dir left clean: {:?}", lab.dump_dir_files("dc1"));
+
+    let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    let a = &archives[0];
+    let name = a["file_name"].as_str().unwrap();
+    assert!(name.starts_with("vzdump-qemu-100-") && name.ends_with(".vma.zst"), "{name}");
+    let stored = app.data_dir().join("archives").join(&pair).join(name);
+    assert_eq!(a["sha256"].as_str().unwrap(), sha256_of(&stored));
+    assert_eq!(a["size_bytes"].as_u64().unwrap(), std::fs::metadata(&stored).unwrap().len());
+    let (_, p) = app.get(&format!("/api/v1/pairs/{pair}")).await;
+    assert!(p["rpo_seconds"].as_i64().unwrap() >= 0);
+
+    // Restore over the existing, running replica.
+    let t = app.wait_for_task(&app.queue(&pair, "restore").await).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(lab.disk_sha("drc1", 200), original);
+    assert_eq!(lab.vm_status("drc1", 200), "running");
+
+    // The DC disk changes; a new backup; its restore fails after the old
+    // replica was wiped: the previous replica must come back.
+    let disk = lab.disk_path("dc1", 100);
+    let mut bytes = std::fs::read(&disk).unwrap();
+    bytes[..4096].fill(0xAB);
+    std::fs::write(&disk, &bytes).unwrap();
+    let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    lab.hook("drc1", "qmrestore-fail", "simulated disk write error");
+    let t = app.wait_for_task(&app.queue(&pair, "restore").await).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(lab.disk_sha("drc1", 200), original, "the previous replica is back");
+    assert_eq!(lab.vm_status("drc1", 200), "running");
+}
+
+#[tokio::test]
+async fn failures_say_why_and_leave_no_archive() {
+    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    lab.create_vm("dc1", 100, "4M");
+
+    // VM missing on the DC host.
+    let missing = app.create_pair(&dc, 999, &drc, 201).await;
+    let t = app.wait_for_task(&app.queue(&missing, "backup").await).await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["error"].as_str().unwrap().contains("VM 999 does not exist on dc1"), "{t}");
+
+    // vzdump fails with "job errors".
+    let pair = app.create_pair(&dc, 100, &drc, 202).await;
+    lab.hook("dc1", "vzdump-fail", "simulated qmp timeout");
+    let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
+    assert_eq!(t["status"], "failed");
+    let err = t["error"].as_str().unwrap();
+    assert!(err.contains("vzdump") && err.contains("job errors"), "{err}");
+    let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    assert_eq!(archives, json!([]));
+    assert!(lab.dump_dir_files("dc1").iter().all(|f| !f.contains(".vma")), "{:?}", lab.dump_dir_files("dc1"));
+
+    // The DC host's key changes: the task fails naming the host key.
+    let other_key = lab.host("drc1")["known_hosts_line"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
+    sqlx::query("UPDATE hypervisors SET host_key = ? WHERE id = ?")
+        .bind(&other_key)
+        .bind(&dc)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["error"].as_str().unwrap().contains("host key"), "{t}");
+    let (_, report) = app.post(&format!("/api/v1/hypervisors/{dc}/check"), json!({})).await;
+    assert_eq!(report["host_key"]["ok"], false, "check does not re-pin a changed key by itself: {report}");
+    let (_, report) = app.post(&format!("/api/v1/hypervisors/{dc}/check"), json!({"repin": true})).await;
+    assert_eq!(report["ok"], true, "{report}");
+
+    // Unreachable source: a registered host whose sshd is gone.
+    let (_, h) = app
+        .post(
+            "/api/v1/hypervisors",
+            json!({"name": "dc-dead", "host": "127.0.0.1", "ssh_port": 1, "node": "dcdead", "role": "dc"}),
+        )
+        .await;
+    let dead = h["id"].as_str().unwrap().to_string();
+    sqlx::query("UPDATE hypervisors SET host_key = ? WHERE id = ?")
+        .bind(&other_key)
+        .bind(&dead)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let p = app.create_pair(&dead, 100, &drc, 203).await;
+    let t = app.wait_for_task(&app.queue(&p, "backup").await).await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["error"].as_str().unwrap().contains("cannot reach dc-dead"), "{t}");
+    pool.close().await;
+
+    // Never pinned: the error says to run the check.
+    let (_, h) = app
+        .post(
+            "/api/v1/hypervisors",
+            json!({"name": "dc-new", "host": "127.0.0.1", "ssh_port": 1, "node": "dcnew", "role": "dc"}),
+        )
+        .await;
+    let p = app.create_pair(h["id"].as_str().unwrap(), 100, &drc, 204).await;
+    let t = app.wait_for_task(&app.queue(&p, "backup").await).await;
+    assert!(message(&json!({"error": {"message": t["error"]}})).contains("no pinned SSH host key"), "{t}");
+    assert!(!app.log().contains("secret-of"), "no secret in the log");
+}
+
+#[tokio::test]
+async fn killed_worker_leaves_no_partial_and_the_task_is_retried() {
+    let env = [("TRANSFER_BWLIMIT_KIB", "2048"), ("TASK_LEASE_SECS", "2")];
+    let Setup { mut app, lab, dc, drc } = setup(&env).await;
+    lab.create_vm("dc1", 100, "12M");
+    let pair = app.create_pair(&dc, 100, &drc, 200).await;
+    let (_, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
+    let id = app.queue(&pair, "backup").await;
+    let dir = app.data_dir().join("archives").join(&pair);
+    let partial = || {
+        std::fs::read_dir(&dir)
+            .map(|d| d.flatten().any(|f| f.file_name().to_string_lossy().contains("partial-")))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !partial() {
+        assert!(std::time::Instant::now() < deadline, "no transfer started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.kill();
+    app.start().await;
+    app.login_admin().await;
+    let t = app.wait_for_task(&id).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["attempt"], 2, "retried once: {t}");
+    assert!(t["log"].to_string().contains("stopped responding"), "{t}");
+    assert!(!partial(), "partial files are gone");
+    let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    assert_eq!(archives.as_array().unwrap().len(), 1);
+}
