@@ -100,6 +100,9 @@ class Lab:
     def hook(self, host, name, value=None):
         lab_cli("hook", "--root", self.root(host), name, *([value] if value is not None else []))
 
+    def clear_hook(self, host, name):
+        lab_cli("hook", "--root", self.root(host), "--clear", name)
+
     def dump_files(self, host):
         return sorted(os.listdir(self.hosts[host]["dump_dir_real"]))
 

@@ -126,13 +126,9 @@ mod tests {
             ),
             (
                 KeepRules { last: 2, daily: Some(1), weekly: Some(1), monthly: Some(1) },
-                vec![
-                    "2026-10-31 02:00",
-                    "2026-11-01 02:00",
-                    "2026-11-03 14:00",
-                    "2026-11-04 02:00",
-                    "2026-11-05 02:00",
-                ],
+                // weekly keeps 11-01 and marks the rest of week 44 for removal, so
+                // no October archive is left for monthly (marks are final, as in Proxmox).
+                vec!["2026-11-01 02:00", "2026-11-03 14:00", "2026-11-04 02:00", "2026-11-05 02:00"],
             ),
         ];
         for (rules, want) in cases {
