@@ -65,7 +65,8 @@ async fn hypervisor_round_trip_never_echoes_the_secret() {
 
 #[tokio::test]
 async fn pair_round_trip_and_tasks() {
-    let app = TestApp::spawn().await;
+    // No worker: the queued task must stay queued for this test to see it.
+    let app = TestApp::spawn_with(&[("WORKER_ENABLED", "false")]).await;
     app.login_admin().await;
     let dc = app.create_hypervisor("dc1", "dc").await;
     let drc = app.create_hypervisor("drc1", "drc").await;

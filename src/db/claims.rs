@@ -102,13 +102,15 @@ impl Db {
             tx.commit().await?;
             return Ok((None, expired));
         };
+        // Read the clock only now: every task seen finished above ended before this instant.
+        let started = Timestamp::now().millis();
         sqlx::query(
             "UPDATE tasks SET status = 'running', phase = 'starting', worker_id = ?, lease_until = ?, \
              attempt = attempt + 1, started_at = COALESCE(started_at, ?), error = NULL WHERE id = ? AND status = 'queued'",
         )
         .bind(worker_id)
-        .bind(now + lease_ms)
-        .bind(now)
+        .bind(started + lease_ms)
+        .bind(started)
         .bind(t.id.to_string())
         .execute(&mut *tx)
         .await?;
