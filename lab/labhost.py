@@ -44,6 +44,9 @@ export PVE_SIM_NODE='{node}' PVE_SIM_ROOT='{root}'
 if [ -z "${{SSH_ORIGINAL_COMMAND-}}" ]; then
     exec /bin/bash --noprofile --norc -i
 fi
+if [ "$SSH_ORIGINAL_COMMAND" = sftp ]; then  # subsystem request (sftp, scp)
+    exec /usr/lib/openssh/sftp-server
+fi
 exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"
 """
 
@@ -68,6 +71,7 @@ AllowAgentForwarding no
 PermitTunnel no
 MaxSessions 64
 MaxStartups 64:30:128
+Subsystem sftp /usr/lib/openssh/sftp-server
 ForceCommand {root}/etc/ssh/force-command.sh
 """
 

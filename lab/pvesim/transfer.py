@@ -4,7 +4,9 @@ honour the slow/fail/hang hooks, and notice when the caller went away.
 Disks can be GiB large, so everything streams in CHUNK-sized pieces.
 """
 import os
+import select
 import signal
+import sys
 import time
 
 from .common import Interrupted, TaskError
@@ -43,12 +45,19 @@ class DataPump:
         self.on_progress = on_progress
         self.started = time.monotonic()
         self._parent = os.getppid()
+        self._stdout_poll = select.poll()
+        self._stdout_poll.register(sys.stdout.fileno(), select.POLLOUT)
         self._fired = False
 
     def check_alive(self):
-        """A job whose ssh session vanished is re-parented: stop like on SIGHUP."""
+        """Stop like on SIGHUP when the ssh session vanished: we were re-parented,
+        or nobody reads our stdout any more (a pipe whose reader is gone polls
+        as POLLERR, a socket as POLLHUP)."""
         if os.getppid() != self._parent:
             raise Interrupted("interrupted by signal")
+        for _, events in self._stdout_poll.poll(0):
+            if events & (select.POLLERR | select.POLLHUP):
+                raise Interrupted("interrupted by signal")
 
     def account(self, chunk):
         self.check_alive()
