@@ -11,7 +11,7 @@ import ssl
 import time
 import urllib.parse
 
-from .cliargs import _check, VMID
+from .cliargs import VMID, check_value
 from .common import ARCHIVE_NAME_RE, parse_disk_size
 from .hooks import read_hook
 from .host import DUMP_DIR, LVM_DIR
@@ -240,7 +240,7 @@ def node_entry(host):
 # -- routing ---------------------------------------------------------------------
 
 def _vmid(text):
-    problem = _check("vmid", VMID, text)
+    problem = check_value("vmid", VMID, text)
     if problem:
         raise ApiError(400, "Parameter verification failed.", {"vmid": problem.split(": ", 1)[1]})
     return int(text)

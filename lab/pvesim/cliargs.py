@@ -23,7 +23,7 @@ class ParamError(Exception):
     """Text for stderr, already formatted like PVE prints it."""
 
 
-def _check(name, kind, value):
+def check_value(name, kind, value):
     """Return an error text for one parameter, or None when it is valid."""
     if kind == INTEGER:
         if not re.fullmatch(r"-?\d+", value):
@@ -97,8 +97,8 @@ def parse(argv, positionals, options, usage, variadic=False):
     if len(words) > len(positionals):
         raise ParamError(f"400 too many arguments\n{usage}")
     pos = {name: words[n] for n, (name, _) in enumerate(positionals)}
-    errors = [e for (name, kind) in positionals if (e := _check(name, kind, pos[name]))]
-    errors += [e for name, value in opts.items() if (e := _check(name, options[name], value))]
+    errors = [e for (name, kind) in positionals if (e := check_value(name, kind, pos[name]))]
+    errors += [e for name, value in opts.items() if (e := check_value(name, options[name], value))]
     if errors:
         raise ParamError("400 Parameter verification failed.\n" + "\n".join(errors) + f"\n{usage}")
     return pos, opts

@@ -1,12 +1,12 @@
 """The supervisor: JSON lines, isolation of hosts, shutdown, subcommands."""
-import json
 import os
 import signal
 import socket
 import subprocess
+import time
 import unittest
 
-from labfixture import LAB_PY, PYTHON, Lab, lab_cli, wait_for
+from labfixture import LAB_PY, PYTHON, Lab, wait_for
 
 KEYS = {"name", "node", "address", "ssh_port", "api_port", "root", "dump_dir", "dump_dir_real",
         "known_hosts_line", "host_key_sha256", "api_token_id", "api_token_secret", "tls_fingerprint"}
@@ -94,7 +94,6 @@ class RunningLab(unittest.TestCase):
             self.lab.ssh("dc1", f"qm stop {vmid}; qm destroy {vmid}")
 
     def test_create_vm_is_fast_for_large_disks(self):
-        import time
         started = time.monotonic()
         self.lab.create_vm("drc1", 160, "--disk-size", "256M")
         self.assertLess(time.monotonic() - started, 5)

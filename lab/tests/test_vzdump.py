@@ -1,7 +1,6 @@
 """vzdump over real ssh: names, files, output lines, locks and hooks."""
 import os
 import re
-import subprocess
 import unittest
 
 from labfixture import Lab, wait_for
