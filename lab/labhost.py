@@ -81,9 +81,11 @@ class LabError(Exception):
 
 
 def _die_with_parent():
-    """In the child: get SIGTERM when lab.py dies, even by SIGKILL."""
+    """In the child: die when lab.py dies, even by SIGKILL. SIGKILL because
+    unshare blocks SIGTERM while it waits for its child; its --kill-child then
+    takes the host's whole pid namespace down."""
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _free_port(addr):

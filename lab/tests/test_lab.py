@@ -125,6 +125,14 @@ class Shutdown(unittest.TestCase):
         self.assertFalse(any(port_open(*p) for p in ports))
         lab.close()
 
+    def test_killed_supervisor_takes_its_hosts_along(self):
+        lab = Lab("solo")
+        ports = self._ports(lab)
+        lab.proc.kill()
+        lab.proc.wait(timeout=10)
+        wait_for(lambda: not any(port_open(*p) for p in ports))
+        lab.close()
+
     def test_rejects_non_loopback_address(self):
         result = subprocess.run([PYTHON, LAB_PY, "run", "--dir", "/tmp/x", "--authorized-key", "/dev/null",
                                  "--host", "dc1:10.0.0.1"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
