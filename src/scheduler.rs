@@ -1,14 +1,105 @@
 //! The scheduler: turns due schedules into queued tasks. It only enqueues;
-//! the worker executes.
+//! the worker executes. The schedules table is the source of truth: "due"
+//! is each schedule's stored `next_run`, so a change through the API takes
+//! effect at once, a run missed while drswitch was down is caught up (within
+//! the grace window) at start, and a unique key on (schedule, due time) lets
+//! any number of `serve` processes share the work with each run enqueued once.
+
+use std::time::Duration;
 
 use actix_web::web;
 
 use crate::app::AppState;
+use crate::db::schedules::Schedule;
+use crate::db::DbResult;
+use crate::domain::{TaskKind, Timestamp};
+use crate::queue::{enqueue, Request};
 
 #[derive(Debug, thiserror::Error)]
 #[error("scheduler stopped: {0}")]
 pub struct SchedulerError(String);
 
-pub async fn run(_state: web::Data<AppState>, _enabled: bool) -> Result<(), SchedulerError> {
-    std::future::pending().await
+/// Longest sleep, so schedules changed by another process are seen.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub async fn run(state: web::Data<AppState>, enabled: bool) -> Result<(), SchedulerError> {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    tracing::info!("scheduler started");
+    loop {
+        let sleep = match tick(&state).await {
+            Ok(next) => until(next),
+            Err(e) => {
+                // A failed round (database away) is retried; it never ends the scheduler.
+                tracing::error!(error = %e, "scheduler round failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = state.schedules_changed.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+fn until(next: Option<Timestamp>) -> Duration {
+    let Some(next) = next else { return MAX_SLEEP };
+    let ms = next.millis() - Timestamp::now().millis();
+    if ms <= 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(ms as u64).min(MAX_SLEEP)
+    }
+}
+
+/// Fires every due schedule once; returns the earliest next run.
+pub async fn tick(state: &AppState) -> DbResult<Option<Timestamp>> {
+    let now = Timestamp::now();
+    for s in state.db.due_schedules(now).await? {
+        fire(state, &s, now).await?;
+    }
+    state.db.earliest_next_run().await
+}
+
+async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
+    let Some(due) = s.next_run else { return Ok(()) };
+    let next = s.cron.next_after(now.to_datetime(), &s.timezone).map(Timestamp::from_datetime);
+    let late_ms = now.millis() - due.millis();
+    let missed = late_ms > state.settings.schedule_grace.as_millis() as i64;
+    if !state.db.claim_schedule_run(s.id, due, if missed { "missed" } else { "firing" }).await? {
+        // Another process has this run; make sure the schedule moves on even
+        // if that process died before advancing it.
+        state.db.advance_schedule(s.id, due, next, None).await?;
+        return Ok(());
+    }
+    let (result, task) = if missed {
+        let r = format!("missed: drswitch was not running at {}, more than the grace window ago", due.to_rfc3339());
+        (r, None)
+    } else {
+        decide(state, s).await?
+    };
+    tracing::info!(schedule = %s.id, due = %due.to_rfc3339(), result = %result, "schedule fired");
+    state.db.set_schedule_run_result(s.id, due, &result, task).await?;
+    state.db.advance_schedule(s.id, due, next, Some((&result, task))).await?;
+    Ok(())
+}
+
+/// Queues the schedule's task unless one of that kind is already waiting
+/// or running for the pair (no pile-up).
+async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<uuid::Uuid>)> {
+    let kind = TaskKind::from(s.kind);
+    let Some(pair) = state.db.pair(s.pair_id).await? else {
+        return Ok(("skipped: the pair no longer exists".into(), None));
+    };
+    if !pair.enabled {
+        return Ok(("skipped: the pair is disabled".into(), None));
+    }
+    if state.db.pair_has_open_task(pair.id, kind).await? {
+        return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
+    }
+    let by = format!("schedule {}", s.id);
+    let task =
+        enqueue(state, &pair, Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by }).await?;
+    Ok(("queued".into(), Some(task.id)))
 }

@@ -66,6 +66,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// rsync --bwlimit in KiB/s; 0 means no limit.
     pub transfer_bwlimit_kib: u64,
+    /// Accept six-field cron expressions (seconds first); for tests and demos.
+    pub schedule_seconds: bool,
 }
 
 /// A configuration problem, naming the variable.
@@ -178,6 +180,7 @@ impl Settings {
             schedule_grace: secs(r.number("SCHEDULE_GRACE_SECS", 3600, 0, 604_800)?),
             poll_interval: Duration::from_millis(r.number("WORKER_POLL_MS", 500, 50, 60_000)?),
             transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
+            schedule_seconds: r.flag("SCHEDULE_SECONDS", false)?,
         })
     }
 

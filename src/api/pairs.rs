@@ -219,7 +219,7 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
         return Err(AppError::Conflict("A task of this pair is running; cancel it or wait for it first.".into()));
     }
     state.db.delete_pair(p.id).await?;
-    state.schedules_changed.notify_waiters();
+    state.schedules_changed.notify_one();
     tracing::info!(by = %me.0.username, pair = %p.id, "pair deleted");
     Ok(HttpResponse::NoContent().finish())
 }

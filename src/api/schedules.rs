@@ -41,9 +41,19 @@ fn timing(
     hour: Option<i64>,
     minute: Option<i64>,
     cron: Option<String>,
+    seconds_ok: bool,
 ) -> AppResult<(Option<u8>, Option<u8>, CronExpr)> {
     match (hour, minute, cron) {
-        (None, None, Some(c)) => Ok((None, None, CronExpr::try_from(c).map_err(|e| AppError::invalid("cron", e.0))?)),
+        (None, None, Some(c)) => {
+            let c = CronExpr::try_from(c).map_err(|e| AppError::invalid("cron", e.0))?;
+            if c.has_seconds() && !seconds_ok {
+                return Err(AppError::invalid(
+                    "cron",
+                    "must have five fields: minute hour day-of-month month day-of-week",
+                ));
+            }
+            Ok((None, None, c))
+        }
         (Some(h), m, None) => {
             let h = in_range("hour", h, 23)?;
             let m = in_range("minute", m.unwrap_or(0), 59)?;
@@ -89,7 +99,8 @@ pub async fn create(
 ) -> AppResult<HttpResponse> {
     me.require(Role::Operator)?;
     let pair_id = required("pair_id", b.pair_id)?;
-    let (hour, minute, cron) = timing(b.hour.flatten(), b.minute.flatten(), b.cron.flatten())?;
+    let (hour, minute, cron) =
+        timing(b.hour.flatten(), b.minute.flatten(), b.cron.flatten(), state.settings.schedule_seconds)?;
     check_pair(&state, pair_id).await?;
     let timezone = b.timezone.unwrap_or(state.settings.timezone);
     let enabled = b.enabled.unwrap_or(true);
@@ -104,7 +115,7 @@ pub async fn create(
         enabled,
     };
     let id = state.db.insert_schedule(&f).await?;
-    state.schedules_changed.notify_waiters();
+    state.schedules_changed.notify_one();
     tracing::info!(by = %me.0.username, schedule = %id, cron = f.cron.as_str(), "schedule created");
     let s = state.db.schedule(id).await?.ok_or(AppError::NotFound("schedule"))?;
     Ok(HttpResponse::Created().json(s))
@@ -129,7 +140,7 @@ pub async fn update(
     let timing_changed = b.hour.is_some() || b.minute.is_some() || b.cron.is_some();
     let (hour, minute, cron) = if timing_changed {
         // A new timing replaces the old one whole.
-        timing(b.hour.flatten(), b.minute.flatten(), b.cron.flatten())?
+        timing(b.hour.flatten(), b.minute.flatten(), b.cron.flatten(), state.settings.schedule_seconds)?
     } else {
         (s.hour, s.minute, s.cron.clone())
     };
@@ -148,7 +159,7 @@ pub async fn update(
         enabled,
     };
     state.db.update_schedule(s.id, &f).await?;
-    state.schedules_changed.notify_waiters();
+    state.schedules_changed.notify_one();
     tracing::info!(by = %me.0.username, schedule = %s.id, "schedule updated");
     Ok(HttpResponse::Ok().json(load(&state, &path).await?))
 }
@@ -158,7 +169,7 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
     me.require(Role::Operator)?;
     let s = load(&state, &path).await?;
     state.db.delete_schedule(s.id).await?;
-    state.schedules_changed.notify_waiters();
+    state.schedules_changed.notify_one();
     tracing::info!(by = %me.0.username, schedule = %s.id, "schedule deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -169,13 +180,19 @@ mod tests {
 
     #[test]
     fn timing_rules() {
-        assert!(timing(Some(2), Some(30), None).is_ok());
-        assert!(matches!(timing(Some(24), Some(0), None), Err(AppError::Invalid { field, .. }) if field == "hour"));
-        assert!(matches!(timing(Some(1), Some(60), None), Err(AppError::Invalid { field, .. }) if field == "minute"));
+        assert!(timing(Some(2), Some(30), None, false).is_ok());
+        assert!(timing(None, None, Some("*/5 * * * * *".into()), false).is_err());
+        assert!(timing(None, None, Some("*/5 * * * * *".into()), true).is_ok());
         assert!(
-            matches!(timing(None, None, Some("61 * * * *".into())), Err(AppError::Invalid { field, .. }) if field == "cron")
+            matches!(timing(Some(24), Some(0), None, false), Err(AppError::Invalid { field, .. }) if field == "hour")
         );
-        assert!(matches!(timing(Some(1), None, Some("* * * * *".into())), Err(AppError::Invalid { .. })));
-        assert!(matches!(timing(None, None, None), Err(AppError::Invalid { .. })));
+        assert!(
+            matches!(timing(Some(1), Some(60), None, false), Err(AppError::Invalid { field, .. }) if field == "minute")
+        );
+        assert!(
+            matches!(timing(None, None, Some("61 * * * *".into()), false), Err(AppError::Invalid { field, .. }) if field == "cron")
+        );
+        assert!(matches!(timing(Some(1), None, Some("* * * * *".into()), false), Err(AppError::Invalid { .. })));
+        assert!(matches!(timing(None, None, None, false), Err(AppError::Invalid { .. })));
     }
 }

@@ -143,3 +143,93 @@ impl Db {
         Ok(r.rows_affected() > 0)
     }
 }
+
+impl Db {
+    /// Enabled schedules whose next run is due at `now`.
+    pub async fn due_schedules(&self, now: Timestamp) -> DbResult<Vec<Schedule>> {
+        sqlx::query(
+            "SELECT * FROM schedules WHERE enabled = 1 AND next_run IS NOT NULL AND next_run <= ? ORDER BY next_run",
+        )
+        .bind(now.millis())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(schedule)
+        .collect()
+    }
+
+    pub async fn earliest_next_run(&self) -> DbResult<Option<Timestamp>> {
+        let row =
+            sqlx::query("SELECT MIN(next_run) AS n FROM schedules WHERE enabled = 1").fetch_one(self.pool()).await?;
+        Ok(get::<Option<i64>>(&row, "n")?.map(Timestamp))
+    }
+
+    /// Claims one due run of a schedule; false when another process already did.
+    pub async fn claim_schedule_run(&self, schedule_id: Uuid, due: Timestamp, result: &str) -> DbResult<bool> {
+        let r = sqlx::query("INSERT INTO schedule_runs (schedule_id, due_at, result, created_at) VALUES (?, ?, ?, ?)")
+            .bind(schedule_id.to_string())
+            .bind(due.millis())
+            .bind(result)
+            .bind(Timestamp::now().millis())
+            .execute(self.pool())
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_schedule_run_result(
+        &self,
+        schedule_id: Uuid,
+        due: Timestamp,
+        result: &str,
+        task: Option<Uuid>,
+    ) -> DbResult<()> {
+        sqlx::query("UPDATE schedule_runs SET result = ?, task_id = ? WHERE schedule_id = ? AND due_at = ?")
+            .bind(result)
+            .bind(task.map(|t| t.to_string()))
+            .bind(schedule_id.to_string())
+            .bind(due.millis())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the schedule past `due` (only if nobody did yet) and records
+    /// what that run did when `outcome` is given.
+    pub async fn advance_schedule(
+        &self,
+        id: Uuid,
+        due: Timestamp,
+        next: Option<Timestamp>,
+        outcome: Option<(&str, Option<Uuid>)>,
+    ) -> DbResult<()> {
+        match outcome {
+            Some((result, task)) => {
+                sqlx::query(
+                    "UPDATE schedules SET next_run = ?, last_run = ?, last_result = ?, \
+                     last_task_id = COALESCE(?, last_task_id) WHERE id = ? AND next_run = ?",
+                )
+                .bind(next.map(|t| t.millis()))
+                .bind(due.millis())
+                .bind(result)
+                .bind(task.map(|t| t.to_string()))
+                .bind(id.to_string())
+                .bind(due.millis())
+                .execute(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ?")
+                    .bind(next.map(|t| t.millis()))
+                    .bind(id.to_string())
+                    .bind(due.millis())
+                    .execute(self.pool())
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}

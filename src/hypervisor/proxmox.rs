@@ -123,17 +123,21 @@ impl Hypervisor for ProxmoxSsh {
         path.ok_or_else(|| HvError::Failed(format!("vzdump of VM {v} on {} printed no archive name", self.ssh.name)))
     }
 
-    async fn checksum(&self, path: &str, cancel: &CancellationToken) -> Result<(String, u64), HvError> {
+    async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError> {
         let out = self.ssh.run(&["sha256sum", "--", path], self.command_timeout, cancel).await?;
-        if !out.ok() {
-            return Err(self.failed(&format!("sha256sum of {path}"), &out));
-        }
         let sha = out.stdout.split_whitespace().next().unwrap_or("").to_string();
-        let size_out = self.ssh.run(&["stat", "-c", "%s", "--", path], self.quick_timeout, cancel).await?;
-        let size = size_out.stdout.trim().parse::<u64>().ok();
-        match (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), size) {
-            (true, Some(size)) if size_out.ok() => Ok((sha, size)),
-            _ => Err(HvError::Failed(format!("cannot read the checksum and size of {path} on {}", self.ssh.name))),
+        if out.ok() && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(sha)
+        } else {
+            Err(self.failed(&format!("sha256sum of {path}"), &out))
+        }
+    }
+
+    async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError> {
+        let out = self.ssh.run(&["stat", "-c", "%s", "--", path], self.quick_timeout, cancel).await?;
+        match out.stdout.trim().parse::<u64>() {
+            Ok(n) if out.ok() => Ok(n),
+            _ => Err(self.failed(&format!("stat of {path}"), &out)),
         }
     }
 

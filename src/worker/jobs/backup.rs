@@ -129,9 +129,8 @@ async fn fetch(
     pull: Span,
 ) -> Result<Archive, JobError> {
     let cancel = &ctx.cancel;
-    ctx.phase("verifying", pull.at(0.0));
-    let (sha, bytes) = hv.checksum(remote_path, cancel).await?;
-    ctx.log(format!("source archive {name}: {} sha256 {sha}", size(bytes)));
+    ctx.phase("pulling", pull.at(0.0));
+    let bytes = hv.file_size(remote_path, cancel).await?;
     let free = transfer::free_bytes(dir).await.map_err(|e| fail(e.to_string()))?;
     if free < bytes {
         return Err(fail(format!(
@@ -144,19 +143,25 @@ async fn fetch(
     let total = bytes as i64;
     ctx.reporter().progress("pulling", pull.at(0.0), 0, total);
     let rep = ctx.reporter();
-    transfer::pull(
-        &hv.ssh,
-        ctx.state.settings.transfer_bwlimit_kib,
-        remote_path,
-        &tmp,
-        ctx.state.settings.command_timeout,
-        cancel,
-        |done| {
-            let f = if bytes == 0 { 1.0 } else { done as f64 / bytes as f64 };
-            rep.progress("pulling", pull.at(f * 0.9), done as i64, total);
-        },
-    )
-    .await?;
+    // The source checksum is computed while the copy runs: both only read the file.
+    let (sha, pulled) = tokio::join!(
+        hv.sha256(remote_path, cancel),
+        transfer::pull(
+            &hv.ssh,
+            ctx.state.settings.transfer_bwlimit_kib,
+            remote_path,
+            &tmp,
+            ctx.state.settings.command_timeout,
+            cancel,
+            |done| {
+                let f = if bytes == 0 { 1.0 } else { done as f64 / bytes as f64 };
+                rep.progress("pulling", pull.at(f * 0.9), done as i64, total);
+            },
+        )
+    );
+    pulled?;
+    let sha = sha?;
+    ctx.log(format!("source archive {name}: {} sha256 {sha}", size(bytes)));
     ctx.reporter().progress("verifying", pull.at(0.9), total, total);
     let local_sha =
         transfer::sha256_file(&tmp).await.map_err(|e| fail(format!("Cannot read the copied archive: {e}.")))?;

@@ -141,7 +141,7 @@ async fn send(
         return Err(e.into());
     }
     rep.progress("verifying", span.at(0.9), total, total);
-    let (sha, _) = hv.checksum(&tmp, cancel).await?;
+    let sha = hv.sha256(&tmp, cancel).await?;
     if sha != archive.sha256 {
         let _ = hv.remove(&[&tmp], &CancellationToken::new()).await;
         return Err(fail(format!("The archive copied to {} does not match its checksum.", dst.name)));

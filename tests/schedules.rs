@@ -1,0 +1,265 @@
+//! Schedules fire on time through the real worker and lab, take effect at
+//! once, never pile up, catch up missed runs, and fire once across processes.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use common::lab::Lab;
+use common::TestApp;
+use serde_json::{json, Value};
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn pool(app: &TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&app.database_url).await.unwrap()
+}
+
+/// A seconds-resolution cron that fires once, `secs` from now.
+fn once_in(secs: i64) -> String {
+    let t = Utc::now() + chrono::Duration::seconds(secs);
+    format!("{} {} {} * * *", t.second(), t.minute(), t.hour())
+}
+
+async fn tasks_of_schedule(app: &TestApp, schedule: &str) -> Vec<Value> {
+    let (_, page) = app.get("/api/v1/tasks?limit=500").await;
+    page["items"].as_array().unwrap().iter().filter(|t| t["schedule_id"] == schedule).cloned().collect()
+}
+
+#[tokio::test]
+async fn a_schedule_fires_runs_and_stops_when_deleted_or_disabled() {
+    let app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true")]).await;
+    app.login_admin().await;
+    let lab = Lab::start(&["dc1", "drc1"], &app.pubkey());
+    let dc = app.register(&lab, "dc1", "dc").await;
+    let drc = app.register(&lab, "drc1", "drc").await;
+    lab.create_vm("dc1", 100, "2M");
+    let pair = app.create_pair(&dc, 100, &drc, 200).await;
+
+    let (s, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "*/2 * * * * *"})).await;
+    assert_eq!(s, 201, "{sched}");
+    let id = sched["id"].as_str().unwrap().to_string();
+    wait_until("the first scheduled task", || async {
+        app.get(&format!("/api/v1/schedules/{id}")).await.1["last_task_id"].is_string()
+    })
+    .await;
+    let (_, sched) = app.get(&format!("/api/v1/schedules/{id}")).await;
+    assert_eq!(sched["last_result"], "queued");
+    assert!(sched["last_run"].is_string());
+    let t = app.wait_for_task(sched["last_task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["schedule_id"], id.as_str());
+
+    // Disabled: no next run, and nothing fires over the next two due instants.
+    let (s, sched) = app.put(&format!("/api/v1/schedules/{id}"), json!({"enabled": false})).await;
+    assert_eq!(s, 200);
+    assert!(sched["next_run"].is_null());
+    let before = tasks_of_schedule(&app, &id).await.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(tasks_of_schedule(&app, &id).await.len(), before, "a disabled schedule fired");
+
+    // A changed time is used from the next run on.
+    let (s, sched) = app
+        .put(&format!("/api/v1/schedules/{id}"), json!({"enabled": true, "hour": 3, "minute": 15, "timezone": "UTC"}))
+        .await;
+    assert_eq!(s, 200, "{sched}");
+    assert!(sched["next_run"].as_str().unwrap().ends_with("T03:15:00Z"), "{sched}");
+
+    // Deleted: never fires again.
+    let (s, sched2) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    assert_eq!(s, 201);
+    let id2 = sched2["id"].as_str().unwrap().to_string();
+    wait_until("the every-second schedule", || async { !tasks_of_schedule(&app, &id2).await.is_empty() }).await;
+    let (s, _) = app.delete(&format!("/api/v1/schedules/{id2}")).await;
+    assert_eq!(s, 204);
+    let after_delete = tasks_of_schedule(&app, &id2).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(tasks_of_schedule(&app, &id2).await.len(), after_delete, "a deleted schedule fired");
+}
+
+#[tokio::test]
+async fn firing_while_queued_adds_none() {
+    let app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true"), ("WORKER_ENABLED", "false")]).await;
+    app.login_admin().await;
+    let dc = app.create_hypervisor("dc1", "dc").await;
+    let drc = app.create_hypervisor("drc1", "drc").await;
+    let pair = app.create_pair(&dc, 100, &drc, 100).await;
+    let (_, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    let id = sched["id"].as_str().unwrap().to_string();
+    wait_until("a skipped run", || async {
+        app.get(&format!("/api/v1/schedules/{id}")).await.1["last_result"].as_str().unwrap_or("").starts_with("skipped")
+    })
+    .await;
+    let (_, sched) = app.get(&format!("/api/v1/schedules/{id}")).await;
+    assert!(sched["last_result"].as_str().unwrap().contains("already queued or running"), "{sched}");
+    let queued = tasks_of_schedule(&app, &id).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["status"], "queued");
+}
+
+#[tokio::test]
+async fn same_host_runs_back_to_back_and_different_hosts_overlap() {
+    let app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true"), ("WORKER_CONCURRENCY", "4")]).await;
+    app.login_admin().await;
+    let lab = Lab::start(&["dc1", "dc2", "dc3", "dc4", "drc1"], &app.pubkey());
+    let drc = app.register(&lab, "drc1", "drc").await;
+    let mut dcs = Vec::new();
+    for h in ["dc1", "dc2", "dc3", "dc4"] {
+        dcs.push(app.register(&lab, h, "dc").await);
+    }
+    // Four VMs on dc1 (the seed's scenario) and one VM on each of dc2..dc4.
+    let mut same_host = Vec::new();
+    for v in 0..4u32 {
+        lab.create_vm("dc1", 100 + v, "2M");
+        same_host.push(app.create_pair(&dcs[0], 100 + v, &drc, 300 + v).await);
+    }
+    let mut spread = vec![same_host[0].clone()];
+    for (i, h) in ["dc2", "dc3", "dc4"].iter().enumerate() {
+        lab.create_vm(h, 100, "2M");
+        spread.push(app.create_pair(&dcs[i + 1], 100, &drc, 310 + i as u32).await);
+    }
+    let cron = once_in(3);
+    let mut ids = Vec::new();
+    for p in same_host.iter().chain(spread[1..].iter()) {
+        let (s, sc) = app.post("/api/v1/schedules", json!({"pair_id": p, "cron": cron})).await;
+        assert_eq!(s, 201, "{sc}");
+        ids.push(sc["id"].as_str().unwrap().to_string());
+    }
+    let mut task_ids = Vec::new();
+    for id in &ids {
+        wait_until("the scheduled task", || async {
+            app.get(&format!("/api/v1/schedules/{id}")).await.1["last_task_id"].is_string()
+        })
+        .await;
+        let (_, sc) = app.get(&format!("/api/v1/schedules/{id}")).await;
+        let t = app.wait_for_task(sc["last_task_id"].as_str().unwrap()).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        task_ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let db = pool(&app).await;
+    let mut spans = Vec::new();
+    for id in &task_ids {
+        let row = sqlx::query("SELECT started_at, finished_at FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        spans.push((sqlx::Row::get::<i64, _>(&row, "started_at"), sqlx::Row::get::<i64, _>(&row, "finished_at")));
+    }
+    db.close().await;
+    let mut dc1: Vec<(i64, i64)> = spans[..4].to_vec();
+    dc1.sort();
+    for w in dc1.windows(2) {
+        assert!(w[0].1 <= w[1].0, "same-host tasks overlapped: {w:?}");
+        assert!(w[1].0 - w[0].1 < 1000, "idle gap of {} ms between same-host tasks", w[1].0 - w[0].1);
+    }
+    let others = &spans[4..];
+    let overlaps = others.iter().filter(|o| dc1.iter().any(|d| o.0 < d.1 && d.0 < o.1)).count();
+    assert!(overlaps > 0, "tasks on different hosts should overlap with WORKER_CONCURRENCY=4: {spans:?}");
+}
+
+#[tokio::test]
+async fn missed_runs_inside_and_outside_the_grace_window() {
+    let mut app = TestApp::spawn_with(&[("WORKER_ENABLED", "false")]).await;
+    app.login_admin().await;
+    let dc = app.create_hypervisor("dc1", "dc").await;
+    let drc = app.create_hypervisor("drc1", "drc").await;
+    let p1 = app.create_pair(&dc, 100, &drc, 100).await;
+    let p2 = app.create_pair(&dc, 101, &drc, 101).await;
+    let (_, recent) = app.post("/api/v1/schedules", json!({"pair_id": p1, "hour": 2, "minute": 0})).await;
+    let (_, old) = app.post("/api/v1/schedules", json!({"pair_id": p2, "hour": 2, "minute": 0})).await;
+    let recent = recent["id"].as_str().unwrap().to_string();
+    let old = old["id"].as_str().unwrap().to_string();
+
+    // drswitch goes down; the runs fall due while it is down.
+    app.kill();
+    let now = chrono::Utc::now().timestamp_millis();
+    let db = pool(&app).await;
+    for (id, ago_ms) in [(&recent, 10 * 60_000), (&old, 3 * 3_600_000)] {
+        sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ?")
+            .bind(now - ago_ms)
+            .bind(id)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    app.start().await;
+    app.login_admin().await;
+
+    wait_until("catch-up", || async {
+        let a = app.get(&format!("/api/v1/schedules/{recent}")).await.1;
+        let b = app.get(&format!("/api/v1/schedules/{old}")).await.1;
+        a["last_result"].is_string() && b["last_result"].is_string()
+    })
+    .await;
+    let (_, a) = app.get(&format!("/api/v1/schedules/{recent}")).await;
+    assert_eq!(a["last_result"], "queued", "{a}");
+    assert_eq!(tasks_of_schedule(&app, &recent).await.len(), 1);
+    let (_, b) = app.get(&format!("/api/v1/schedules/{old}")).await;
+    assert!(b["last_result"].as_str().unwrap().starts_with("missed"), "{b}");
+    assert!(tasks_of_schedule(&app, &old).await.is_empty());
+    for s in [&a, &b] {
+        assert!(s["next_run"].as_str().unwrap().ends_with("T02:00:00Z"), "moved on to the next 02:00: {s}");
+    }
+}
+
+#[tokio::test]
+async fn two_serve_processes_enqueue_each_due_run_once() {
+    let app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true")]).await;
+    app.login_admin().await;
+    let log2 = app.dir.path().join("second.log");
+    let f = std::fs::File::create(&log2).unwrap();
+    let mut second = app
+        .command(&["serve"])
+        .env("LISTEN", "127.0.0.1:0")
+        .env("SCHEDULE_SECONDS", "true")
+        .stdout(std::process::Stdio::from(f.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(f))
+        .spawn()
+        .unwrap();
+    wait_until("the second process", || async {
+        std::fs::read_to_string(&log2).unwrap_or_default().contains("scheduler started")
+    })
+    .await;
+    // Unpinned hosts: each task fails at once, so the next due run is never
+    // skipped as a pile-up and every second brings a new task.
+    let dc = app.create_hypervisor("dc1", "dc").await;
+    let drc = app.create_hypervisor("drc1", "drc").await;
+    let pair = app.create_pair(&dc, 100, &drc, 100).await;
+    let (_, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    let id = sched["id"].as_str().unwrap().to_string();
+    wait_until("five runs", || async { tasks_of_schedule(&app, &id).await.len() >= 5 }).await;
+    let (s, _) = app.delete(&format!("/api/v1/schedules/{id}")).await;
+    assert_eq!(s, 204);
+    // Let the second process see the deletion before counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let fired = |text: String| text.lines().filter(|l| l.contains("schedule fired") && l.contains(&id)).count();
+    let by_first = fired(app.log());
+    let by_second = fired(std::fs::read_to_string(&log2).unwrap());
+    let db = pool(&app).await;
+    let rows = sqlx::query("SELECT due_at, result, task_id FROM schedule_runs WHERE schedule_id = ?")
+        .bind(&id)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    assert_eq!(by_first + by_second, rows.len(), "each due run fired in exactly one process");
+    let queued_runs = rows.iter().filter(|r| sqlx::Row::get::<String, _>(*r, "result") == "queued").count();
+    let tasks = tasks_of_schedule(&app, &id).await;
+    assert_eq!(tasks.len(), queued_runs, "one task per queued run");
+    assert!(tasks.len() >= 5);
+}
