@@ -3,6 +3,7 @@ call the API. Standard library only."""
 import http.cookiejar
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,3 +117,4 @@ class Lab:
     def stop(self):
         self.proc.stdin.close()
         self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

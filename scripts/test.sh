@@ -19,12 +19,14 @@ url=$(bash scripts/mariadb.sh start "$work/mariadb" | sed -n 's/^DRSWITCH_TEST_M
 cargo build --all-targets --quiet
 
 echo "== Rust tests on SQLite"
-cargo test --quiet
+cargo test --quiet 2>&1 | tee "$work/sqlite.out"
 
 echo "== Rust integration tests on MariaDB"
-DRSWITCH_TEST_MYSQL_URL="$url" cargo test --quiet --test '*'
+DRSWITCH_TEST_MYSQL_URL="$url" cargo test --quiet --test '*' 2>&1 | tee "$work/mysql.out"
 
-if [ -d lab/tests ]; then
-    echo "== Lab tests"
-    /usr/bin/python3 -m unittest discover -s lab/tests
-fi
+echo "== Lab and break-glass script tests"
+/usr/bin/python3 -m unittest discover -s lab/tests 2>&1 | tee "$work/lab.out"
+
+passed=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$work/sqlite.out" "$work/mysql.out")
+lab=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/lab.out")
+echo "$((passed + lab)) passed, 0 failed"

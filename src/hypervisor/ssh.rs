@@ -39,9 +39,10 @@ pub struct SshTarget {
     pub key: PathBuf,
     pub known_hosts: PathBuf,
     pub control_dir: PathBuf,
-    /// Ties shared connections to the pinned key: a re-pinned or changed
-    /// key never rides on a connection opened under the old one.
-    pub pin_tag: String,
+    /// Names the shared connection after host, port, user and pinned key:
+    /// a re-pinned or changed key never rides on a connection opened under
+    /// the old one.
+    pub socket_name: String,
     pub connect_timeout: Duration,
 }
 
@@ -82,22 +83,49 @@ pub fn known_hosts_line(host: &str, port: u16, key: &str) -> String {
     }
 }
 
+/// Unix socket paths are limited to 107 bytes and ssh adds a 17-byte
+/// suffix while creating one; a deep DATA_DIR gets a short private
+/// directory under /tmp instead.
+fn control_dir(ssh_dir: &Path) -> Result<PathBuf, SshError> {
+    let io = |d: &Path, e: std::io::Error| SshError::Spawn(format!("cannot prepare {}: {e}", d.display()));
+    let preferred = ssh_dir.join("cm");
+    if preferred.as_os_str().len() + 1 + 16 + 17 <= 100 {
+        std::fs::create_dir_all(&preferred).map_err(|e| io(&preferred, e))?;
+        return Ok(preferred);
+    }
+    let tag = hex::encode(&sha2::Sha256::digest(ssh_dir.as_os_str().as_encoded_bytes())[..4]);
+    let short = std::env::temp_dir().join(format!("drswitch-cm-{tag}"));
+    match std::fs::create_dir(&short) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(&short, e)),
+    }
+    // Only a directory of our own, closed to others, may hold our sockets.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&short, e))?;
+    let mine = std::fs::metadata(ssh_dir).map_err(|e| io(ssh_dir, e))?.uid();
+    let meta = std::fs::symlink_metadata(&short).map_err(|e| io(&short, e))?;
+    if !meta.is_dir() || meta.uid() != mine || meta.mode() & 0o077 != 0 {
+        return Err(SshError::Spawn(format!("{} is not a private directory of this user", short.display())));
+    }
+    Ok(short)
+}
+
 impl SshTarget {
     /// Writes the pinned key to this hypervisor's own known_hosts file.
     pub fn for_hypervisor(h: &Hypervisor, ssh_dir: &Path, connect_timeout: Duration) -> Result<Self, SshError> {
         let key = h.host_key.as_deref().ok_or_else(|| SshError::NotPinned { name: h.name.clone() })?;
         let dir = ssh_dir.join("known_hosts.d");
-        let control_dir = ssh_dir.join("cm");
-        for d in [&dir, &control_dir] {
-            std::fs::create_dir_all(d).map_err(|e| SshError::Spawn(format!("cannot create {}: {e}", d.display())))?;
-        }
+        let control_dir = control_dir(ssh_dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| SshError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
         let known_hosts = dir.join(h.id.to_string());
         let line = known_hosts_line(h.host.as_str(), h.ssh_port, key);
         std::fs::write(&known_hosts, format!("{line}\n"))
             .map_err(|e| SshError::Spawn(format!("cannot write {}: {e}", known_hosts.display())))?;
-        let pin_tag = hex::encode(&sha2::Sha256::digest(line.as_bytes())[..6]);
+        let tag = format!("{}|{}|{line}", h.ssh_user, h.id);
+        let socket_name = hex::encode(&sha2::Sha256::digest(tag.as_bytes())[..8]);
         Ok(Self {
-            pin_tag,
+            socket_name,
             name: h.name.clone(),
             host: h.host.to_string(),
             port: h.ssh_port,
@@ -144,7 +172,7 @@ impl SshTarget {
             "-o".into(),
             "ControlMaster=auto".into(),
             "-o".into(),
-            format!("ControlPath={}/{}-%C", self.control_dir.display(), self.pin_tag),
+            format!("ControlPath={}/{}", self.control_dir.display(), self.socket_name),
             "-o".into(),
             "ControlPersist=30".into(),
         ]
@@ -256,6 +284,16 @@ mod tests {
         assert_eq!(quote("$(reboot)"), "'$(reboot)'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn control_sockets_fit_the_path_limit() {
+        let short = tempfile::tempdir().unwrap();
+        assert_eq!(control_dir(short.path()).unwrap(), short.path().join("cm"));
+        let deep = short.path().join("a-rather-long-directory-name-to-push-past-the-limit".repeat(2));
+        std::fs::create_dir_all(&deep).unwrap();
+        let dir = control_dir(&deep).unwrap();
+        assert!(dir.as_os_str().len() + 1 + 16 + 17 <= 107, "{}", dir.display());
     }
 
     #[test]
