@@ -74,6 +74,22 @@ async fn bad_fields_are_refused_and_nothing_is_stored() {
         )
         .await;
     assert_names(s, &body, 422, "dump_dir");
+    // Every field that ever reaches a remote command refuses shell syntax.
+    let marker = "/tmp/drswitch-injected";
+    for (field, value) in [
+        ("ssh_user", format!("root;touch {marker}")),
+        ("node", format!("n1 && touch {marker}")),
+        ("restore_storage", format!("local-lvm`touch {marker}`")),
+        ("dump_dir", format!("/var/lib/vz/dump;touch {marker}")),
+        ("api_token_id", "root@pam!x y".to_string()),
+        ("tls_fingerprint", "AA:BB".to_string()),
+    ] {
+        let mut body = json!({"name": "x", "host": "127.0.0.1", "node": "x", "role": "dc"});
+        body[field] = json!(value);
+        let (s, resp) = app.post("/api/v1/hypervisors", body).await;
+        assert_names(s, &resp, 422, field);
+    }
+    assert!(!std::path::Path::new(marker).exists());
     let (s, body) =
         app.post("/api/v1/hypervisors", json!({"name": "x", "host": "h", "node": "x", "role": "primary"})).await;
     assert_names(s, &body, 422, "role");

@@ -177,3 +177,36 @@ async fn killed_worker_leaves_no_partial_and_the_task_is_retried() {
     let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
     assert_eq!(archives.as_array().unwrap().len(), 1);
 }
+
+/// Unmounts the tiny file system even when an assertion fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn full_archive_storage_fails_cleanly() {
+    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    lab.create_vm("dc1", 100, "4M");
+    let pair = app.create_pair(&dc, 100, &drc, 200).await;
+    let (_, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
+    // The middleware's archive storage is a 1 MiB file system; the archive is 4 MiB.
+    let dir = app.data_dir().join("archives").join(&pair);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&dir).status().unwrap();
+    assert!(status.success(), "mounting a tmpfs needs root");
+    let _guard = Mounted(dir.clone());
+
+    let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    let err = t["error"].as_str().unwrap();
+    assert!(err.contains("archive storage has only") && err.contains("free"), "{err}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no partial file left behind");
+    let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    assert_eq!(archives, json!([]));
+    assert!(lab.dump_dir_files("dc1").iter().all(|f| !f.contains("vzdump-")), "{:?}", lab.dump_dir_files("dc1"));
+}
