@@ -49,7 +49,7 @@ pub async fn login(
         Some((user, hash)) => user.active && verify_off_thread(body.password, hash.clone()).await,
         None => {
             // Spend the same time as a real check so names cannot be probed.
-            let _ = verify_off_thread(body.password, DUMMY_HASH.to_string()).await;
+            let _ = verify_off_thread(body.password, dummy_hash()).await;
             false
         }
     };
@@ -69,9 +69,12 @@ pub async fn login(
     }
 }
 
-/// A valid argon2id hash of a random string, checked when the user does not exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2vXPJk8HPFp7E4Ch2f1ZBDhFk3p6gUJ3v8yD3XQ0m0Y";
+/// A real argon2id hash of a random string, checked when the user does not
+/// exist so that unknown names take as long as wrong passwords.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| password::hash(&password::random()).unwrap_or_default()).clone()
+}
 
 async fn verify_off_thread(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)

@@ -93,68 +93,58 @@ fn hypervisor(row: &AnyRow) -> DbResult<Hypervisor> {
     })
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the fields in the column order both INSERT and UPDATE use.
+fn bind_fields<'q>(q: Query<'q>, f: &'q HypervisorFields) -> Query<'q> {
+    q.bind(&f.name)
+        .bind(f.host.as_str())
+        .bind(i64::from(f.ssh_port))
+        .bind(f.ssh_user.as_str())
+        .bind(f.node.as_str())
+        .bind(f.role.as_str())
+        .bind(i64::from(f.api_port))
+        .bind(f.api_token_id.as_ref().map(|t| t.as_str().to_string()))
+        .bind(f.api_token_secret_enc.clone())
+        .bind(f.tls_fingerprint.as_ref().map(|t| t.as_str().to_string()))
+        .bind(f.dump_dir.as_str())
+        .bind(f.restore_storage.as_str())
+        .bind(i64::from(f.enabled))
+}
+
 const DUPLICATE: &str = "a hypervisor with this name already exists";
 
 impl Db {
     pub async fn insert_hypervisor(&self, f: &HypervisorFields) -> DbResult<Uuid> {
         let id = Uuid::new_v4();
         let now = Timestamp::now().millis();
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO hypervisors (id, name, host, ssh_port, ssh_user, node, role, api_port, api_token_id, \
              api_token_secret_enc, tls_fingerprint, dump_dir, restore_storage, enabled, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(id.to_string())
-        .bind(&f.name)
-        .bind(f.host.as_str())
-        .bind(i64::from(f.ssh_port))
-        .bind(f.ssh_user.as_str())
-        .bind(f.node.as_str())
-        .bind(f.role.as_str())
-        .bind(i64::from(f.api_port))
-        .bind(f.api_token_id.as_ref().map(|t| t.as_str().to_string()))
-        .bind(f.api_token_secret_enc.clone())
-        .bind(f.tls_fingerprint.as_ref().map(|t| t.as_str().to_string()))
-        .bind(f.dump_dir.as_str())
-        .bind(f.restore_storage.as_str())
-        .bind(i64::from(f.enabled))
-        .bind(now)
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict(e, DUPLICATE))?;
+        .bind(id.to_string());
+        bind_fields(q, f).bind(now).bind(now).execute(self.pool()).await.map_err(|e| conflict(e, DUPLICATE))?;
         Ok(id)
     }
 
     /// Replaces every field; a changed host or port drops the pinned host key.
     pub async fn update_hypervisor(&self, id: Uuid, f: &HypervisorFields, keep_host_key: bool) -> DbResult<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE hypervisors SET name = ?, host = ?, ssh_port = ?, ssh_user = ?, node = ?, role = ?, api_port = ?, \
              api_token_id = ?, api_token_secret_enc = ?, tls_fingerprint = ?, dump_dir = ?, restore_storage = ?, \
              enabled = ?, host_key = CASE WHEN ? = 1 THEN host_key ELSE NULL END, \
              host_key_fingerprint = CASE WHEN ? = 1 THEN host_key_fingerprint ELSE NULL END, updated_at = ? \
              WHERE id = ?",
-        )
-        .bind(&f.name)
-        .bind(f.host.as_str())
-        .bind(i64::from(f.ssh_port))
-        .bind(f.ssh_user.as_str())
-        .bind(f.node.as_str())
-        .bind(f.role.as_str())
-        .bind(i64::from(f.api_port))
-        .bind(f.api_token_id.as_ref().map(|t| t.as_str().to_string()))
-        .bind(f.api_token_secret_enc.clone())
-        .bind(f.tls_fingerprint.as_ref().map(|t| t.as_str().to_string()))
-        .bind(f.dump_dir.as_str())
-        .bind(f.restore_storage.as_str())
-        .bind(i64::from(f.enabled))
-        .bind(i64::from(keep_host_key))
-        .bind(i64::from(keep_host_key))
-        .bind(Timestamp::now().millis())
-        .bind(id.to_string())
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict(e, DUPLICATE))?;
+        );
+        bind_fields(q, f)
+            .bind(i64::from(keep_host_key))
+            .bind(i64::from(keep_host_key))
+            .bind(Timestamp::now().millis())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, DUPLICATE))?;
         Ok(())
     }
 

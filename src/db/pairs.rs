@@ -84,67 +84,55 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
     })
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the fields in the column order both INSERT and UPDATE use.
+fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
+    q.bind(&f.name)
+        .bind(f.src_hypervisor_id.to_string())
+        .bind(i64::from(f.src_vmid))
+        .bind(f.dst_hypervisor_id.to_string())
+        .bind(i64::from(f.dst_vmid))
+        .bind(f.guest.as_str())
+        .bind(f.compress.as_str())
+        .bind(f.mode.as_str())
+        .bind(i64::from(f.start_after_restore))
+        .bind(i64::from(f.keep_last))
+        .bind(f.keep_daily.map(i64::from))
+        .bind(f.keep_weekly.map(i64::from))
+        .bind(f.keep_monthly.map(i64::from))
+        .bind(i64::from(f.auto_failover))
+        .bind(i64::from(f.enabled))
+}
+
 const DUPLICATE: &str = "another pair already targets this VMID on this DRC hypervisor";
 
 impl Db {
     pub async fn insert_pair(&self, f: &PairFields) -> DbResult<Uuid> {
         let id = Uuid::new_v4();
         let now = Timestamp::now().millis();
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
              mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
              created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(id.to_string())
-        .bind(&f.name)
-        .bind(f.src_hypervisor_id.to_string())
-        .bind(i64::from(f.src_vmid))
-        .bind(f.dst_hypervisor_id.to_string())
-        .bind(i64::from(f.dst_vmid))
-        .bind(f.guest.as_str())
-        .bind(f.compress.as_str())
-        .bind(f.mode.as_str())
-        .bind(i64::from(f.start_after_restore))
-        .bind(i64::from(f.keep_last))
-        .bind(f.keep_daily.map(i64::from))
-        .bind(f.keep_weekly.map(i64::from))
-        .bind(f.keep_monthly.map(i64::from))
-        .bind(i64::from(f.auto_failover))
-        .bind(i64::from(f.enabled))
-        .bind(now)
-        .bind(now)
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict(e, DUPLICATE))?;
+        .bind(id.to_string());
+        bind_fields(q, f).bind(now).bind(now).execute(self.pool()).await.map_err(|e| conflict(e, DUPLICATE))?;
         Ok(id)
     }
 
     pub async fn update_pair(&self, id: Uuid, f: &PairFields) -> DbResult<()> {
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
              keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(&f.name)
-        .bind(f.src_hypervisor_id.to_string())
-        .bind(i64::from(f.src_vmid))
-        .bind(f.dst_hypervisor_id.to_string())
-        .bind(i64::from(f.dst_vmid))
-        .bind(f.guest.as_str())
-        .bind(f.compress.as_str())
-        .bind(f.mode.as_str())
-        .bind(i64::from(f.start_after_restore))
-        .bind(i64::from(f.keep_last))
-        .bind(f.keep_daily.map(i64::from))
-        .bind(f.keep_weekly.map(i64::from))
-        .bind(f.keep_monthly.map(i64::from))
-        .bind(i64::from(f.auto_failover))
-        .bind(i64::from(f.enabled))
-        .bind(Timestamp::now().millis())
-        .bind(id.to_string())
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict(e, DUPLICATE))?;
+        );
+        bind_fields(q, f)
+            .bind(Timestamp::now().millis())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, DUPLICATE))?;
         Ok(())
     }
 

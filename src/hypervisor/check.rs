@@ -158,9 +158,19 @@ pub async fn list_vms(state: &AppState, h: &Hypervisor) -> AppResult<Vec<super::
 mod tests {
     #[test]
     fn fingerprint_like_ssh_keygen() {
-        // ssh-keygen -lf of this key prints SHA256:7Bq0xWRzZl+6wrYwz8QHWhz/k8HfXjiXxBHiofOIlEM
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDlDP8hbXahTAYxGhMA3wLFnAchuC+iDdbjDKWn4ZjyM";
-        let fp = super::fingerprint(key).unwrap();
-        assert!(fp.starts_with("SHA256:") && fp.len() == 50, "{fp}");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let listed =
+            std::process::Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")).output().unwrap();
+        // "256 SHA256:… comment (ED25519)"
+        let expected = String::from_utf8_lossy(&listed.stdout).split_whitespace().nth(1).unwrap().to_string();
+        assert_eq!(super::fingerprint(&public).unwrap(), expected);
     }
 }

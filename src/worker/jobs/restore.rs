@@ -72,20 +72,13 @@ pub async fn run_restore(
     let remote = send(ctx, &hv, dst, archive, &local, push).await?;
     let outcome = install(ctx, pair, &hv, dst, &remote, &before, restore).await;
     let _ = hv.remove(&[&remote], &CancellationToken::new()).await;
-    let touched = match outcome {
+    let err = match outcome {
         Ok(()) => return Ok(()),
-        Err((e, touched)) => {
-            if matches!(e, JobError::Cancelled) && !touched {
-                return Err(e);
-            }
-            if !touched {
-                return Err(e);
-            }
-            e
-        }
+        Err((e, false)) => return Err(e),
+        Err((e, true)) => e,
     };
     // The old replica was stopped or overwritten: put the previous one back.
-    let reason = touched.to_string().trim_end_matches('.').to_string();
+    let reason = err.to_string().trim_end_matches('.').to_string();
     ctx.log(format!("restore failed after the old replica was touched: {reason}"));
     match previous_archive(ctx, pair, archive).await? {
         None => Err(fail(format!(
