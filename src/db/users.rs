@@ -30,7 +30,12 @@ fn user(row: &AnyRow) -> DbResult<User> {
     })
 }
 
-const COLS: &str = "id, username, full_name, role, active, created_at, updated_at";
+/// The columns of `User`, spliced into queries at compile time.
+macro_rules! cols {
+    () => {
+        "id, username, full_name, role, active, created_at, updated_at"
+    };
+}
 
 pub struct NewUser<'a> {
     pub username: &'a str,
@@ -66,14 +71,21 @@ impl Db {
     }
 
     pub async fn user(&self, id: Uuid) -> DbResult<Option<User>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM users WHERE id = ?"));
-        sqlx::query(sql).bind(id.to_string()).fetch_optional(self.pool()).await?.as_ref().map(user).transpose()
+        sqlx::query(concat!("SELECT ", cols!(), " FROM users WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(user)
+            .transpose()
     }
 
     /// The user and their password hash, for login.
     pub async fn user_with_hash(&self, username: &str) -> DbResult<Option<(User, String)>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLS}, password_hash FROM users WHERE username = ?"));
-        let row = sqlx::query(sql).bind(username).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(concat!("SELECT ", cols!(), ", password_hash FROM users WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?;
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((user(&r)?, get(&r, "password_hash")?))),
@@ -81,8 +93,12 @@ impl Db {
     }
 
     pub async fn list_users(&self) -> DbResult<Vec<User>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM users ORDER BY username"));
-        sqlx::query(sql).fetch_all(self.pool()).await?.iter().map(user).collect()
+        sqlx::query(concat!("SELECT ", cols!(), " FROM users ORDER BY username"))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(user)
+            .collect()
     }
 
     pub async fn update_user(
