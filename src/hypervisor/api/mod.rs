@@ -74,9 +74,7 @@ impl ApiError {
     }
 }
 
-#[path = "api_tls.rs"]
 mod tls;
-#[path = "api_types.rs"]
 mod types;
 
 pub use tls::fingerprint_of;
