@@ -120,6 +120,12 @@ async fn a_running_task_can_be_cancelled() {
     assert_eq!(t["status"], "cancelled", "{t}");
     let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
     assert_eq!(archives, json!([]));
+    // The killed vzdump's partial files and the lock go away on the DC host.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lab.dump_dir_files("dc1").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left on dc1: {:?}", lab.dump_dir_files("dc1"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // The VM list comes from the host's Proxmox API.
     let (s, vms) = app.get(&format!("/api/v1/hypervisors/{dc}/vms")).await;
     assert_eq!(s, 200, "{vms}");

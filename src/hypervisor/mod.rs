@@ -58,6 +58,9 @@ pub trait Hypervisor {
     async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError>;
     async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError>;
     async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Waits (bounded) until no backup job runs on the host any more, e.g.
+    /// one whose ssh session was just cut, so it cannot write after cleanup.
+    async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;

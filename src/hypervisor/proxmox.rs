@@ -146,13 +146,26 @@ impl Hypervisor for ProxmoxSsh {
     }
 
     async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError> {
-        let mut args = vec!["rm", "-f", "--"];
+        // -r for vzdump's `.tmp` directory; every path here is built from a
+        // validated dump dir and a standard archive name.
+        let mut args = vec!["rm", "-rf", "--"];
         args.extend_from_slice(paths);
         let out = self.ssh.run(&args, self.quick_timeout, cancel).await?;
         if out.ok() {
             Ok(())
         } else {
             Err(self.failed("removing files", &out))
+        }
+    }
+
+    async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError> {
+        // vzdump holds this flock for the whole job (Proxmox's global per-node backup lock).
+        let out =
+            self.ssh.run(&["flock", "-w", "60", "/var/run/vzdump.lock", "true"], self.quick_timeout, cancel).await?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(self.failed("waiting for vzdump to end", &out))
         }
     }
 

@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{fail, size, JobError};
 use crate::db::archives::{Archive, NewArchive};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
-use crate::hypervisor::proxmox::{archive_in, percent};
-use crate::hypervisor::{DumpOptions, GuestState, Hypervisor};
+use crate::domain::{ArchiveName, DirPath};
+use crate::hypervisor::proxmox::{archive_in, archive_path, percent, ProxmoxSsh};
+use crate::hypervisor::{DumpOptions, GuestState, HvError, Hypervisor};
 use crate::transfer;
 use crate::worker::context::{Span, TaskCtx};
 use crate::worker::retention::{to_prune, KeepRules};
@@ -90,31 +92,50 @@ pub async fn run_backup(
     ctx.phase("dumping", dump.at(0.0));
     let opts = DumpOptions { dump_dir: src.dump_dir.clone(), compress: pair.compress, mode: pair.mode };
     let rep = ctx.reporter();
-    let mut on_line = |line: &str| {
-        rep.log(line.to_string());
-        if let Some(p) = percent(line) {
-            rep.progress("dumping", dump.at(f64::from(p) / 100.0), 0, 0);
+    // The archive's name appears early in vzdump's output; remember it so a
+    // failed or cancelled dump can be cleaned up too.
+    let mut seen: Option<String> = None;
+    let dumped = {
+        let mut on_line = |line: &str| {
+            if let Some(p) = archive_path(line) {
+                seen = Some(p.to_string());
+            }
+            rep.log(line.to_string());
+            if let Some(p) = percent(line) {
+                rep.progress("dumping", dump.at(f64::from(p) / 100.0), 0, 0);
+            }
+        };
+        hv.dump(pair.src_vmid, &opts, cancel, &mut on_line).await
+    };
+    let remote_path = match dumped {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(name) = seen.as_deref().and_then(|p| archive_in(&src.dump_dir, p)) {
+                if matches!(e, HvError::Cancelled) {
+                    // The cut session's vzdump may still be writing its files.
+                    let _ = hv.wait_for_dumps(&CancellationToken::new()).await;
+                }
+                remove_dump(ctx, &hv, &src.dump_dir, &name).await;
+            }
+            return Err(e.into());
         }
     };
-    let remote_path = hv.dump(pair.src_vmid, &opts, cancel, &mut on_line).await?;
     let name = archive_in(&src.dump_dir, &remote_path).ok_or_else(|| {
         fail(format!(
             "vzdump on {} wrote {remote_path:?}, which is not a standard archive in {}.",
             src.name, src.dump_dir
         ))
     })?;
-    let log_path = format!("{}/{}.log", src.dump_dir.as_str().trim_end_matches('/'), base_name(name.as_str()));
 
     let result = fetch(ctx, pair, &hv, &remote_path, &name, &dir, pull).await;
     if result.is_err() {
         // Leave no dump behind on the DC host after a failure either.
-        let _ = hv.remove(&[&remote_path, &log_path], &tokio_util::sync::CancellationToken::new()).await;
+        remove_dump(ctx, &hv, &src.dump_dir, &name).await;
         sweep_partials(&state.settings.archive_dir(), ctx.task.id);
         return result;
     }
     let archive = result?;
-    hv.remove(&[&remote_path, &log_path], cancel).await?;
-    ctx.log(format!("removed {remote_path} from {}", src.name));
+    remove_dump(ctx, &hv, &src.dump_dir, &name).await;
     prune(ctx, pair, &dir).await?;
     Ok(archive)
 }
@@ -189,6 +210,30 @@ async fn fetch(
     Ok(archive)
 }
 
+/// Removes the archive and what vzdump writes beside it (`.log`, the `.dat`
+/// temporary file, the `.tmp` directory). Runs even after a cancel.
+async fn remove_dump(ctx: &TaskCtx, hv: &ProxmoxSsh, dir: &DirPath, name: &ArchiveName) {
+    let dir = dir.as_str().trim_end_matches('/');
+    let base = base_name(name.as_str());
+    let archive = format!("{dir}/{name}");
+    let log = format!("{dir}/{base}.log");
+    let dat = format!("{dir}/{}", dat_name(name.as_str()));
+    let tmp = format!("{dir}/{base}.tmp");
+    match hv.remove(&[&archive, &log, &dat, &tmp], &CancellationToken::new()).await {
+        Ok(()) => ctx.log(format!("removed {archive} and its log from {}", hv.name())),
+        Err(e) => ctx.log(format!("could not remove {archive} from {}: {e}", hv.name())),
+    }
+}
+
+/// vzdump's temporary name: the last extension replaced by `.dat`
+/// (`….vma.zst` → `….vma.dat`, `….vma` → `….dat`).
+fn dat_name(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, _)) => format!("{stem}.dat"),
+        None => format!("{name}.dat"),
+    }
+}
+
 /// `vzdump-qemu-100-2026_11_22-02_00_00.vma.zst` → `vzdump-qemu-100-2026_11_22-02_00_00`.
 fn base_name(name: &str) -> &str {
     name.find(".vma").or_else(|| name.find(".tar")).or_else(|| name.find(".tgz")).map(|i| &name[..i]).unwrap_or(name)
@@ -231,5 +276,13 @@ mod tests {
             "vzdump-qemu-100-2026_11_22-02_00_00"
         );
         assert_eq!(super::base_name("vzdump-lxc-100-2026_11_22-02_00_00.tar"), "vzdump-lxc-100-2026_11_22-02_00_00");
+        assert_eq!(
+            super::dat_name("vzdump-qemu-100-2026_11_22-02_00_00.vma.zst"),
+            "vzdump-qemu-100-2026_11_22-02_00_00.vma.dat"
+        );
+        assert_eq!(
+            super::dat_name("vzdump-qemu-100-2026_11_22-02_00_00.vma"),
+            "vzdump-qemu-100-2026_11_22-02_00_00.dat"
+        );
     }
 }
