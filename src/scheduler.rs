@@ -67,10 +67,15 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
     let next = s.cron.next_after(now.to_datetime(), &s.timezone).map(Timestamp::from_datetime);
     let late_ms = now.millis() - due.millis();
     let missed = late_ms > state.settings.schedule_grace.as_millis() as i64;
+    // Whoever moves the schedule past this due time owns the run: another
+    // process, or an API change (disable, new time, delete) made just now,
+    // makes this fail and nothing is queued.
+    if !state.db.advance_schedule(s.id, due, next).await? {
+        return Ok(());
+    }
+    // The unique (schedule, due time) row records the run, and guards it a
+    // second time should two processes ever read different next_run values.
     if !state.db.claim_schedule_run(s.id, due, if missed { "missed" } else { "firing" }).await? {
-        // Another process has this run; make sure the schedule moves on even
-        // if that process died before advancing it.
-        state.db.advance_schedule(s.id, due, next, None).await?;
         return Ok(());
     }
     let (result, task) = if missed {
@@ -81,7 +86,7 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
     };
     tracing::info!(schedule = %s.id, due = %due.to_rfc3339(), result = %result, "schedule fired");
     state.db.set_schedule_run_result(s.id, due, &result, task).await?;
-    state.db.advance_schedule(s.id, due, next, Some((&result, task))).await?;
+    state.db.record_schedule_outcome(s.id, due, &result, task).await?;
     Ok(())
 }
 

@@ -197,39 +197,35 @@ impl Db {
         Ok(())
     }
 
-    /// Moves the schedule past `due` (only if nobody did yet) and records
-    /// what that run did when `outcome` is given.
-    pub async fn advance_schedule(
+    /// Moves the schedule from `due` to `next`; false when its next run is
+    /// no longer `due` (another process fired it, or it was changed).
+    pub async fn advance_schedule(&self, id: Uuid, due: Timestamp, next: Option<Timestamp>) -> DbResult<bool> {
+        let r = sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ? AND enabled = 1")
+            .bind(next.map(|t| t.millis()))
+            .bind(id.to_string())
+            .bind(due.millis())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Shows what the run due at `due` did.
+    pub async fn record_schedule_outcome(
         &self,
         id: Uuid,
         due: Timestamp,
-        next: Option<Timestamp>,
-        outcome: Option<(&str, Option<Uuid>)>,
+        result: &str,
+        task: Option<Uuid>,
     ) -> DbResult<()> {
-        match outcome {
-            Some((result, task)) => {
-                sqlx::query(
-                    "UPDATE schedules SET next_run = ?, last_run = ?, last_result = ?, \
-                     last_task_id = COALESCE(?, last_task_id) WHERE id = ? AND next_run = ?",
-                )
-                .bind(next.map(|t| t.millis()))
-                .bind(due.millis())
-                .bind(result)
-                .bind(task.map(|t| t.to_string()))
-                .bind(id.to_string())
-                .bind(due.millis())
-                .execute(self.pool())
-                .await?
-            }
-            None => {
-                sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ?")
-                    .bind(next.map(|t| t.millis()))
-                    .bind(id.to_string())
-                    .bind(due.millis())
-                    .execute(self.pool())
-                    .await?
-            }
-        };
+        sqlx::query(
+            "UPDATE schedules SET last_run = ?, last_result = ?, last_task_id = COALESCE(?, last_task_id) WHERE id = ?",
+        )
+        .bind(due.millis())
+        .bind(result)
+        .bind(task.map(|t| t.to_string()))
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 }
