@@ -2,8 +2,9 @@
 //! the worker executes. The schedules table is the source of truth: "due"
 //! is each schedule's stored `next_run`, so a change through the API takes
 //! effect at once, a run missed while drswitch was down is caught up (within
-//! the grace window) at start, and a unique key on (schedule, due time) lets
-//! any number of `serve` processes share the work with each run enqueued once.
+//! the grace window) at start, and any number of `serve` processes share the
+//! work with each run enqueued once: moving `next_run` past a due time is a
+//! compare-and-set, and a unique key on (schedule, due time) records the run.
 
 use std::time::Duration;
 
