@@ -34,6 +34,16 @@ pub enum GuestState {
     Running(String),
 }
 
+impl std::fmt::Display for GuestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestState::Missing => f.write_str("absent"),
+            GuestState::Stopped => f.write_str("stopped"),
+            GuestState::Running(s) => f.write_str(s),
+        }
+    }
+}
+
 pub struct DumpOptions {
     pub dump_dir: DirPath,
     pub compress: Compress,

@@ -59,7 +59,7 @@ pub async fn run_backup(
     ctx.log(format!("preflight: checking VM {} on {}", pair.src_vmid, src.name));
     match hv.guest_state(pair.guest, pair.src_vmid, cancel).await? {
         GuestState::Missing => return Err(fail(format!("VM {} does not exist on {}.", pair.src_vmid, src.name))),
-        s => ctx.log(format!("preflight: VM {} is {}", pair.src_vmid, describe(&s))),
+        s => ctx.log(format!("preflight: VM {} is {s}", pair.src_vmid)),
     }
     let src_free = hv.free_bytes(&src.dump_dir, cancel).await?;
     let here_free = transfer::free_bytes(&dir).await.map_err(|e| fail(e.to_string()))?;
@@ -237,14 +237,6 @@ fn dat_name(name: &str) -> String {
 /// `vzdump-qemu-100-2026_11_22-02_00_00.vma.zst` → `vzdump-qemu-100-2026_11_22-02_00_00`.
 fn base_name(name: &str) -> &str {
     name.find(".vma").or_else(|| name.find(".tar")).or_else(|| name.find(".tgz")).map(|i| &name[..i]).unwrap_or(name)
-}
-
-fn describe(s: &GuestState) -> String {
-    match s {
-        GuestState::Missing => "missing".into(),
-        GuestState::Stopped => "stopped".into(),
-        GuestState::Running(r) => r.clone(),
-    }
 }
 
 async fn prune(ctx: &TaskCtx, pair: &Pair, dir: &Path) -> Result<(), JobError> {

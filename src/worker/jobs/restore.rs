@@ -47,16 +47,7 @@ pub async fn run_restore(
 
     ctx.phase("preflight", push.at(0.0));
     let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
-    ctx.log(format!(
-        "preflight: replica VM {} on {} is {}",
-        pair.dst_vmid,
-        dst.name,
-        match &before {
-            GuestState::Missing => "absent".to_string(),
-            GuestState::Stopped => "stopped".to_string(),
-            GuestState::Running(s) => s.clone(),
-        }
-    ));
+    ctx.log(format!("preflight: replica VM {} on {} is {before}", pair.dst_vmid, dst.name));
     let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
     let bytes = archive.size_bytes.max(0) as u64;
     if free < bytes {
