@@ -171,7 +171,7 @@ async fn killed_worker_leaves_no_partial_and_the_task_is_retried() {
     app.login_admin().await;
     let t = app.wait_for_task(&id).await;
     assert_eq!(t["status"], "succeeded", "{t}");
-    assert_eq!(t["attempt"], 2, "retried once: {t}");
+    assert!(t["attempt"].as_i64().unwrap() >= 2, "retried after the kill: {t}");
     assert!(t["log"].to_string().contains("stopped responding"), "{t}");
     assert!(!partial(), "partial files are gone");
     let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
