@@ -1,4 +1,4 @@
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use croner::Cron;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -39,8 +39,10 @@ impl CronExpr {
     /// The first run strictly after `after`, evaluated in `tz` so daily runs
     /// follow the wall clock across daylight-saving changes.
     pub fn next_after(&self, after: DateTime<Utc>, tz: &TimeZone) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&tz.0);
-        self.cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+        // croner keeps the sub-second part of its start time; runs are on whole seconds.
+        let local = after.with_timezone(&tz.0).with_nanosecond(0)?;
+        let next = self.cron.find_next_occurrence(&local, false).ok()?.with_nanosecond(0)?;
+        Some(next.with_timezone(&Utc))
     }
 }
 
@@ -149,6 +151,16 @@ mod tests {
         // In winter, 02:30 local is 01:30 UTC.
         let winter = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         assert_eq!(c.next_after(winter, &tz).unwrap(), Utc.with_ymd_and_hms(2026, 12, 2, 1, 30, 0).unwrap());
+    }
+
+    #[test]
+    fn runs_fall_on_whole_seconds() {
+        let utc: TimeZone = "UTC".parse().unwrap();
+        let c = CronExpr::daily(12, 30).unwrap();
+        let after = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::milliseconds(750);
+        assert_eq!(c.next_after(after, &utc).unwrap(), Utc.with_ymd_and_hms(2026, 11, 22, 12, 30, 0).unwrap());
+        let every: CronExpr = CronExpr::try_from("* * * * * *".to_string()).unwrap();
+        assert_eq!(every.next_after(after, &utc).unwrap(), Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 1).unwrap());
     }
 
     #[test]
