@@ -29,8 +29,14 @@ pub async fn run(state: web::Data<AppState>, enabled: bool) -> Result<(), Worker
     if !enabled {
         return std::future::pending().await;
     }
-    let key = crate::sshkey::ensure(&state.settings.ssh_dir()).await.map_err(|e| WorkerError(e.to_string()))?;
-    tracing::info!(key = %key.public_line, "worker ready; this is the key hypervisors must accept");
+    // Without a key (no ssh-keygen yet) the API still serves; tasks fail
+    // with ssh's own reason until the key exists.
+    match crate::sshkey::ensure(&state.settings.ssh_dir()).await {
+        Ok(key) => tracing::info!(key = %key.public_line, "worker ready; this is the key hypervisors must accept"),
+        Err(e) => {
+            tracing::error!(error = %e, "worker has no SSH key; install openssh-client and run `drswitch pubkey`")
+        }
+    }
     let worker_id = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let slots = Arc::new(Semaphore::new(state.settings.worker_concurrency));
     let finished = Arc::new(Notify::new());
