@@ -103,8 +103,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let scheduler = crate::scheduler::run(state.clone(), state.settings.scheduler_enabled);
     tokio::select! {
         r = server => r.map_err(|e| StartError::Other(e.to_string()))?,
-        r = worker => r.map_err(|e| StartError::Other(e.to_string()))?,
-        r = scheduler => r.map_err(|e| StartError::Other(e.to_string()))?,
+        _ = worker => {},
+        _ = scheduler => {},
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     handle.stop(true).await;
@@ -117,7 +117,7 @@ pub async fn worker_only(settings: Settings) -> Result<(), StartError> {
     let state = state(settings).await?;
     tracing::info!(database = state.settings.backend.as_str(), "drswitch worker started");
     tokio::select! {
-        r = crate::worker::run(state.clone(), true) => r.map_err(|e| StartError::Other(e.to_string()))?,
+        _ = crate::worker::run(state.clone(), true) => {},
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     state.db.close().await;

@@ -16,14 +16,12 @@ use crate::db::DbResult;
 use crate::domain::{TaskKind, Timestamp};
 use crate::queue::{enqueue, Request};
 
-#[derive(Debug, thiserror::Error)]
-#[error("scheduler stopped: {0}")]
-pub struct SchedulerError(String);
-
 /// Longest sleep, so schedules changed by another process are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-pub async fn run(state: web::Data<AppState>, enabled: bool) -> Result<(), SchedulerError> {
+/// Runs until the process stops (it never returns); a failed round is
+/// logged and retried.
+pub async fn run(state: web::Data<AppState>, enabled: bool) {
     if !enabled {
         return std::future::pending().await;
     }

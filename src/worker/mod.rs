@@ -20,12 +20,9 @@ use crate::domain::{TaskKind, TaskStatus};
 use context::{Span, TaskCtx};
 use jobs::{fail, JobError};
 
-#[derive(Debug, thiserror::Error)]
-#[error("worker stopped: {0}")]
-pub struct WorkerError(String);
-
-/// Runs until the process stops. With `enabled` false it only waits.
-pub async fn run(state: web::Data<AppState>, enabled: bool) -> Result<(), WorkerError> {
+/// Runs until the process stops (it never returns). With `enabled` false it
+/// only waits.
+pub async fn run(state: web::Data<AppState>, enabled: bool) {
     if !enabled {
         return std::future::pending().await;
     }
