@@ -7,7 +7,7 @@ the usage line, and VMIDs are checked with pve-vmid's own regex.
 """
 import re
 
-from .common import VMID_RE
+from .common import EXIT_TASK_ERROR, VMID_RE, TaskError, err
 
 BOOLEAN = "boolean"
 INTEGER = "integer"
@@ -102,3 +102,19 @@ def parse(argv, positionals, options, usage, variadic=False):
     if errors:
         raise ParamError("400 Parameter verification failed.\n" + "\n".join(errors) + f"\n{usage}")
     return pos, opts
+
+
+def dispatch(tool, commands, host, argv):
+    """Run `<tool> <command> …` from a table of command -> (function,
+    positionals, options), printing errors the way PVE's CLI does."""
+    if not argv or argv[0] not in commands:
+        err(f"unknown command '{tool} {argv[0]}'" if argv else "ERROR: no command specified")
+        return EXIT_TASK_ERROR
+    func, positionals, options = commands[argv[0]]
+    usage = f"{tool} {argv[0]}" + "".join(f" <{name}>" for name, _ in positionals) + " [OPTIONS]"
+    try:
+        pos, opts = parse(argv[1:], positionals, options, usage)
+        return func(host, pos, opts)
+    except (ParamError, TaskError) as exc:
+        err(str(exc))
+        return EXIT_TASK_ERROR

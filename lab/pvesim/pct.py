@@ -1,8 +1,8 @@
 """`pct list|status|start|stop` for the simulated node (containers are config
 files under nodes/<node>/lxc; nothing in the lab creates them but tests may)."""
 from . import cliargs
-from .cliargs import BOOLEAN, INTEGER, VMID, ParamError
-from .common import EXIT_TASK_ERROR, TaskError, err
+from .cliargs import BOOLEAN, INTEGER, VMID
+from .common import TaskError
 from .host import Host
 
 KIND = "lxc"
@@ -67,15 +67,4 @@ COMMANDS = {
 
 
 def main(argv):
-    host = Host.from_env()
-    if not argv or argv[0] not in COMMANDS:
-        err(f"unknown command 'pct {argv[0]}'" if argv else "ERROR: no command specified")
-        return EXIT_TASK_ERROR
-    func, positionals, options = COMMANDS[argv[0]]
-    usage = f"pct {argv[0]}" + "".join(f" <{name}>" for name, _ in positionals) + " [OPTIONS]"
-    try:
-        pos, opts = cliargs.parse(argv[1:], positionals, options, usage)
-        return func(host, pos, opts)
-    except (ParamError, TaskError) as exc:
-        err(str(exc))
-        return EXIT_TASK_ERROR
+    return cliargs.dispatch("pct", COMMANDS, Host.from_env(), argv)

@@ -5,8 +5,8 @@ Guests are not real processes: a running guest has a pid file under
 exit codes follow qemu-server's CLI (two different missing-VM messages!).
 """
 from . import cliargs
-from .cliargs import BOOLEAN, INTEGER, STRING, VMID, ParamError
-from .common import EXIT_TASK_ERROR, TaskError, err, parse_disk_size
+from .cliargs import BOOLEAN, INTEGER, STRING, VMID
+from .common import TaskError, err, parse_disk_size
 from .host import Host
 
 
@@ -148,15 +148,4 @@ COMMANDS = {
 
 
 def main(argv):
-    host = Host.from_env()
-    if not argv or argv[0] not in COMMANDS:
-        err(f"unknown command 'qm {argv[0]}'" if argv else "ERROR: no command specified")
-        return EXIT_TASK_ERROR
-    func, positionals, options = COMMANDS[argv[0]]
-    usage = f"qm {argv[0]}" + "".join(f" <{name}>" for name, _ in positionals) + " [OPTIONS]"
-    try:
-        pos, opts = cliargs.parse(argv[1:], positionals, options, usage)
-        return func(host, pos, opts)
-    except (ParamError, TaskError) as exc:
-        err(str(exc))
-        return EXIT_TASK_ERROR
+    return cliargs.dispatch("qm", COMMANDS, Host.from_env(), argv)
