@@ -14,13 +14,7 @@ async fn login_logout_and_me() {
     assert_eq!(s, 401);
 
     assert_eq!(app.login(ADMIN, "wrong-password").await, 401);
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"username": ADMIN, "password": ADMIN_PW}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.login_response(ADMIN, ADMIN_PW).await;
     assert_eq!(r.status(), 200);
     let cookie = r
         .headers()
@@ -48,13 +42,7 @@ async fn login_logout_and_me() {
 #[tokio::test]
 async fn secure_cookie_when_configured() {
     let app = TestApp::spawn_with(&[("COOKIE_SECURE", "true")]).await;
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"username": ADMIN, "password": ADMIN_PW}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.login_response(ADMIN, ADMIN_PW).await;
     let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(cookie.contains("Secure"), "{cookie}");
 }
@@ -65,13 +53,7 @@ async fn failed_logins_are_throttled_and_logged_without_password() {
     for _ in 0..5 {
         assert_eq!(app.login(ADMIN, "guess-Zq9-wrong").await, 401);
     }
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"username": ADMIN, "password": ADMIN_PW}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.login_response(ADMIN, ADMIN_PW).await;
     assert_eq!(r.status(), 429, "even the right password waits out the lock");
     assert!(r.headers().get("retry-after").is_some());
     let (_, body) = common::decode(r).await;

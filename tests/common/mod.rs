@@ -163,8 +163,18 @@ impl TestApp {
         decode(r).await
     }
 
+    /// The raw login response, for tests that read its headers.
+    pub async fn login_response(&self, user: &str, pw: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": pw}))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn login(&self, user: &str, pw: &str) -> u16 {
-        self.post("/api/v1/auth/login", json!({"username": user, "password": pw})).await.0
+        self.login_response(user, pw).await.status().as_u16()
     }
 
     pub async fn login_admin(&self) {
