@@ -58,6 +58,17 @@ impl ProxmoxSsh {
     }
 }
 
+impl ProxmoxSsh {
+    /// A command that only has to succeed: its failure becomes `failed(what)`.
+    fn check(&self, out: Output, what: &str) -> Result<(), HvError> {
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(self.failed(what, &out))
+        }
+    }
+}
+
 impl Hypervisor for ProxmoxSsh {
     fn name(&self) -> &str {
         &self.ssh.name
@@ -151,51 +162,31 @@ impl Hypervisor for ProxmoxSsh {
         let mut args = vec!["rm", "-rf", "--"];
         args.extend_from_slice(paths);
         let out = self.ssh.run(&args, self.quick_timeout, cancel).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed("removing files", &out))
-        }
+        self.check(out, "removing files")
     }
 
     async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError> {
         // vzdump holds this flock for the whole job (Proxmox's global per-node backup lock).
         let out =
             self.ssh.run(&["flock", "-w", "60", "/var/run/vzdump.lock", "true"], self.quick_timeout, cancel).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed("waiting for vzdump to end", &out))
-        }
+        self.check(out, "waiting for vzdump to end")
     }
 
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError> {
         let out = self.ssh.run(&["mv", "-f", "--", from, to], self.quick_timeout, cancel).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed("renaming the pushed archive", &out))
-        }
+        self.check(out, "renaming the pushed archive")
     }
 
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError> {
         let v = vmid.to_string();
         let out = self.ssh.run(&[tool(guest), "stop", &v], self.command_timeout, cancel).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed(&format!("{} stop {v}", tool(guest)), &out))
-        }
+        self.check(out, &format!("{} stop {v}", tool(guest)))
     }
 
     async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError> {
         let v = vmid.to_string();
         let out = self.ssh.run(&[tool(guest), "start", &v], self.command_timeout, cancel).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed(&format!("{} start {v}", tool(guest)), &out))
-        }
+        self.check(out, &format!("{} start {v}", tool(guest)))
     }
 
     async fn restore(
@@ -217,11 +208,7 @@ impl Hypervisor for ProxmoxSsh {
             Guest::Lxc => vec!["pct", "restore", &v, archive, "--storage", storage.as_str(), "--force", force_val],
         };
         let out = self.ssh.run_streaming(&args, self.command_timeout, cancel, |l| on_line(l)).await?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(self.failed(&format!("restore of VM {v}"), &out))
-        }
+        self.check(out, &format!("restore of VM {v}"))
     }
 }
 
