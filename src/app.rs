@@ -46,6 +46,10 @@ pub enum StartError {
 
 /// Opens the database, applies migrations and loads the secret key.
 pub async fn state(settings: Settings) -> Result<web::Data<AppState>, StartError> {
+    for dir in [settings.data_dir.clone(), settings.archive_dir()] {
+        crate::files::own_dir(&dir)
+            .map_err(|e| StartError::Other(format!("cannot prepare {}: {e}", dir.display())))?;
+    }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     let secrets = SecretBox::load(&settings)?;

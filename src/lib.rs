@@ -7,6 +7,7 @@ pub mod cli;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod hypervisor;
 pub mod queue;
 pub mod scheduler;

@@ -2,7 +2,6 @@
 //! `SECRET_KEY` or a key file generated in the data dir. Owns the only copy
 //! of the key; never logs a secret or the key.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -89,24 +88,19 @@ fn read_or_create_key(path: &Path) -> std::io::Result<Secret> {
         Err(_) => {}
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::files::ensure_private_dir(dir)?;
     }
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = hex::encode(bytes);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(path) {
-        Ok(mut f) => {
-            f.write_all(key.as_bytes())?;
-            Ok(Secret::new(key))
-        }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(Secret::new(std::fs::read_to_string(path)?.trim()))
-        }
+    if crate::files::create_atomic(path, key.as_bytes())? {
+        return Ok(Secret::new(key));
+    }
+    // Another process created it first: use theirs, which is complete
+    // because it appeared in one step.
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(Secret::new(s.trim())),
+        Ok(_) => Err(std::io::Error::other("the key file is shorter than 32 characters")),
         Err(e) => Err(e),
     }
 }

@@ -24,12 +24,7 @@ pub async fn ensure(dir: &Path) -> Result<KeyPair, KeyError> {
     let public = dir.join("id_ed25519.pub");
     let io = |source| KeyError::Io { path: dir.display().to_string(), source };
     if !private.exists() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        }
+        crate::files::ensure_private_dir(dir).map_err(io)?;
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "drswitch", "-f"])
             .arg(&private)

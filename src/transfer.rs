@@ -71,7 +71,7 @@ async fn rsync(
     what: &str,
 ) -> Result<(), TransferError> {
     let mut child = Command::new("rsync")
-        .args(["--info=progress2", "--no-inc-recursive", "--timeout=120", "--whole-file"])
+        .args(["--info=progress2", "--no-inc-recursive", "--timeout=120", "--whole-file", "--chmod=D700,F600"])
         .arg(format!("--bwlimit={bwlimit_kib}"))
         .arg("-e")
         .arg(t.rsync_shell())
@@ -87,11 +87,7 @@ async fn rsync(
     let mut stdout = child.stdout.take().ok_or_else(|| TransferError::Failed("rsync has no stdout".into()))?;
     let mut stderr = child.stderr.take().ok_or_else(|| TransferError::Failed("rsync has no stderr".into()))?;
     let work = async {
-        let err_task = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
-        });
+        let err_task = tokio::spawn(async move { crate::hypervisor::ssh::read_tail(&mut stderr).await });
         // progress2 rewrites one line with \r: "  1,234,567  45%  10.5MB/s  0:00:03".
         let mut buf = [0u8; 4096];
         let mut pending = Vec::new();

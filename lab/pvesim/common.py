@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 
 VMID_RE = re.compile(r"^[1-9][0-9]{2,8}$")
 NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
@@ -122,6 +123,23 @@ def format_disk_size(size):
         if size >= unit and size % unit == 0:
             return f"{size // unit}{suffix}"
     return str(size)
+
+
+def split_list(text):
+    """PVE::Tools::split_list: items separated by commas, semicolons or white space."""
+    return re.sub(r"[,;]", " ", text or "").split()
+
+
+def encode_text(text):
+    """PVE::Tools::encode_text: UTF-8, then %XX for control and non-ASCII bytes
+    and ':' (how descriptions are kept in guest configs and shown by `qm config`)."""
+    return "".join(chr(b) if 0x20 <= b <= 0x39 or 0x3b <= b <= 0x7e else f"%{b:02X}"
+                   for b in text.encode())
+
+
+def decode_text(data):
+    """PVE::Tools::decode_text: undo every %XX (also ones encode_text never wrote)."""
+    return urllib.parse.unquote(data, errors="replace")
 
 
 def local_stamp(epoch=None):

@@ -4,15 +4,25 @@ Job hooks (one-shot: the next vzdump / qmrestore on the host consumes them):
   vzdump-fail, qmrestore-fail    content: error message (default "simulated failure")
   vzdump-hang, qmrestore-hang    hang half-way until killed (or the ssh session dies)
   vzdump-slow, qmrestore-slow    content: bytes per second for the data copy
+  vzdump-chatter, qmrestore-chatter
+                                 content: N bytes (default 65536); before the data copy
+                                 the job prints at least N bytes of extra lines of
+                                 multi-byte UTF-8 text (2-, 3- and 4-byte characters,
+                                 lines of 100-300 bytes), so that line ends and
+                                 characters fall at every offset of a reader's buffer
 Persistent hooks (read on every API/pvesh call, until removed):
   node-cpu                       fraction 0..1 (e.g. 0.93)
   node-memory-total, node-memory-used, node-rootfs-total, node-rootfs-used   bytes
   services-stopped               comma-separated service names (e.g. pveproxy,pvestatd)
 """
 import os
+import random
 
-JOB_HOOKS = ("vzdump-fail", "vzdump-hang", "vzdump-slow",
-             "qmrestore-fail", "qmrestore-hang", "qmrestore-slow")
+JOB_HOOKS = ("vzdump-fail", "vzdump-hang", "vzdump-slow", "vzdump-chatter",
+             "qmrestore-fail", "qmrestore-hang", "qmrestore-slow", "qmrestore-chatter")
+DEFAULT_CHATTER = 65536
+# é ü (2 bytes), € 本 (3), 𝄞 🙂 (4) and a space now and then.
+CHATTER_CHARS = "\u00e9\u00fc\u20ac\u672c\U0001d11e\U0001f642 "
 NODE_HOOKS = ("node-cpu", "node-memory-total", "node-memory-used",
               "node-rootfs-total", "node-rootfs-used", "services-stopped")
 ALL_HOOKS = JOB_HOOKS + NODE_HOOKS
@@ -67,3 +77,22 @@ class JobHooks:
         self.rate = int(slow) if slow and slow.isdigit() and int(slow) > 0 else None
         if self.fail == "":
             self.fail = "simulated failure"
+        chatter = take_hook(hooks_dir, f"{prefix}-chatter")
+        self.chatter = None if chatter is None else int(chatter) if chatter.isdigit() else DEFAULT_CHATTER
+
+    def chatter_lines(self, prefix):
+        """The extra lines of the chatter hook (none without it): each `prefix`
+        plus multi-byte text, 100-300 bytes with its newline, until the lines
+        add up to at least the hook's byte count. Seeded, so a given count
+        always gives the same lines."""
+        rng = random.Random(self.chatter)
+        lines, total = [], 0
+        while self.chatter and total < self.chatter:
+            target = rng.randint(100, 300)
+            line = prefix
+            while len(line.encode()) + 1 < target - 3:  # room for one more 4-byte char
+                line += rng.choice(CHATTER_CHARS)
+            line = line.rstrip(" ") + "."
+            lines.append(line)
+            total += len(line.encode()) + 1
+        return lines

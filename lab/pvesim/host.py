@@ -16,7 +16,7 @@ import random
 import re
 import time
 
-from .common import TaskError
+from .common import TaskError, decode_text, encode_text
 
 DUMP_DIR = "/var/lib/vz/dump"
 LVM_DIR = "/var/lib/sim-lvm"
@@ -50,6 +50,8 @@ class VmConfig:
 
     @classmethod
     def parse(cls, text):
+        """Like parse_vm_config: each `#` line is one description line (decoded,
+        newline included, so "#notes" reads back as "notes\\n")."""
         values, desc, tail = {}, [], ""
         lines = text.splitlines(keepends=True)
         for n, line in enumerate(lines):
@@ -58,16 +60,30 @@ class VmConfig:
                 tail = "".join(lines[n:])
                 break
             if stripped.startswith("#"):
-                desc.append(stripped[1:])
+                desc.append(decode_text(line.rstrip("\n").lstrip()[1:]) + "\n")
             elif ":" in stripped:
-                key, value = stripped.split(":", 1)
-                values[key.strip()] = value.strip()
-        return cls(values, "\n".join(desc), tail)
+                key, value = (part.strip() for part in stripped.split(":", 1))
+                if key == "description":
+                    desc.append(decode_text(value))
+                else:
+                    values[key] = value
+        return cls(values, "".join(desc), tail)
+
+    def description_lines(self):
+        """The description split like Perl's split(/\\n/): trailing empty lines dropped."""
+        lines = self.description.split("\n")
+        while lines and lines[-1] == "":
+            lines.pop()
+        return lines
 
     def render(self):
-        """Keys sorted, like PVE's write_vm_config; description first."""
-        lines = [f"#{d}" for d in self.description.split("\n")] if self.description else []
-        lines += [f"{k}: {v}" for k, v in sorted(self.values.items()) if k != "digest"]
+        """Keys sorted, like PVE's write_vm_config; description first, one
+        encode_text'ed `#` line per line; a container's raw lxc.* keys last,
+        in their own order (write_pct_config)."""
+        lines = [f"#{encode_text(d)}" for d in self.description_lines()]
+        lines += [f"{k}: {v}" for k, v in sorted(self.values.items())
+                  if k != "digest" and not k.startswith("lxc.")]
+        lines += [f"{k}: {v}" for k, v in self.values.items() if k.startswith("lxc.")]
         text = "\n".join(lines) + "\n"
         return text + ("\n" + self.tail if self.tail else "")
 

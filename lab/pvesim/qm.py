@@ -1,13 +1,37 @@
-"""`qm` for the simulated node: list, status, start, stop, shutdown, destroy, config.
+"""`qm` for the simulated node: list, status, start, stop, shutdown, destroy,
+config, set.
 
 Guests are not real processes: a running guest has a pid file under
 /run/qemu-server (see Host.set_running). Error texts, their stream and the
 exit codes follow qemu-server's CLI (two different missing-VM messages!).
 """
-from . import cliargs
-from .cliargs import BOOLEAN, INTEGER, STRING, VMID
+import random
+import re
+
+from . import cliargs, guestconfig
+from .cliargs import BOOLEAN, CONFIGID_LIST, DNS_NAME, INTEGER, STRING, TAG_LIST, VMID
 from .common import TaskError, err, parse_disk_size
-from .host import Host
+from .host import DISK_KEY_RE, UNUSED_KEY_RE, Host
+
+NET_KEY_RE = re.compile(r"net([0-9]|[12][0-9]|3[01])")  # MAX_NETS = 32
+NIC_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551",
+              "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3")
+NET_KEYS = ("bridge", "firewall", "link_down", "macaddr", "model", "mtu", "queues", "rate", "tag",
+            "trunks")
+MAC_RE = re.compile(r"^[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$", re.I)
+# Keys `--delete` accepts (qemu-server's option_exists); numbered ones below.
+QEMU_KEYS = frozenset((
+    "acpi", "affinity", "agent", "amd-sev", "arch", "args", "audio0", "autostart", "balloon",
+    "bios", "boot", "bootdisk", "cdrom", "cicustom", "cipassword", "citype", "ciupgrade", "ciuser",
+    "cores", "cpu", "cpulimit", "cpuunits", "description", "efidisk0", "freeze", "hookscript",
+    "hotplug", "hugepages", "intel-tdx", "ivshmem", "keephugepages", "keyboard", "kvm", "localtime",
+    "lock", "machine", "memory", "meta", "migrate_downtime", "migrate_speed", "name", "nameserver",
+    "numa", "onboot", "ostype", "protection", "reboot", "rng0", "runningcpu", "runningmachine",
+    "scsihw", "searchdomain", "shares", "smbios1", "smp", "sockets", "spice_enhancements",
+    "sshkeys", "startdate", "startup", "tablet", "tags", "tdf", "template", "tpmstate0", "vcpus",
+    "vga", "vmgenid", "vmstate", "vmstatestorage", "watchdog",
+))
+QEMU_NUMBERED_RE = re.compile(r"(hostpci|usb|serial|parallel|ipconfig|numa|virtiofs|unused)\d+")
 
 
 def _missing_conf(host, vmid):
@@ -124,11 +148,149 @@ def cmd_config(host, pos, opts):
     vmid = int(pos["vmid"])
     if not host.vm_exists(vmid):
         raise _missing_conf(host, vmid)
+    for line in guestconfig.config_lines(host.read_config(vmid)):
+        print(line)
+    return 0
+
+
+def _option_exists(key):
+    return (key in QEMU_KEYS or bool(DISK_KEY_RE.match(key)) or bool(NET_KEY_RE.fullmatch(key))
+            or bool(QEMU_NUMBERED_RE.fullmatch(key)))
+
+
+def _parse_net(name, value):
+    """parse_property_string(pve-qm-net): ({key: value}, None) or (None, the
+    text it dies with; nested key errors follow `format error`, as PVE shows)."""
+    net = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        match = re.fullmatch(r"([^=]+)=(.+)", part)
+        if match:
+            key, val = match.groups()
+            pairs = [("model", key), ("macaddr", val)] if key in NIC_MODELS else [(key, val)]
+        elif "=" not in part:
+            pairs = [("model", part)]
+        else:
+            return None, "missing key in comma-separated list property\n"
+        for key, val in pairs:
+            if key not in NET_KEYS:
+                return None, f"invalid key in comma-separated list property: {key}\n"
+            if key in net:
+                return None, f"duplicate key in comma-separated list property: {key}\n"
+            net[key] = val
+    errors = _net_field_errors(net)
+    if errors:
+        return None, "format error\n" + "".join(f"{name}.{k}: {text}\n" for k, text in errors)
+    return net, None
+
+
+def _net_field_errors(net):
+    """check_object on a parsed NIC: [(key, error)]; booleans become 1/0."""
+    errors = []
+    if "model" not in net:
+        errors.append(("model", "property is missing and it is not optional"))
+    elif net["model"] not in NIC_MODELS:
+        errors.append(("model", f"value '{net['model']}' does not have a value in the "
+                                f"enumeration '{', '.join(NIC_MODELS)}'"))
+    if "macaddr" in net and not MAC_RE.match(net["macaddr"]):
+        errors.append(("macaddr", "invalid format - value does not look like a valid unicast MAC address\n"))
+    for key in ("firewall", "link_down"):
+        if key in net:
+            net[key] = {"1": "1", "on": "1", "yes": "1", "true": "1",
+                        "0": "0", "off": "0", "no": "0", "false": "0"}.get(net[key].lower(), net[key])
+            if net[key] not in ("0", "1"):
+                errors.append((key, f"type check ('boolean') failed - got '{net[key]}'"))
+    return errors
+
+
+def check_net(name, value):
+    """The cliargs check of a netN value (a pve-qm-net property string)."""
+    problem = _parse_net(name, value)[1]
+    return f"{name}: invalid format - {problem}" if problem else None
+
+
+def print_net(name, value):
+    """parse_net + print_net: a random MAC (BC:24:11 prefix) when none was
+    given, then `model=MAC` first and the other keys sorted."""
+    net = _parse_net(name, value)[0]
+    mac = net.pop("macaddr", None) or "BC:24:11:" + ":".join(f"{random.randint(0, 255):02X}" for _ in range(3))
+    model = net.pop("model")
+    return ",".join([f"{model}={mac}"] + [f"{key}={net[key]}" for key in sorted(net)])
+
+
+def _drop_from_boot_order(config, key):
+    """A deleted device leaves `boot: order=` too (an emptied order goes away)."""
+    boot = config.values.get("boot", "")
+    if not boot.startswith("order="):
+        return
+    devices = boot[len("order="):].split(";")
+    if key in devices:
+        devices.remove(key)
+        if devices:
+            config.values["boot"] = "order=" + ";".join(devices)
+        else:
+            config.values.pop("boot")
+
+
+def _add_unused(config, volid):
+    """AbstractConfig::add_unused_volume: the lowest free unusedN, no duplicates."""
+    used = {k: v for k, v in config.values.items() if UNUSED_KEY_RE.match(k)}
+    if volid in used.values():
+        return
+    n = 0
+    while f"unused{n}" in used:
+        n += 1
+    config.values[f"unused{n}"] = volid
+
+
+def _delete_option(host, config, key):
+    """One `--delete` item: a disk becomes unusedN, an unusedN volume is freed."""
+    if not guestconfig.is_set(config, key):
+        return
+    protected = config.values.get("protection") == "1"
+    value = config.values.get(key, "")
+    _drop_from_boot_order(config, key)
+    if UNUSED_KEY_RE.match(key):
+        volid = value.split(",")[0]
+        if protected:
+            raise TaskError(f"can't remove unused disk '{volid}' - protection mode enabled")
+        host.free_volume(volid)
+    elif DISK_KEY_RE.match(key):
+        if protected:
+            raise TaskError(f"can't remove drive '{key}' - protection mode enabled")
+        volid = value.split(",")[0]
+        if ":" in volid and "media=cdrom" not in value:
+            _add_unused(config, volid)
+    if key == "description":
+        config.description = ""
+    else:
+        config.values.pop(key)
+
+
+def cmd_set(host, pos, opts):
+    """update_vm (the synchronous PUT): checks, the `update VM …` line, then
+    deletes before changes. Nothing is pending: every option applies at once,
+    as hotplug would on a running VM."""
+    vmid = int(pos["vmid"])
+    changes = {k: v for k, v in opts.items() if k not in ("skiplock", "delete")}
+    if not opts.get("delete") and not changes:
+        raise TaskError("no options specified")
+    deletes = guestconfig.check_deletes(opts, changes, _option_exists)
+    for key in changes:
+        if NET_KEY_RE.fullmatch(key):
+            changes[key] = print_net(key, changes[key])
+    if not host.vm_exists(vmid):
+        raise _missing_conf(host, vmid)
+    _check_lock(host, vmid, opts)
     config = host.read_config(vmid)
-    for key, value in sorted(config.values.items()):
-        print(f"{key}: {value}")
-    if config.description:
-        print(f"description: {config.description}")
+    print(f"update VM {vmid}: " + " ".join(f"-{key} {opts[key]}" for key in sorted(opts)))
+    for key in deletes:
+        _delete_option(host, config, key)
+        host.write_config(vmid, config)
+    for key, value in guestconfig.apply_common(config, changes).items():
+        config.values[key] = value  # netN
+    host.write_config(vmid, config)
     return 0
 
 
@@ -144,6 +306,9 @@ COMMANDS = {
     "destroy": (cmd_destroy, VMID_ARG, {"purge": BOOLEAN, "skiplock": BOOLEAN,
                                         "destroy-unreferenced-disks": BOOLEAN}),
     "config": (cmd_config, VMID_ARG, {"current": BOOLEAN, "snapshot": STRING}),
+    "set": (cmd_set, VMID_ARG, {"tags": TAG_LIST, "onboot": BOOLEAN, "name": DNS_NAME,
+                                "description": STRING, "delete": CONFIGID_LIST,
+                                "skiplock": BOOLEAN, NET_KEY_RE: check_net}),
 }
 
 

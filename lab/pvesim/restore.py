@@ -144,7 +144,10 @@ class Restore:
                 last["percent"] = percent
                 out(f"progress {percent}% (read {pump.done} bytes, duration {int(pump.elapsed())} sec)")
 
-        pump = DataPump(total, JobHooks(self.host.hooks_dir, "qmrestore"), progress)
+        hooks = JobHooks(self.host.hooks_dir, "qmrestore")
+        for line in hooks.chatter_lines("vma extract says: "):
+            out(line)
+        pump = DataPump(total, hooks, progress)
         for (dev, source), volid in zip(reader.disks(), self.new_volids):
             with open(self.host.volume_path(volid), "r+b") as target:
                 pump.copy(source, target, dev["size"])

@@ -243,6 +243,8 @@ class GuestBackup:
         hooks = JobHooks(self.host.hooks_dir, "vzdump")
         if self.job.bwlimit and not hooks.rate:
             hooks.rate = self.job.bwlimit * 1024
+        for line in hooks.chatter_lines("guest agent says: "):
+            self.log.info(line)
         progress = Progress(self.log)
         pump = DataPump(sum(size for _, _, size in disks), hooks, progress)
         progress(pump, force=True)

@@ -9,6 +9,9 @@ use super::tasks::{task, Task};
 use super::{get, Db, DbResult};
 use crate::domain::{TaskStatus, Timestamp};
 
+/// Queued tasks read per query while looking for one to claim.
+const CLAIM_PAGE: i64 = 500;
+
 /// What happened to a task whose lease ran out.
 #[derive(Debug)]
 pub struct Expired {
@@ -71,32 +74,49 @@ impl Db {
             expired.push(Expired { task_id: t.id, requeued: requeue });
         }
 
-        let busy_rows = sqlx::query("SELECT src_hypervisor_id, dst_hypervisor_id FROM tasks WHERE status = 'running'")
-            .fetch_all(&mut *tx)
-            .await?;
+        let busy_rows =
+            sqlx::query("SELECT pair_id, src_hypervisor_id, dst_hypervisor_id FROM tasks WHERE status = 'running'")
+                .fetch_all(&mut *tx)
+                .await?;
+        // Hosts and pairs a running task holds: tasks of one pair never run
+        // side by side, whatever hosts they touch.
         let mut blocked: HashSet<String> = HashSet::new();
         for r in &busy_rows {
-            for col in ["src_hypervisor_id", "dst_hypervisor_id"] {
+            for col in ["pair_id", "src_hypervisor_id", "dst_hypervisor_id"] {
                 if let Some(h) = get::<Option<String>>(r, col)? {
                     blocked.insert(h);
                 }
             }
         }
-        let queued = sqlx::query("SELECT * FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT 500")
-            .fetch_all(&mut *tx)
-            .await?;
+        // The queue is read in pages, so a long backlog on one busy host
+        // never hides a runnable task of another host behind it.
         let mut chosen = None;
-        for row in &queued {
-            let t = task(row)?;
-            let hosts: Vec<String> =
-                [t.src_hypervisor_id, t.dst_hypervisor_id].iter().flatten().map(|u| u.to_string()).collect();
-            if hosts.iter().any(|h| blocked.contains(h)) {
-                // Keep queue order per host: later tasks on these hosts wait too.
-                blocked.extend(hosts);
-                continue;
+        let mut after = 0i64;
+        'pages: loop {
+            let page = sqlx::query("SELECT * FROM tasks WHERE status = 'queued' AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(after)
+                .bind(CLAIM_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &page {
+                let t = task(row)?;
+                after = t.seq;
+                let holds: Vec<String> = [Some(t.pair_id), t.src_hypervisor_id, t.dst_hypervisor_id]
+                    .iter()
+                    .flatten()
+                    .map(|u| u.to_string())
+                    .collect();
+                if holds.iter().any(|h| blocked.contains(h)) {
+                    // Keep queue order per host and per pair: later tasks on these wait too.
+                    blocked.extend(holds);
+                    continue;
+                }
+                chosen = Some(t);
+                break 'pages;
             }
-            chosen = Some(t);
-            break;
+            if (page.len() as i64) < CLAIM_PAGE {
+                break;
+            }
         }
         let Some(t) = chosen else {
             tx.commit().await?;

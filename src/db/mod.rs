@@ -6,6 +6,7 @@ pub mod archives;
 pub mod claims;
 pub mod hypervisors;
 pub mod pairs;
+pub mod remote_files;
 pub mod schedules;
 pub mod tasks;
 pub mod tokens;
@@ -117,10 +118,27 @@ fn sqlite_url(url: &str) -> DbResult<String> {
             "SQLite needs a file path (an in-memory database is not shared between connections)".into(),
         ));
     }
-    if let Some(dir) = std::path::Path::new(path).parent() {
+    let file = std::path::Path::new(path);
+    if let Some(dir) = file.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| DbError::Open(format!("cannot create {}: {e}", dir.display())))?;
+            crate::files::ensure_private_dir(dir)
+                .map_err(|e| DbError::Open(format!("cannot create {}: {e}", dir.display())))?;
         }
+    }
+    // SQLite gives its -wal and -shm files the mode of the database file,
+    // so a private database file keeps all three private.
+    let private = |e: std::io::Error| DbError::Open(format!("cannot create {}: {e}", file.display()));
+    if file.exists() {
+        // A database file an earlier version created open.
+        for suffix in ["", "-wal", "-shm"] {
+            let f = std::path::PathBuf::from(format!("{path}{suffix}"));
+            if f.exists() {
+                crate::files::make_private(&f).map_err(private)?;
+            }
+        }
+    } else {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(file).map_err(private)?;
     }
     Ok(if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") })
 }

@@ -2,7 +2,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{conflict, flag, get, parse, ts, uuid, Db, DbError, DbResult};
+use super::{conflict, flag, get, parse, parse_opt, ts, uuid, Db, DbError, DbResult};
 use crate::domain::{Compress, Guest, Mode, Timestamp, Vmid};
 
 /// A DC VM and its DRC replica.
@@ -26,6 +26,17 @@ pub struct Pair {
     pub keep_monthly: Option<u32>,
     pub auto_failover: bool,
     pub enabled: bool,
+    /// An admin let drswitch replace the unmarked VM at the current target
+    /// (`POST /pairs/{id}/adopt`); cleared once the VM carries the marker
+    /// and whenever the target changes.
+    pub adopted: bool,
+    /// The archive the last good restore installed on the DRC side: what a
+    /// failed restore rolls back to, kept by retention.
+    pub replica_archive_id: Option<Uuid>,
+    /// Set while a task has stopped or is overwriting the replica and has
+    /// not left it whole yet.
+    #[serde(skip)]
+    pub replica_task_id: Option<Uuid>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -79,6 +90,9 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
         keep_monthly: count(row, "keep_monthly")?,
         auto_failover: flag(row, "auto_failover")?,
         enabled: flag(row, "enabled")?,
+        adopted: flag(row, "adopted")?,
+        replica_archive_id: parse_opt(row, "replica_archive_id")?,
+        replica_task_id: parse_opt(row, "replica_task_id")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -121,18 +135,63 @@ impl Db {
         Ok(id)
     }
 
+    /// Changing the target makes the VM there "not ours" again: an adoption
+    /// and an unfinished replacement belonged to the old target.
     pub async fn update_pair(&self, id: Uuid, f: &PairFields) -> DbResult<()> {
         let q = sqlx::query(
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
-             keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ? WHERE id = ?",
+             keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ?, \
+             adopted = CASE WHEN dst_hypervisor_id = ? AND dst_vmid = ? THEN adopted ELSE 0 END, \
+             replica_task_id = CASE WHEN dst_hypervisor_id = ? AND dst_vmid = ? THEN replica_task_id ELSE NULL END \
+             WHERE id = ?",
         );
+        let target = f.dst_hypervisor_id.to_string();
         bind_fields(q, f)
             .bind(Timestamp::now().millis())
+            .bind(&target)
+            .bind(i64::from(f.dst_vmid))
+            .bind(&target)
+            .bind(i64::from(f.dst_vmid))
             .bind(id.to_string())
             .execute(self.pool())
             .await
             .map_err(|e| conflict(e, DUPLICATE))?;
+        Ok(())
+    }
+
+    /// Lets drswitch replace the unmarked VM at the pair's current target.
+    pub async fn set_adopted(&self, id: Uuid) -> DbResult<()> {
+        sqlx::query("UPDATE pairs SET adopted = 1, updated_at = ? WHERE id = ?")
+            .bind(Timestamp::now().millis())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records, before the first destructive step, that `task` is about to
+    /// stop or overwrite the pair's replica.
+    pub async fn replica_touched(&self, id: Uuid, task: Uuid) -> DbResult<()> {
+        sqlx::query("UPDATE pairs SET replica_task_id = ? WHERE id = ?")
+            .bind(task.to_string())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The replica is whole and marked again; `archive` is what it now holds
+    /// (None after a rollback to the archive already recorded).
+    pub async fn replica_whole(&self, id: Uuid, archive: Option<Uuid>) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE pairs SET replica_task_id = NULL, adopted = 0, \
+             replica_archive_id = COALESCE(?, replica_archive_id) WHERE id = ?",
+        )
+        .bind(archive.map(|a| a.to_string()))
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -163,6 +163,30 @@ impl Db {
         Ok(get::<i64>(&row, "n")? > 0)
     }
 
+    /// Whether the pair has any queued or running task.
+    pub async fn pair_is_busy(&self, pair_id: Uuid) -> DbResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running')")
+            .bind(pair_id.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// Archives of the pair that retention must keep whatever its rules say:
+    /// the one the replica holds and every one a queued or running task names.
+    pub async fn archives_in_use(&self, pair_id: Uuid) -> DbResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT archive_id FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running') \
+             AND archive_id IS NOT NULL \
+             UNION SELECT replica_archive_id AS archive_id FROM pairs WHERE id = ? AND replica_archive_id IS NOT NULL",
+        )
+        .bind(pair_id.to_string())
+        .bind(pair_id.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| super::uuid(r, "archive_id")).collect()
+    }
+
     pub async fn pair_has_running_task(&self, pair_id: Uuid) -> DbResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status = 'running'")
             .bind(pair_id.to_string())

@@ -72,6 +72,13 @@ pub trait Hypervisor {
     /// one whose ssh session was just cut, so it cannot write after cleanup.
     async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Creates a directory of drswitch's own (and missing parents).
+    async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// The guest's tags (Proxmox's `tags` config option), where drswitch
+    /// keeps its replica marker.
+    async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError>;
+    async fn set_tags(&self, guest: Guest, vmid: Vmid, tags: &[String], cancel: &CancellationToken)
+        -> Result<(), HvError>;
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     #[allow(clippy::too_many_arguments)]
@@ -85,6 +92,19 @@ pub trait Hypervisor {
         cancel: &CancellationToken,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(), HvError>;
+}
+
+/// The tag that marks a VM as drswitch's replica of one pair. Proxmox tags
+/// allow `[a-z0-9_][a-z0-9_+.-]*`, which a UUID with a prefix fits.
+pub fn replica_tag(pair: uuid::Uuid) -> String {
+    format!("drswitch-{pair}")
+}
+
+/// The guest's tags with this pair's marker, and without any other pair's.
+pub fn with_replica_tag(tags: &[String], pair: uuid::Uuid) -> Vec<String> {
+    let mut out: Vec<String> = tags.iter().filter(|t| !t.starts_with("drswitch-")).cloned().collect();
+    out.push(replica_tag(pair));
+    out
 }
 
 /// The ssh connection settings for a stored hypervisor.

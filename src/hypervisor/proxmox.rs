@@ -177,6 +177,33 @@ impl Hypervisor for ProxmoxSsh {
         self.check(out, "renaming the pushed archive")
     }
 
+    async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError> {
+        let out = self.ssh.run(&["mkdir", "-p", "-m", "700", "--", path], self.quick_timeout, cancel).await?;
+        self.check(out, &format!("creating {path}"))
+    }
+
+    async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError> {
+        let v = vmid.to_string();
+        let out = self.ssh.run(&[tool(guest), "config", &v], self.quick_timeout, cancel).await?;
+        if !out.ok() {
+            return Err(self.failed(&format!("{} config {v}", tool(guest)), &out));
+        }
+        Ok(parse_tags(&out.stdout))
+    }
+
+    async fn set_tags(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        tags: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError> {
+        let v = vmid.to_string();
+        let list = tags.join(";");
+        let out = self.ssh.run(&[tool(guest), "set", &v, "--tags", &list], self.quick_timeout, cancel).await?;
+        self.check(out, &format!("{} set {v} --tags", tool(guest)))
+    }
+
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError> {
         let v = vmid.to_string();
         let out = self.ssh.run(&[tool(guest), "stop", &v], self.command_timeout, cancel).await?;
@@ -212,6 +239,16 @@ impl Hypervisor for ProxmoxSsh {
     }
 }
 
+/// The `tags: a;b` line of `qm config` / `pct config` as a list (Proxmox
+/// accepts `;`, `,` and spaces between tags).
+pub fn parse_tags(config: &str) -> Vec<String> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("tags:"))
+        .map(|t| t.split([';', ',', ' ']).map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// Checks an archive path printed by vzdump lies in the dump dir and has a
 /// standard name.
 pub fn archive_in(dir: &DirPath, path: &str) -> Option<ArchiveName> {
@@ -242,6 +279,13 @@ mod tests {
         assert_eq!(percent("progress 7% (read 343605248 bytes, duration 0 sec)"), Some(7));
         assert_eq!(percent("INFO: backup is sparse: 27.51 GiB (85%) total zero data"), None);
         assert_eq!(percent("INFO: status = stopped"), None);
+    }
+
+    #[test]
+    fn reads_tags() {
+        let cfg = "boot: order=scsi0\nname: web\ntags: prod;drswitch-1f0e,db\n";
+        assert_eq!(parse_tags(cfg), ["prod", "drswitch-1f0e", "db"]);
+        assert!(parse_tags("name: web\n").is_empty());
     }
 
     #[test]

@@ -65,6 +65,80 @@ impl Output {
     }
 }
 
+/// The last `TAIL_BYTES` (or a little more) of a command's output, cut at
+/// line ends only: a remote command may print without end, and a cut inside
+/// a multi-byte character would not be text any more.
+const TAIL_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Tail {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+    /// Bytes of an unfinished last line (stderr arrives in chunks).
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn push_line(&mut self, line: &str) {
+        // One huge line keeps only its end, cut at a character boundary.
+        let line = if line.len() > TAIL_BYTES {
+            let mut from = line.len() - TAIL_BYTES;
+            while !line.is_char_boundary(from) {
+                from += 1;
+            }
+            &line[from..]
+        } else {
+            line
+        };
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_string());
+        while self.bytes > TAIL_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, chunk: &[u8]) {
+        self.partial.extend_from_slice(chunk);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.push_line(String::from_utf8_lossy(&line[..end]).as_ref());
+        }
+        if self.partial.len() > TAIL_BYTES {
+            let line = std::mem::take(&mut self.partial);
+            self.push_line(String::from_utf8_lossy(&line).as_ref());
+        }
+    }
+
+    fn into_string(mut self) -> String {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.push_line(String::from_utf8_lossy(&line).as_ref());
+        }
+        let mut s = String::with_capacity(self.bytes);
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Reads a stream to its end, keeping only its tail.
+pub async fn read_tail(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut tail = Tail::default();
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.push_bytes(&buf[..n]);
+    }
+    tail.into_string()
+}
+
 /// Quotes one argument for the remote POSIX shell.
 pub fn quote(arg: &str) -> String {
     if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+".contains(&b)) {
@@ -95,18 +169,22 @@ fn control_dir(ssh_dir: &Path) -> Result<PathBuf, SshError> {
     }
     let tag = hex::encode(&sha2::Sha256::digest(ssh_dir.as_os_str().as_encoded_bytes())[..4]);
     let short = std::env::temp_dir().join(format!("drswitch-cm-{tag}"));
-    match std::fs::create_dir(&short) {
+    match crate::files::create_private_dir(&short) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io(&short, e)),
     }
     // Only a directory of our own, closed to others, may hold our sockets.
+    // Look before touching: /tmp is shared, and a symlink planted there
+    // must be refused, never followed by chmod.
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&short, e))?;
     let mine = std::fs::metadata(ssh_dir).map_err(|e| io(ssh_dir, e))?.uid();
     let meta = std::fs::symlink_metadata(&short).map_err(|e| io(&short, e))?;
-    if !meta.is_dir() || meta.uid() != mine || meta.mode() & 0o077 != 0 {
+    if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != mine {
         return Err(SshError::Spawn(format!("{} is not a private directory of this user", short.display())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&short, e))?;
     }
     Ok(short)
 }
@@ -120,7 +198,7 @@ impl SshTarget {
         std::fs::create_dir_all(&dir).map_err(|e| SshError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
         let known_hosts = dir.join(h.id.to_string());
         let line = known_hosts_line(h.host.as_str(), h.ssh_port, key);
-        std::fs::write(&known_hosts, format!("{line}\n"))
+        crate::files::write_atomic(&known_hosts, format!("{line}\n").as_bytes())
             .map_err(|e| SshError::Spawn(format!("cannot write {}: {e}", known_hosts.display())))?;
         let tag = format!("{}|{}|{line}", h.ssh_user, h.id);
         let socket_name = hex::encode(&sha2::Sha256::digest(tag.as_bytes())[..8]);
@@ -209,22 +287,14 @@ impl SshTarget {
         let mut stderr = child.stderr.take().ok_or_else(|| SshError::Spawn("no stderr".into()))?;
         let what = args.first().copied().unwrap_or("command").to_string();
         let work = async {
-            let err_task = tokio::spawn(async move {
-                let mut s = String::new();
-                let _ = stderr.read_to_string(&mut s).await;
-                s
-            });
+            let err_task = tokio::spawn(async move { read_tail(&mut stderr).await });
             let mut lines = BufReader::new(stdout).lines();
-            let mut out = String::new();
+            let mut out = Tail::default();
             while let Ok(Some(line)) = lines.next_line().await {
                 on_line(&line);
-                // Keep only the tail; vzdump can print many lines.
-                if out.len() > 64 * 1024 {
-                    out.drain(..32 * 1024);
-                }
-                out.push_str(&line);
-                out.push('\n');
+                out.push_line(&line);
             }
+            let out = out.into_string();
             let status = child.wait().await;
             let stderr = err_task.await.unwrap_or_default();
             (status, out, stderr)
@@ -294,6 +364,27 @@ mod tests {
         std::fs::create_dir_all(&deep).unwrap();
         let dir = control_dir(&deep).unwrap();
         assert!(dir.as_os_str().len() + 1 + 16 + 17 <= 107, "{}", dir.display());
+    }
+
+    #[test]
+    fn output_tail_keeps_whole_lines_of_multibyte_text() {
+        let mut t = Tail::default();
+        let line = "é€𝄞".repeat(40);
+        for _ in 0..1000 {
+            t.push_line(&line);
+        }
+        let s = t.into_string();
+        assert!(s.len() <= TAIL_BYTES + line.len() + 1);
+        assert!(s.lines().all(|l| l == line));
+        let mut t = Tail::default();
+        let bytes = format!("{line}\n").repeat(1000).into_bytes();
+        for chunk in bytes.chunks(4093) {
+            t.push_bytes(chunk);
+        }
+        assert!(t.into_string().lines().all(|l| l == line));
+        let mut t = Tail::default();
+        t.push_line(&"€".repeat(40_000));
+        assert!(t.into_string().trim_end().chars().all(|c| c == '€'));
     }
 
     #[test]

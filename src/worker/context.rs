@@ -12,8 +12,14 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::db::tasks::Task;
 
+/// Remote output lines kept per task: a chatty or looping command must not
+/// fill the database. drswitch's own lines are always kept.
+pub const MAX_OUTPUT_LINES: usize = 2000;
+
 enum Event {
     Log(String),
+    /// A line a remote command printed.
+    Output(String),
     Progress { phase: &'static str, percent: i64, done: i64, total: i64 },
 }
 
@@ -47,6 +53,11 @@ impl Reporter {
         let _ = self.tx.send(Event::Log(line.into()));
     }
 
+    /// A line of remote output (bounded per task).
+    pub fn output(&self, line: impl Into<String>) {
+        let _ = self.tx.send(Event::Output(line.into()));
+    }
+
     pub fn progress(&self, phase: &'static str, percent: i64, done: i64, total: i64) {
         let _ = self.tx.send(Event::Progress { phase, percent, done, total });
     }
@@ -77,6 +88,7 @@ async fn write_events(state: web::Data<AppState>, task_id: uuid::Uuid, mut rx: m
     let mut last_write = Instant::now() - Duration::from_secs(1);
     let mut pending: Option<(&'static str, i64, i64, i64)> = None;
     let mut last_phase = "";
+    let mut output_lines = 0usize;
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
@@ -90,11 +102,13 @@ async fn write_events(state: web::Data<AppState>, task_id: uuid::Uuid, mut rx: m
         };
         match ev {
             None => break,
-            Some(Event::Log(line)) => {
-                if let Err(e) = state.db.append_log(task_id, &line).await {
-                    tracing::warn!(task = %task_id, error = %e, "cannot write task log");
+            Some(Event::Output(line)) => {
+                output_lines += 1;
+                if output_lines <= MAX_OUTPUT_LINES {
+                    append(&state, task_id, &line).await;
                 }
             }
+            Some(Event::Log(line)) => append(&state, task_id, &line).await,
             Some(Event::Progress { phase, percent, done, total }) => {
                 // A phase change is written at once; within a phase at most 4 times a second.
                 if phase != last_phase || last_write.elapsed() >= Duration::from_millis(250) {
@@ -110,5 +124,16 @@ async fn write_events(state: web::Data<AppState>, task_id: uuid::Uuid, mut rx: m
     }
     if let Some((p, pct, d, t)) = pending {
         let _ = state.db.set_progress(task_id, p, pct, d, t).await;
+    }
+    if output_lines > MAX_OUTPUT_LINES {
+        let dropped = output_lines - MAX_OUTPUT_LINES;
+        let line = format!("{dropped} more lines of remote output were not kept (at most {MAX_OUTPUT_LINES} per task)");
+        append(&state, task_id, &line).await;
+    }
+}
+
+async fn append(state: &AppState, task_id: uuid::Uuid, line: &str) {
+    if let Err(e) = state.db.append_log(task_id, line).await {
+        tracing::warn!(task = %task_id, error = %e, "cannot write task log");
     }
 }

@@ -5,10 +5,14 @@
 
 pub mod context;
 pub mod jobs;
+pub mod leftovers;
 pub mod retention;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use actix_web::web;
 use tokio::sync::{Notify, Semaphore};
@@ -59,11 +63,17 @@ async fn claim_all(state: &web::Data<AppState>, worker_id: &str, slots: &Arc<Sem
                 return;
             }
         };
-        for e in expired {
+        for e in &expired {
             tracing::warn!(task = %e.task_id, requeued = e.requeued, "recovered a task whose worker stopped");
             if !e.requeued {
                 jobs::backup::sweep_partials(&state.settings.archive_dir(), e.task_id);
             }
+        }
+        if expired.iter().any(|e| !e.requeued) {
+            // Files the dead worker left on hosts; in the background, so a
+            // host that is down now does not hold up claiming.
+            let state = state.clone();
+            tokio::spawn(async move { leftovers::sweep_ended(&state).await });
         }
         let Some(task) = task else { return };
         let state = state.clone();
@@ -77,17 +87,42 @@ async fn claim_all(state: &web::Data<AppState>, worker_id: &str, slots: &Arc<Sem
     }
 }
 
+/// Aborts the heartbeat however the job ends, a panic included: a lease
+/// renewed for a job that is gone would hold its hosts forever.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs one claimed task to its final state.
 async fn execute(state: web::Data<AppState>, worker_id: String, task: Task) {
     let id = task.id;
     tracing::info!(task = %id, kind = %task.kind, attempt = task.attempt, "task started");
     let cancel = CancellationToken::new();
     let lost = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(state.clone(), worker_id.clone(), id, cancel.clone(), lost.clone()));
+    let heartbeat =
+        AbortOnDrop(tokio::spawn(heartbeat(state.clone(), worker_id.clone(), id, cancel.clone(), lost.clone())));
     let (ctx, writer) = TaskCtx::new(state.clone(), task, cancel.clone());
     ctx.log(format!("attempt {} of {} started", ctx.task.attempt, ctx.task.max_attempts));
-    let result = run_job(&ctx).await;
-    heartbeat.abort();
+    // What an earlier attempt of this task left on hosts goes first.
+    leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    let result = match AssertUnwindSafe(run_job(&ctx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(task = %id, panic = what, "task panicked");
+            Err(fail("drswitch hit an internal error while running this task; see the server log."))
+        }
+    };
+    leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    drop(heartbeat);
     let (status, error) = match &result {
         Ok(()) => (TaskStatus::Succeeded, None),
         Err(JobError::Cancelled) => {
@@ -140,6 +175,8 @@ async fn heartbeat(
 async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
     let db = &ctx.state.db;
     let pair = db.pair(ctx.task.pair_id).await?.ok_or_else(|| fail("The pair of this task no longer exists."))?;
+    #[cfg(debug_assertions)]
+    panic_probe(&pair);
     let load =
         |id| async move { db.hypervisor(id).await?.ok_or_else(|| fail("A hypervisor of this pair no longer exists.")) };
     match ctx.task.kind {
@@ -191,5 +228,17 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             .await
         }
         TaskKind::Failover => Err(fail("Failover tasks are not supported by this version.")),
+    }
+}
+
+/// Debug builds only: `DRSWITCH_DEBUG_PANIC_VMID` makes jobs of pairs with
+/// that source VMID panic, so tests can prove a panicking job fails its task
+/// and frees its hosts. Release builds have no such switch.
+#[cfg(debug_assertions)]
+fn panic_probe(pair: &crate::db::pairs::Pair) {
+    if std::env::var("DRSWITCH_DEBUG_PANIC_VMID").ok().and_then(|v| v.parse::<i64>().ok())
+        == Some(i64::from(pair.src_vmid))
+    {
+        panic!("panic probe for VM {}", pair.src_vmid);
     }
 }

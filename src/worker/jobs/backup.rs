@@ -11,12 +11,17 @@ use super::{fail, size, JobError};
 use crate::db::archives::{Archive, NewArchive};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
-use crate::domain::{ArchiveName, DirPath};
-use crate::hypervisor::proxmox::{archive_in, archive_path, percent, ProxmoxSsh};
+use crate::domain::DirPath;
+use crate::hypervisor::proxmox::{archive_in, percent, ProxmoxSsh};
 use crate::hypervisor::{DumpOptions, GuestState, HvError, Hypervisor};
 use crate::transfer;
 use crate::worker::context::{Span, TaskCtx};
+use crate::worker::leftovers;
 use crate::worker::retention::{to_prune, KeepRules};
+
+/// The fewest archives a pair keeps: the newest and the one before it, so a
+/// restore of the newest that fails can still roll back.
+pub const MIN_KEEP_LAST: u32 = 2;
 
 /// Where the archives of a pair live on the middleware.
 pub fn pair_dir(archive_root: &Path, pair: Uuid) -> PathBuf {
@@ -51,7 +56,7 @@ pub async fn run_backup(
     }
     let hv = crate::hypervisor::proxmox(state, src)?;
     let dir = pair_dir(&state.settings.archive_dir(), pair.id);
-    std::fs::create_dir_all(&dir)
+    crate::files::own_dir(&dir)
         .map_err(|e| fail(format!("Cannot create the archive directory {}: {e}.", dir.display())))?;
     sweep_partials(&state.settings.archive_dir(), ctx.task.id);
 
@@ -90,17 +95,17 @@ pub async fn run_backup(
     }
 
     ctx.phase("dumping", dump.at(0.0));
-    let opts = DumpOptions { dump_dir: src.dump_dir.clone(), compress: pair.compress, mode: pair.mode };
+    // vzdump writes into the task's own directory, so everything it leaves
+    // (archive, log, `.dat`, `.tmp`) is removed with that directory and no
+    // file of anyone else's is ever touched.
+    let task_dir = leftovers::open_task_dir(ctx, &hv, src).await?;
+    let task_dir_path: DirPath =
+        task_dir.parse().map_err(|_| fail(format!("{task_dir} is not a usable directory on {}.", src.name)))?;
+    let opts = DumpOptions { dump_dir: task_dir_path.clone(), compress: pair.compress, mode: pair.mode };
     let rep = ctx.reporter();
-    // The archive's name appears early in vzdump's output; remember it so a
-    // failed or cancelled dump can be cleaned up too.
-    let mut seen: Option<String> = None;
     let dumped = {
         let mut on_line = |line: &str| {
-            if let Some(p) = archive_path(line) {
-                seen = Some(p.to_string());
-            }
-            rep.log(line.to_string());
+            rep.output(line.to_string());
             if let Some(p) = percent(line) {
                 rep.progress("dumping", dump.at(f64::from(p) / 100.0), 0, 0);
             }
@@ -110,33 +115,33 @@ pub async fn run_backup(
     let remote_path = match dumped {
         Ok(p) => p,
         Err(e) => {
-            if let Some(name) = seen.as_deref().and_then(|p| archive_in(&src.dump_dir, p)) {
-                if matches!(e, HvError::Cancelled) {
-                    // The cut session's vzdump may still be writing its files.
-                    let _ = hv.wait_for_dumps(&CancellationToken::new()).await;
-                }
-                remove_dump(ctx, &hv, &src.dump_dir, &name).await;
+            if matches!(e, HvError::Cancelled) {
+                // The cut session's vzdump may still be writing its files.
+                let _ = hv.wait_for_dumps(&CancellationToken::new()).await;
             }
+            remove_task_dir(ctx, &hv, &task_dir).await;
             return Err(e.into());
         }
     };
-    let name = archive_in(&src.dump_dir, &remote_path).ok_or_else(|| {
-        fail(format!(
-            "vzdump on {} wrote {remote_path:?}, which is not a standard archive in {}.",
-            src.name, src.dump_dir
-        ))
-    })?;
+    let name = match archive_in(&task_dir_path, &remote_path) {
+        Some(n) => n,
+        None => {
+            remove_task_dir(ctx, &hv, &task_dir).await;
+            return Err(fail(format!(
+                "vzdump on {} wrote {remote_path:?}, which is not a standard archive in {task_dir}.",
+                src.name
+            )));
+        }
+    };
 
     let result = fetch(ctx, pair, &hv, &remote_path, &name, &dir, pull).await;
+    remove_task_dir(ctx, &hv, &task_dir).await;
     if result.is_err() {
-        // Leave no dump behind on the DC host after a failure either.
-        remove_dump(ctx, &hv, &src.dump_dir, &name).await;
         sweep_partials(&state.settings.archive_dir(), ctx.task.id);
         return result;
     }
     let archive = result?;
-    remove_dump(ctx, &hv, &src.dump_dir, &name).await;
-    prune(ctx, pair, &dir).await?;
+    prune(ctx, pair, &dir, archive.id).await?;
     Ok(archive)
 }
 
@@ -210,46 +215,36 @@ async fn fetch(
     Ok(archive)
 }
 
-/// Removes the archive and what vzdump writes beside it (`.log`, the `.dat`
-/// temporary file, the `.tmp` directory). Runs even after a cancel.
-async fn remove_dump(ctx: &TaskCtx, hv: &ProxmoxSsh, dir: &DirPath, name: &ArchiveName) {
-    let dir = dir.as_str().trim_end_matches('/');
-    let base = base_name(name.as_str());
-    let archive = format!("{dir}/{name}");
-    let log = format!("{dir}/{base}.log");
-    let dat = format!("{dir}/{}", dat_name(name.as_str()));
-    let tmp = format!("{dir}/{base}.tmp");
-    match hv.remove(&[&archive, &log, &dat, &tmp], &CancellationToken::new()).await {
-        Ok(()) => ctx.log(format!("removed {archive} and its log from {}", hv.name())),
-        Err(e) => ctx.log(format!("could not remove {archive} from {}: {e}", hv.name())),
+/// Removes the task's directory on the DC host, dump and all. Runs even
+/// after a cancel; if the host cannot be reached, the directory stays
+/// recorded and the end-of-task sweep tries again.
+async fn remove_task_dir(ctx: &TaskCtx, hv: &ProxmoxSsh, dir: &str) {
+    match hv.remove(&[dir], &CancellationToken::new()).await {
+        Ok(()) => {
+            let _ = ctx.state.db.forget_remote_file(ctx.task.id, dir).await;
+            ctx.log(format!("removed {dir} and the dump in it from {}", hv.name()));
+        }
+        Err(e) => ctx.log(format!("could not remove {dir} from {}: {e}", hv.name())),
     }
 }
 
-/// vzdump's temporary name: the last extension replaced by `.dat`
-/// (`….vma.zst` → `….vma.dat`, `….vma` → `….dat`).
-fn dat_name(name: &str) -> String {
-    match name.rsplit_once('.') {
-        Some((stem, _)) => format!("{stem}.dat"),
-        None => format!("{name}.dat"),
-    }
-}
-
-/// `vzdump-qemu-100-2026_11_22-02_00_00.vma.zst` → `vzdump-qemu-100-2026_11_22-02_00_00`.
-fn base_name(name: &str) -> &str {
-    name.find(".vma").or_else(|| name.find(".tar")).or_else(|| name.find(".tgz")).map(|i| &name[..i]).unwrap_or(name)
-}
-
-async fn prune(ctx: &TaskCtx, pair: &Pair, dir: &Path) -> Result<(), JobError> {
+/// Applies the pair's keep rules, except to archives something still
+/// needs: the one just made, the one the replica holds (a rollback restores
+/// it), and any a queued or running task names.
+async fn prune(ctx: &TaskCtx, pair: &Pair, dir: &Path, made: Uuid) -> Result<(), JobError> {
     let archives = ctx.state.db.list_archives(pair.id).await?;
     let verified: Vec<_> =
         archives.iter().filter(|a| a.verified_at.is_some()).map(|a| (a.id, a.created_at.to_datetime())).collect();
+    let mut protected = ctx.state.db.archives_in_use(pair.id).await?;
+    protected.push(made);
     let rules = KeepRules {
-        last: pair.keep_last,
+        last: pair.keep_last.max(MIN_KEEP_LAST),
         daily: pair.keep_daily,
         weekly: pair.keep_weekly,
         monthly: pair.keep_monthly,
     };
-    let gone = to_prune(&verified, rules, &ctx.state.settings.timezone);
+    let mut gone = to_prune(&verified, rules, &ctx.state.settings.timezone);
+    gone.retain(|id| !protected.contains(id));
     for a in archives.iter().filter(|a| gone.contains(&a.id)) {
         let _ = std::fs::remove_file(dir.join(a.file_name.as_str()));
         ctx.state.db.delete_archive(a.id).await?;
@@ -257,24 +252,4 @@ async fn prune(ctx: &TaskCtx, pair: &Pair, dir: &Path) -> Result<(), JobError> {
     }
     ctx.log(format!("retention: {} archive(s) kept", verified.len() - gone.len()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base_names() {
-        assert_eq!(
-            super::base_name("vzdump-qemu-100-2026_11_22-02_00_00.vma.zst"),
-            "vzdump-qemu-100-2026_11_22-02_00_00"
-        );
-        assert_eq!(super::base_name("vzdump-lxc-100-2026_11_22-02_00_00.tar"), "vzdump-lxc-100-2026_11_22-02_00_00");
-        assert_eq!(
-            super::dat_name("vzdump-qemu-100-2026_11_22-02_00_00.vma.zst"),
-            "vzdump-qemu-100-2026_11_22-02_00_00.vma.dat"
-        );
-        assert_eq!(
-            super::dat_name("vzdump-qemu-100-2026_11_22-02_00_00.vma"),
-            "vzdump-qemu-100-2026_11_22-02_00_00.dat"
-        );
-    }
 }

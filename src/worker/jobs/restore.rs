@@ -1,7 +1,11 @@
-//! Restore of a pair: preflight on the DRC host → rsync push to its dump
-//! dir (sha256 checked there) → stop the old replica → qmrestore --force →
-//! start and confirm running. If the restore fails after the old replica
-//! was touched, the previously restored archive is restored again.
+//! Restore of a pair: preflight on the DRC host (is the VM at the target
+//! ours to replace?) → rsync push into the task's own directory there
+//! (sha256 checked) → stop the old replica → qmrestore --force → mark it as
+//! this pair's replica → start and confirm running.
+//!
+//! Once the old replica is stopped or overwritten, nothing may leave it
+//! half-written: a cancel or a lost lease waits until qmrestore ends, and a
+//! failed restore restores the archive of the last good restore again.
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,9 +15,10 @@ use crate::db::archives::Archive;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
 use crate::hypervisor::proxmox::{percent, ProxmoxSsh};
-use crate::hypervisor::{GuestState, Hypervisor};
+use crate::hypervisor::{replica_tag, with_replica_tag, GuestState, Hypervisor};
 use crate::transfer;
 use crate::worker::context::{Span, TaskCtx};
+use crate::worker::leftovers;
 
 pub async fn run_restore(
     ctx: &TaskCtx,
@@ -28,6 +33,9 @@ pub async fn run_restore(
     if !dst.enabled {
         return Err(fail(format!("The DRC hypervisor {} is disabled.", dst.name)));
     }
+    // The pair as it is now: an adoption or an unfinished replacement may
+    // have been recorded since the task was queued.
+    let pair = &ctx.state.db.pair(pair.id).await?.ok_or_else(|| fail("The pair of this task no longer exists."))?;
     let hv = crate::hypervisor::proxmox(&ctx.state, dst)?;
     let local = pair_dir(&ctx.state.settings.archive_dir(), pair.id).join(archive.file_name.as_str());
     if !local.exists() {
@@ -48,6 +56,9 @@ pub async fn run_restore(
     ctx.phase("preflight", push.at(0.0));
     let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
     ctx.log(format!("preflight: replica VM {} on {} is {before}", pair.dst_vmid, dst.name));
+    if before != GuestState::Missing {
+        check_ours(ctx, pair, &hv, dst).await?;
+    }
     let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
     let bytes = archive.size_bytes.max(0) as u64;
     if free < bytes {
@@ -60,50 +71,102 @@ pub async fn run_restore(
         )));
     }
 
-    let remote = send(ctx, &hv, dst, archive, &local, push).await?;
-    let outcome = install(ctx, pair, &hv, dst, &remote, &before, restore).await;
-    let _ = hv.remove(&[&remote], &CancellationToken::new()).await;
+    let dir = leftovers::open_task_dir(ctx, &hv, dst).await?;
+    let remote = send(ctx, &hv, dst, &dir, archive, &local, push, cancel).await?;
+
+    // From here on the old replica is touched: neither a cancel nor a lost
+    // lease may cut a step, and a crash leaves a record that the VM at the
+    // target is ours even if a cut qmrestore wiped its marker.
+    let shield = CancellationToken::new();
+    ctx.state.db.replica_touched(pair.id, ctx.task.id).await?;
+    let outcome = install(ctx, pair, &hv, dst, &remote, &before, restore, &shield).await;
+    let _ = hv.remove(&[&remote], &shield).await;
     let err = match outcome {
-        Ok(()) => return Ok(()),
+        Ok(()) => {
+            ctx.state.db.replica_whole(pair.id, Some(archive.id)).await?;
+            if ctx.cancel.is_cancelled() {
+                ctx.log(format!(
+                    "the cancel came while VM {} was being replaced; the restore was finished first so the replica is whole",
+                    pair.dst_vmid
+                ));
+            }
+            return Ok(());
+        }
+        // No VM was there before: nothing to roll back to. What the failed
+        // qmrestore may have left stays ours to replace (the record stays).
         Err((e, false)) => return Err(e),
         Err((e, true)) => e,
     };
-    // The old replica was stopped or overwritten: put the previous one back.
-    let reason = err.to_string().trim_end_matches('.').to_string();
+    // The old replica was stopped or overwritten: put the last good one back.
+    let reason = match &err {
+        JobError::Cancelled => "cancelled".to_string(),
+        e => e.to_string().trim_end_matches('.').to_string(),
+    };
     ctx.log(format!("restore failed after the old replica was touched: {reason}"));
-    match previous_archive(ctx, pair, archive).await? {
-        None => Err(fail(format!(
-            "{reason}; there is no earlier archive to roll back to, so VM {} on {} may be incomplete.",
+    let prev = match pair.replica_archive_id {
+        Some(id) => ctx.state.db.archive(id).await?,
+        None => None,
+    };
+    let Some(prev) = prev else {
+        return Err(fail(format!(
+            "{reason}; there is no earlier restore of this pair to roll back to, so VM {} on {} may be incomplete.",
             pair.dst_vmid, dst.name
-        ))),
-        Some(prev) => {
-            ctx.log(format!("rolling back to {}", prev.file_name));
-            let fresh = CancellationToken::new();
-            match rollback(ctx, pair, &hv, dst, &prev, &before, &fresh).await {
-                Ok(()) => Err(fail(format!(
-                    "{reason}; rolled back to the previous archive {} and the replica is running again.",
-                    prev.file_name
-                ))),
-                Err(e2) => Err(fail(format!("{reason}; rolling back to {} also failed: {e2}", prev.file_name))),
-            }
+        )));
+    };
+    ctx.log(format!("rolling back to {}, the archive of the last good restore", prev.file_name));
+    match rollback(ctx, pair, &hv, dst, &dir, &prev, &before, &shield).await {
+        Ok(()) => {
+            ctx.state.db.replica_whole(pair.id, Some(prev.id)).await?;
+            Err(fail(format!(
+                "{reason}; rolled back to the archive of the last good restore {} and the replica is {} again.",
+                prev.file_name,
+                if matches!(before, GuestState::Running(_)) || pair.start_after_restore { "running" } else { "whole" }
+            )))
         }
+        Err(e2) => Err(fail(format!("{reason}; rolling back to {} also failed: {e2}", prev.file_name))),
     }
 }
 
-/// Pushes the archive under a temporary name, checks its sha256 on the
-/// host, then gives it its real name. Returns the remote path.
+/// Refuses to touch a VM that is not this pair's replica: it must carry
+/// the pair's marker, or have been adopted by an admin, or be one a task of
+/// this pair left half-restored.
+async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, dst: &HypervisorRecord) -> Result<(), JobError> {
+    if let Some(t) = pair.replica_task_id {
+        ctx.log(format!("VM {} was left unfinished by task {t}; replacing it", pair.dst_vmid));
+        return Ok(());
+    }
+    let tags = hv.tags(pair.guest, pair.dst_vmid, &ctx.cancel).await?;
+    if tags.contains(&replica_tag(pair.id)) {
+        ctx.log(format!("VM {} carries this pair's replica marker", pair.dst_vmid));
+        return Ok(());
+    }
+    if pair.adopted {
+        ctx.log(format!("VM {} has no replica marker but was adopted by an admin; replacing it", pair.dst_vmid));
+        return Ok(());
+    }
+    Err(fail(format!(
+        "VM {} on {} exists but is not a replica drswitch made for this pair, so nothing was changed; \
+         if it may be replaced, an admin can adopt it (POST /api/v1/pairs/{}/adopt).",
+        pair.dst_vmid, dst.name, pair.id
+    )))
+}
+
+/// Pushes the archive into the task's directory under a temporary name,
+/// checks its sha256 on the host, then gives it its real name (which
+/// qmrestore reads the format from). Returns the remote path.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     ctx: &TaskCtx,
     hv: &ProxmoxSsh,
     dst: &HypervisorRecord,
+    dir: &str,
     archive: &Archive,
     local: &std::path::Path,
     span: Span,
+    cancel: &CancellationToken,
 ) -> Result<String, JobError> {
-    let cancel = &ctx.cancel;
-    let dir = dst.dump_dir.as_str().trim_end_matches('/');
     let remote = format!("{dir}/{}", archive.file_name);
-    let tmp = format!("{dir}/.drswitch-{}-{}", ctx.task.id, archive.file_name);
+    let tmp = format!("{dir}/.partial-{}", archive.file_name);
     let total = archive.size_bytes;
     let rep = ctx.reporter();
     rep.progress("pushing", span.at(0.0), 0, total);
@@ -135,8 +198,9 @@ async fn send(
     Ok(remote)
 }
 
-/// Stops the old replica, restores over it, starts it. The error says
-/// whether the old replica was touched.
+/// Stops the old replica, restores over it, marks it, starts it. The error
+/// says whether the old replica was touched.
+#[allow(clippy::too_many_arguments)]
 async fn install(
     ctx: &TaskCtx,
     pair: &Pair,
@@ -145,13 +209,13 @@ async fn install(
     remote: &str,
     before: &GuestState,
     span: Span,
+    shield: &CancellationToken,
 ) -> Result<(), (JobError, bool)> {
-    let cancel = &ctx.cancel;
     let exists = *before != GuestState::Missing;
     if let GuestState::Running(_) = before {
         ctx.phase("stopping", span.at(0.0));
         ctx.log(format!("stopping the old replica VM {}", pair.dst_vmid));
-        hv.stop(pair.guest, pair.dst_vmid, cancel).await.map_err(|e| (e.into(), true))?;
+        hv.stop(pair.guest, pair.dst_vmid, shield).await.map_err(|e| (e.into(), true))?;
     }
     ctx.phase("restoring", span.at(0.0));
     ctx.log(format!(
@@ -162,17 +226,28 @@ async fn install(
     ));
     let rep = ctx.reporter();
     let mut on_line = |line: &str| {
-        rep.log(line.to_string());
+        rep.output(line.to_string());
         if let Some(p) = percent(line) {
             rep.progress("restoring", span.at(f64::from(p) / 100.0 * 0.9), 0, 0);
         }
     };
-    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, cancel, &mut on_line)
+    // Over an existing VM, --force may have wiped it whatever the error.
+    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, shield, &mut on_line)
         .await
         .map_err(|e| (e.into(), exists))?;
+    mark(ctx, pair, hv, shield).await.map_err(|e| (e, true))?;
     if pair.start_after_restore {
-        start_and_confirm(ctx, pair, hv, dst, cancel).await.map_err(|e| (e, true))?;
+        start_and_confirm(ctx, pair, hv, dst, shield).await.map_err(|e| (e, true))?;
     }
+    Ok(())
+}
+
+/// Tags the restored VM as this pair's replica (qmrestore replaced its
+/// config, tags included, with the archive's).
+async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, cancel: &CancellationToken) -> Result<(), JobError> {
+    let tags = hv.tags(pair.guest, pair.dst_vmid, cancel).await?;
+    hv.set_tags(pair.guest, pair.dst_vmid, &with_replica_tag(&tags, pair.id), cancel).await?;
+    ctx.log(format!("VM {} marked as this pair's replica (tag {})", pair.dst_vmid, replica_tag(pair.id)));
     Ok(())
 }
 
@@ -191,48 +266,39 @@ async fn start_and_confirm(
             Ok(())
         }
         other => {
-            Err(fail(format!("VM {} on {} did not come up after start (state {other:?}).", pair.dst_vmid, dst.name)))
+            Err(fail(format!("VM {} on {} did not come up after start (state {other}).", pair.dst_vmid, dst.name)))
         }
     }
 }
 
-/// The archive the last successful restore installed, else the newest
-/// verified archive older than the one that failed.
-async fn previous_archive(ctx: &TaskCtx, pair: &Pair, failed: &Archive) -> Result<Option<Archive>, JobError> {
-    let db = &ctx.state.db;
-    if let Some(id) = db.last_restored_archive(pair.id).await? {
-        if id != failed.id {
-            if let Some(a) = db.archive(id).await? {
-                return Ok(Some(a));
-            }
-        }
-    }
-    Ok(db
-        .list_archives(pair.id)
-        .await?
-        .into_iter()
-        .find(|a| a.id != failed.id && a.verified_at.is_some() && a.created_at <= failed.created_at))
-}
-
+/// Restores `prev` over whatever the failed restore left, to its end: the
+/// caller passes a token nothing cancels.
+#[allow(clippy::too_many_arguments)]
 async fn rollback(
     ctx: &TaskCtx,
     pair: &Pair,
     hv: &ProxmoxSsh,
     dst: &HypervisorRecord,
+    dir: &str,
     prev: &Archive,
     before: &GuestState,
-    cancel: &CancellationToken,
+    shield: &CancellationToken,
 ) -> Result<(), JobError> {
     let local = pair_dir(&ctx.state.settings.archive_dir(), pair.id).join(prev.file_name.as_str());
+    if !local.exists() {
+        return Err(fail(format!("the archive {} is missing from the middleware's storage", prev.file_name)));
+    }
     let span = Span { from: 90.0, to: 95.0 };
-    let remote = send(ctx, hv, dst, prev, &local, span).await?;
-    let mut on_line = |line: &str| ctx.reporter().log(line.to_string());
+    let remote = send(ctx, hv, dst, dir, prev, &local, span, shield).await?;
+    let rep = ctx.reporter();
+    let mut on_line = |line: &str| rep.output(line.to_string());
     // The failed restore may have left the VM config behind: always force.
-    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, cancel, &mut on_line).await;
-    let _ = hv.remove(&[&remote], &CancellationToken::new()).await;
+    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, shield, &mut on_line).await;
+    let _ = hv.remove(&[&remote], shield).await;
     result?;
+    mark(ctx, pair, hv, shield).await?;
     if pair.start_after_restore || matches!(before, GuestState::Running(_)) {
-        start_and_confirm(ctx, pair, hv, dst, cancel).await?;
+        start_and_confirm(ctx, pair, hv, dst, shield).await?;
     }
     ctx.log(format!("rolled back to {}", prev.file_name));
     Ok(())
