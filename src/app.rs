@@ -20,12 +20,21 @@ use crate::settings::Settings;
 
 pub const SESSION_COOKIE: &str = "drswitch_session";
 
+/// Password verifications at once.
+const VERIFY_SLOTS: usize = 4;
+
 /// Everything handlers, the worker and the scheduler share.
 pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub secrets: SecretBox,
+    /// Login attempts per username.
     pub throttle: Throttle,
+    /// Login attempts per client address.
+    pub addr_throttle: Throttle,
+    /// argon2 verifications running at once (each takes ~19 MiB and a core
+    /// for a moment); further logins wait their turn.
+    pub verify_slots: tokio::sync::Semaphore,
     /// Woken whenever a task is queued by this process.
     pub task_queued: Arc<Notify>,
     /// Woken whenever a schedule is created, changed or deleted.
@@ -47,8 +56,7 @@ pub enum StartError {
 /// Opens the database, applies migrations and loads the secret key.
 pub async fn state(settings: Settings) -> Result<web::Data<AppState>, StartError> {
     for dir in [settings.data_dir.clone(), settings.archive_dir()] {
-        crate::files::own_dir(&dir)
-            .map_err(|e| StartError::Other(format!("cannot prepare {}: {e}", dir.display())))?;
+        crate::files::own_dir(&dir).map_err(|e| StartError::Other(format!("cannot prepare {}: {e}", dir.display())))?;
     }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
@@ -58,6 +66,8 @@ pub async fn state(settings: Settings) -> Result<web::Data<AppState>, StartError
         settings: Arc::new(settings),
         secrets,
         throttle: Throttle::default(),
+        addr_throttle: Throttle::per_address(),
+        verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
         task_queued: Arc::new(Notify::new()),
         schedules_changed: Arc::new(Notify::new()),
     }))

@@ -29,7 +29,9 @@ pub enum AppError {
     Invalid { field: String, message: String },
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("too many failed logins for this user; try again in {0} seconds")]
+    #[error("a request body to the API must be JSON sent as Content-Type: application/json")]
+    NotJson,
+    #[error("too many failed logins; try again in {0} seconds")]
     Throttled(u64),
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -60,6 +62,7 @@ impl AppError {
             AppError::Invalid { .. } => "invalid_field",
             AppError::Taken { .. } => "conflict",
             AppError::TooLarge(_) => "payload_too_large",
+            AppError::NotJson => "unsupported_media_type",
             AppError::Throttled(_) => "too_many_requests",
             AppError::NotImplemented(_) => "not_implemented",
             AppError::Upstream(_) => "hypervisor_error",
@@ -87,6 +90,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) | AppError::Taken { .. } => StatusCode::CONFLICT,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,

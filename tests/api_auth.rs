@@ -144,3 +144,50 @@ async fn last_admin_cannot_be_removed() {
     let (s, _) = app.delete(&format!("/api/v1/users/{id}")).await;
     assert_eq!(s, 409);
 }
+
+#[tokio::test]
+async fn parallel_guesses_get_no_more_than_the_limit_of_password_checks() {
+    let app = TestApp::spawn().await;
+    let guesses =
+        (0..20).map(|i| {
+            let c = common::client();
+            let url = app.url("/api/v1/auth/login");
+            async move {
+                c.post(url).json(&json!({"username": ADMIN, "password": format!("guess-{i}")})).send().await.unwrap()
+            }
+        });
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(guesses).await.iter().map(|r| r.status().as_u16()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 5, "at most 5 passwords were checked: {statuses:?}");
+    assert_eq!(checked + refused, 20, "{statuses:?}");
+    // A malformed name is refused before it becomes a throttle key.
+    let r = app.login_response("no such\nuser", "x").await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn the_api_takes_bodies_only_as_json() {
+    let app = TestApp::spawn().await;
+    app.login_admin().await;
+    let body = r#"{"name":"dc9","host":"127.0.0.1","node":"dc9","role":"dc"}"#;
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let r =
+            app.client.post(app.url("/api/v1/hypervisors")).header("content-type", ct).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 415, "{ct}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unsupported_media_type");
+    }
+    let (_, list) = app.get("/api/v1/hypervisors").await;
+    assert_eq!(list, json!([]), "nothing was created");
+    let r = app
+        .client
+        .post(app.url("/api/v1/hypervisors"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

@@ -20,12 +20,12 @@ import random
 
 JOB_HOOKS = ("vzdump-fail", "vzdump-hang", "vzdump-slow", "vzdump-chatter",
              "qmrestore-fail", "qmrestore-hang", "qmrestore-slow", "qmrestore-chatter")
-DEFAULT_CHATTER = 65536
-# é ü (2 bytes), € 本 (3), 𝄞 🙂 (4) and a space now and then.
-CHATTER_CHARS = "\u00e9\u00fc\u20ac\u672c\U0001d11e\U0001f642 "
 NODE_HOOKS = ("node-cpu", "node-memory-total", "node-memory-used",
               "node-rootfs-total", "node-rootfs-used", "services-stopped")
 ALL_HOOKS = JOB_HOOKS + NODE_HOOKS
+DEFAULT_CHATTER = 65536
+# é ü (2 bytes), € 本 (3), 𝄞 🙂 (4) and a space now and then.
+CHATTER_CHARS = "\u00e9\u00fc\u20ac\u672c\U0001d11e\U0001f642 "
 
 
 def set_hook(hooks_dir, name, value):

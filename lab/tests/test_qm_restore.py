@@ -161,6 +161,17 @@ class QmRestore(unittest.TestCase):
         self.assertEqual((odd.returncode, odd.stderr),
                          (255, "ERROR: couldn't determine archive info from '/var/lib/vz/dump/odd.vma.zst'\n"))
 
+    def test_chatter_hook_prints_before_the_copy(self):
+        lab.hook("drc1", "qmrestore-chatter", "3000")
+        result = self.restore(200)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        chatter = [n for n, l in enumerate(lines) if l.startswith("vma extract says: ")]
+        self.assertGreaterEqual(sum(len(lines[n].encode()) + 1 for n in chatter), 3000)
+        first_progress = next(n for n, l in enumerate(lines) if l.startswith("progress "))
+        self.assertLess(max(chatter), first_progress)
+        self.assertEqual(sha256_file(lab.disk_path("drc1", 200)), sha256_file(lab.disk_path("dc1", 100)))
+
     def test_fail_hook_leaves_vm_broken(self):
         lab.create_vm("drc1", 200, "--name", "old", "--disk-size", "8M", "--seed", "7")
         old_disk = sha256_file(lab.disk_path("drc1", 200))

@@ -1,6 +1,7 @@
 """vzdump over real ssh: names, files, output lines, locks and hooks."""
 import os
 import re
+import subprocess
 import unittest
 
 from labfixture import Lab, wait_for
@@ -150,6 +151,25 @@ class Hooks(unittest.TestCase):
         wait_for(lambda: "lock:" not in self.conf(100), timeout=10)
         wait_for(lambda: not [f for f in lab.dump_files("dc1") if f.endswith((".dat", ".tmp"))])
         self.assertEqual(lab.ssh("dc1", "vzdump 100 --compress zstd --lockwait 0").returncode, 0)
+
+    def test_chatter_hook_prints_multibyte_lines_before_the_copy(self):
+        lab.hook("dc1", "vzdump-chatter", "20000")
+        result = subprocess.run(lab.ssh_argv("dc1") + ["vzdump 100 --compress zstd"],
+                                capture_output=True, timeout=120)  # raw bytes, no decoding
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        lines = result.stdout.decode("utf-8").splitlines()  # strict: any broken sequence raises
+        chatter = [l for l in lines if l.startswith("INFO: guest agent says: ")]
+        self.assertGreaterEqual(sum(len(l.encode()) + 1 for l in chatter), 20000)
+        self.assertLessEqual(max(len(l.encode()) for l in chatter), 320)
+        self.assertGreater(len({len(l.encode()) for l in chatter}), 10)  # line ends all over
+        widths = {len(ch.encode()) for l in chatter for ch in l}
+        self.assertLessEqual({2, 3, 4}, widths)
+        first_progress = next(n for n, l in enumerate(lines) if re.match(r"^INFO: +0%", l))
+        self.assertLess(max(lines.index(l) for l in chatter), first_progress)
+        self.assertIn(os.path.basename(archive_from(result.stdout.decode(), 100, ".vma.zst")),
+                      lab.dump_files("dc1"))
+        again = lab.ssh("dc1", "vzdump 100 --compress zstd")  # one-shot
+        self.assertNotIn("guest agent says", again.stdout)
 
     def test_slow_hook_and_global_lock(self):
         lab.hook("dc1", "vzdump-slow", str(8 << 20))  # 16 MiB at 8 MiB/s: about 2 s

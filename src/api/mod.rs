@@ -10,6 +10,10 @@ mod tasks;
 mod tokens;
 mod users;
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
 
@@ -23,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound("resource").into()))
     .service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(json_only))
             .route("/health", web::get().to(session::health))
             .route("/openapi.json", web::get().to(openapi::document))
             .route("/auth/login", web::post().to(session::login))
@@ -52,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairs/{id}/restore", web::post().to(tasks::restore))
             .route("/pairs/{id}/replicate", web::post().to(tasks::replicate))
             .route("/pairs/{id}/archives", web::get().to(pairs::archives))
+            .route("/pairs/{id}/adopt", web::post().to(pairs::adopt))
             .route("/tasks", web::get().to(tasks::list))
             .route("/tasks/{id}", web::get().to(tasks::get))
             .route("/tasks/{id}/cancel", web::post().to(tasks::cancel))
@@ -63,6 +69,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(not_found)),
     )
     .default_service(web::to(not_found));
+}
+
+/// A body sent to the API must be declared JSON. An HTML form (or any page
+/// on another site) can only send urlencoded, multipart or text/plain
+/// bodies without asking the browser first, so this keeps cross-site forms
+/// from acting with a user's cookie, whatever the handler.
+async fn json_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim() != "0")
+        .unwrap_or_else(|| req.headers().contains_key(header::TRANSFER_ENCODING));
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if has_body && !json {
+        let resp = actix_web::ResponseError::error_response(&AppError::NotJson);
+        return Ok(req.into_response(resp));
+    }
+    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
 
 async fn not_found() -> Result<HttpResponse, AppError> {

@@ -34,6 +34,7 @@ use super::{hypervisors, pairs, schedules, session, tasks, tokens, users};
         pairs::update,
         pairs::delete,
         pairs::archives,
+        pairs::adopt,
         tasks::backup,
         tasks::restore,
         tasks::replicate,

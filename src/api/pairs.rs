@@ -9,6 +9,7 @@ use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
 use crate::domain::{Compress, Guest, HypervisorRole, Mode, Role, Timestamp, Vmid};
 use crate::error::{AppError, AppResult};
+use crate::worker::jobs::backup::MIN_KEEP_LAST;
 
 /// Fields of a VM pair. On create, the two hypervisors and VMIDs are
 /// required; on update every field is optional.
@@ -48,8 +49,8 @@ pub struct PairView {
     last_archive_at: Option<Timestamp>,
 }
 
-fn keep(field: &str, n: i64, min: i64) -> AppResult<u32> {
-    if (min..=1000).contains(&n) {
+fn keep(field: &str, n: i64, min: u32) -> AppResult<u32> {
+    if (i64::from(min)..=1000).contains(&n) {
         Ok(n as u32)
     } else {
         Err(AppError::invalid(field, format!("must be an integer from {min} to 1000")))
@@ -138,7 +139,7 @@ pub async fn create(state: web::Data<AppState>, me: CurrentUser, Body(b): Body<P
         compress: b.compress.unwrap_or(Compress::Zstd),
         mode: b.mode.unwrap_or(Mode::Snapshot),
         start_after_restore: b.start_after_restore.unwrap_or(true),
-        keep_last: keep("keep_last", b.keep_last.unwrap_or(3), 1)?,
+        keep_last: keep("keep_last", b.keep_last.unwrap_or(3), MIN_KEEP_LAST)?,
         keep_daily: keep_opt("keep_daily", b.keep_daily.flatten())?,
         keep_weekly: keep_opt("keep_weekly", b.keep_weekly.flatten())?,
         keep_monthly: keep_opt("keep_monthly", b.keep_monthly.flatten())?,
@@ -170,6 +171,13 @@ pub async fn update(
 ) -> AppResult<HttpResponse> {
     me.require(Role::Operator)?;
     let p = load(&state, &path).await?;
+    // A queued or running task was planned against the pair as it is; its
+    // target and hosts must not move under it.
+    if state.db.pair_is_busy(p.id).await? {
+        return Err(AppError::Conflict(
+            "This pair has a queued or running task; wait for it or cancel it before changing the pair.".into(),
+        ));
+    }
     let f = PairFields {
         name: match b.name {
             Some(n) => label("name", &n)?,
@@ -184,7 +192,7 @@ pub async fn update(
         mode: b.mode.unwrap_or(p.mode),
         start_after_restore: b.start_after_restore.unwrap_or(p.start_after_restore),
         keep_last: match b.keep_last {
-            Some(n) => keep("keep_last", n, 1)?,
+            Some(n) => keep("keep_last", n, MIN_KEEP_LAST)?,
             None => p.keep_last,
         },
         keep_daily: match b.keep_daily {
@@ -229,4 +237,24 @@ pub async fn archives(state: web::Data<AppState>, me: CurrentUser, path: web::Pa
     me.require(Role::Viewer)?;
     let p = load(&state, &path).await?;
     Ok(HttpResponse::Ok().json(state.db.list_archives(p.id).await?))
+}
+
+/// Lets drswitch replace the VM that exists, without drswitch's replica
+/// marker, at the pair's target: the next restore overwrites it and marks
+/// it. Admin only, logged with who did it; changing the target undoes it.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/adopt",
+    responses((status = 200, body = PairView), (status = 403), (status = 404), (status = 409)))]
+pub async fn adopt(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
+    let user = me.require(Role::Admin)?;
+    let p = load(&state, &path).await?;
+    if state.db.pair_is_busy(p.id).await? {
+        return Err(AppError::Conflict(
+            "This pair has a queued or running task; adopt its target once that has ended.".into(),
+        ));
+    }
+    state.db.set_adopted(p.id).await?;
+    tracing::warn!(target: "audit", by = %user.username, pair = %p.id, vmid = %p.dst_vmid,
+        hypervisor = %p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
+    let pair = load(&state, &path).await?;
+    Ok(HttpResponse::Ok().json(view(&state, pair).await?))
 }

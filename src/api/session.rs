@@ -7,6 +7,7 @@ use super::body::Body;
 use crate::app::AppState;
 use crate::auth::SESSION_USER;
 use crate::auth::{password, CurrentUser};
+use crate::domain::LoginName;
 use crate::error::{AppError, AppResult};
 
 #[utoipa::path(get, path = "/api/v1/health", responses((status = 200, description = "Service and database are up")))]
@@ -39,16 +40,27 @@ pub async fn login(
     Body(body): Body<LoginRequest>,
 ) -> AppResult<HttpResponse> {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let name = body.username.trim();
-    if let Some(secs) = state.throttle.locked(name) {
+    if let Err(secs) = state.addr_throttle.begin(&peer) {
+        tracing::warn!(peer, "login refused: too many attempts from this address");
+        return Err(AppError::Throttled(secs));
+    }
+    // Only a well-formed name becomes a throttle key or reaches the database.
+    let Ok(name) = body.username.trim().parse::<LoginName>() else {
+        tracing::warn!(peer, "login failed: malformed username");
+        return Err(AppError::BadCredentials("Wrong username or password.".into()));
+    };
+    let name = name.as_str();
+    if let Err(secs) = state.throttle.begin(name) {
         tracing::warn!(username = name, peer, "login refused: too many failures");
         return Err(AppError::Throttled(secs));
     }
+    let _slot = state.verify_slots.acquire().await.map_err(AppError::internal)?;
     let found = state.db.user_with_hash(name).await?;
+    // Every path verifies one hash, so unknown and inactive users take as
+    // long as wrong passwords and names cannot be probed by timing.
     let ok = match &found {
-        Some((user, hash)) => user.active && verify_off_thread(body.password, hash.clone()).await,
+        Some((user, hash)) => verify_off_thread(body.password, hash.clone()).await && user.active,
         None => {
-            // Spend the same time as a real check so names cannot be probed.
             let _ = verify_off_thread(body.password, dummy_hash()).await;
             false
         }
@@ -56,13 +68,13 @@ pub async fn login(
     match (ok, found) {
         (true, Some((user, _))) => {
             state.throttle.succeeded(name);
+            state.addr_throttle.refund(&peer);
             session.renew();
             session.insert(SESSION_USER, user.id.to_string()).map_err(AppError::internal)?;
             tracing::info!(username = name, peer, "login");
             Ok(HttpResponse::Ok().json(user))
         }
         _ => {
-            state.throttle.failed(name);
             tracing::warn!(username = name, peer, "login failed");
             Err(AppError::BadCredentials("Wrong username or password.".into()))
         }

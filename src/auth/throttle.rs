@@ -2,8 +2,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Counts failed logins per username; after `limit` failures inside
-/// `window` the name is locked for `lockout`. Per process, in memory.
+/// Counts login attempts per key (a username, or a client address); after
+/// `limit` attempts inside `window` the key is locked for `lockout`.
+/// Attempts are counted *before* the password is checked, so parallel
+/// guesses cannot all slip past the limit; a success takes its attempt
+/// back. Per process, in memory.
 #[derive(Debug)]
 pub struct Throttle {
     limit: usize,
@@ -14,11 +17,12 @@ pub struct Throttle {
 
 #[derive(Debug, Default)]
 struct Entry {
-    failures: Vec<Instant>,
+    attempts: Vec<Instant>,
     locked_until: Option<Instant>,
 }
 
 impl Default for Throttle {
+    /// Per username: 5 attempts a minute, then a minute's lock.
     fn default() -> Self {
         Self::new(5, Duration::from_secs(60), Duration::from_secs(60))
     }
@@ -29,32 +33,51 @@ impl Throttle {
         Self { limit, window, lockout, state: Mutex::new(HashMap::new()) }
     }
 
-    /// Seconds left on a lock, if the name is locked now.
-    pub fn locked(&self, username: &str) -> Option<u64> {
-        let now = Instant::now();
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let until = state.get(username)?.locked_until?;
-        (until > now).then(|| (until - now).as_secs().max(1))
+    /// Per client address: generous, since many users may share one
+    /// address (a NAT, a reverse proxy), but a bound on one guesser.
+    pub fn per_address() -> Self {
+        Self::new(30, Duration::from_secs(60), Duration::from_secs(60))
     }
 
-    pub fn failed(&self, username: &str) {
+    /// Records an attempt, or refuses it with the seconds left on a lock.
+    /// The attempt that reaches the limit still runs; the next is refused.
+    pub fn begin(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // Bound memory under a flood of random names.
+        // Bound memory under a flood of random keys.
         if state.len() > 10_000 {
-            state.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
+            let window = self.window;
+            state.retain(|_, e| {
+                e.locked_until.is_some_and(|u| u > now) || e.attempts.iter().any(|t| now.duration_since(*t) < window)
+            });
         }
-        let e = state.entry(username.to_string()).or_default();
-        e.failures.retain(|t| now.duration_since(*t) < self.window);
-        e.failures.push(now);
-        if e.failures.len() >= self.limit {
+        let e = state.entry(key.to_string()).or_default();
+        if let Some(until) = e.locked_until {
+            if until > now {
+                return Err((until - now).as_secs().max(1));
+            }
+            e.locked_until = None;
+        }
+        e.attempts.retain(|t| now.duration_since(*t) < self.window);
+        e.attempts.push(now);
+        if e.attempts.len() >= self.limit {
             e.locked_until = Some(now + self.lockout);
-            e.failures.clear();
+            e.attempts.clear();
+        }
+        Ok(())
+    }
+
+    /// The attempt succeeded: it does not count against the key.
+    pub fn refund(&self, key: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = state.get_mut(key) {
+            e.attempts.pop();
         }
     }
 
-    pub fn succeeded(&self, username: &str) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+    /// A correct password for this username: its count starts again.
+    pub fn succeeded(&self, key: &str) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -65,11 +88,13 @@ mod tests {
     #[test]
     fn locks_after_limit() {
         let t = Throttle::new(3, Duration::from_secs(60), Duration::from_secs(30));
-        t.failed("a");
-        t.failed("a");
-        assert!(t.locked("a").is_none());
-        t.failed("a");
-        assert!(t.locked("a").is_some());
-        assert!(t.locked("b").is_none());
+        assert!(t.begin("a").is_ok());
+        assert!(t.begin("a").is_ok());
+        assert!(t.begin("a").is_ok(), "the attempt that reaches the limit still runs");
+        assert!(t.begin("a").is_err());
+        assert!(t.begin("b").is_ok());
+        t.refund("b");
+        t.succeeded("a");
+        assert!(t.begin("a").is_ok());
     }
 }

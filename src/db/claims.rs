@@ -212,17 +212,4 @@ impl Db {
         .await?;
         Ok(r.rows_affected() > 0)
     }
-
-    /// The archive the pair's last successful restore or replication put on
-    /// the DRC side, if any.
-    pub async fn last_restored_archive(&self, pair_id: Uuid) -> DbResult<Option<Uuid>> {
-        let row = sqlx::query(
-            "SELECT archive_id FROM tasks WHERE pair_id = ? AND kind IN ('restore', 'replicate', 'failover') \
-             AND status = 'succeeded' AND archive_id IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(pair_id.to_string())
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| super::uuid(&r, "archive_id")).transpose()
-    }
 }

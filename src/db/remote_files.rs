@@ -33,7 +33,9 @@ impl Db {
             .fetch_all(self.pool())
             .await?
             .iter()
-            .map(|r| Ok(RemoteFile { seq: get(r, "seq")?, hypervisor_id: uuid(r, "hypervisor_id")?, path: get(r, "path")? }))
+            .map(|r| {
+                Ok(RemoteFile { seq: get(r, "seq")?, hypervisor_id: uuid(r, "hypervisor_id")?, path: get(r, "path")? })
+            })
             .collect()
     }
 

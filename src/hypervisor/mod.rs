@@ -77,8 +77,13 @@ pub trait Hypervisor {
     /// The guest's tags (Proxmox's `tags` config option), where drswitch
     /// keeps its replica marker.
     async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError>;
-    async fn set_tags(&self, guest: Guest, vmid: Vmid, tags: &[String], cancel: &CancellationToken)
-        -> Result<(), HvError>;
+    async fn set_tags(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        tags: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError>;
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     #[allow(clippy::too_many_arguments)]

@@ -20,7 +20,12 @@ enum Event {
     Log(String),
     /// A line a remote command printed.
     Output(String),
-    Progress { phase: &'static str, percent: i64, done: i64, total: i64 },
+    Progress {
+        phase: &'static str,
+        percent: i64,
+        done: i64,
+        total: i64,
+    },
 }
 
 /// A share of the task's 0–100 progress bar given to one phase.

@@ -87,6 +87,13 @@ impl Lab {
         lab_cmd(&["vm-status", "--root", &self.root(host), "--node", host, "--vmid", &vmid.to_string()])
     }
 
+    /// The VM's config file as Proxmox keeps it (`key: value` lines).
+    pub fn vm_config(&self, host: &str, vmid: u32) -> String {
+        let node = self.host(host)["node"].as_str().unwrap().to_string();
+        let path = format!("{}/etc/pve/nodes/{node}/qemu-server/{vmid}.conf", self.root(host));
+        std::fs::read_to_string(&path).unwrap_or_default()
+    }
+
     pub fn hook(&self, host: &str, name: &str, value: &str) {
         lab_cmd(&["hook", "--root", &self.root(host), name, value]);
     }

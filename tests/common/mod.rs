@@ -265,6 +265,34 @@ impl TestApp {
         t["id"].as_str().unwrap().to_string()
     }
 
+    /// Polls the task until `pred` holds for it (bounded).
+    pub async fn wait_until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, t) = self.get(&format!("/api/v1/tasks/{id}")).await;
+            if pred(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task never reached {what}: {t}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Start and end (epoch milliseconds) of a task, exact from the database.
+    pub async fn task_times(&self, id: &str) -> (i64, i64) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database_url).await.unwrap();
+        let row = sqlx::query("SELECT started_at, finished_at FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        use sqlx::Row;
+        let times = (row.try_get::<i64, _>("started_at").unwrap(), row.try_get::<i64, _>("finished_at").unwrap());
+        pool.close().await;
+        times
+    }
+
     /// Polls the task until it reaches a final state (bounded).
     pub async fn wait_for_task(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);

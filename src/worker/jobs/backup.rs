@@ -76,7 +76,8 @@ pub async fn run_backup(
         size(here_free)
     ));
     // The newest archive of the pair is the best guess of the next one's size.
-    let expect = state.db.list_archives(pair.id).await?.first().map(|a| a.size_bytes.max(0) as u64).unwrap_or(0);
+    let newest = state.db.list_archives(pair.id).await?.into_iter().next();
+    let expect = newest.as_ref().map(|a| a.size_bytes.max(0) as u64).unwrap_or(0);
     if src_free < expect {
         return Err(fail(format!(
             "{} has only {} free in {}, but the last archive of this VM took {}.",
@@ -94,6 +95,9 @@ pub async fn run_backup(
         )));
     }
 
+    if let Some(a) = &newest {
+        next_second_after(a.created_at.millis()).await;
+    }
     ctx.phase("dumping", dump.at(0.0));
     // vzdump writes into the task's own directory, so everything it leaves
     // (archive, log, `.dat`, `.tmp`) is removed with that directory and no
@@ -143,6 +147,16 @@ pub async fn run_backup(
     let archive = result?;
     prune(ctx, pair, &dir, archive.id).await?;
     Ok(archive)
+}
+
+/// vzdump names archives after the second it starts in; a second dump
+/// within the second the last one was stored would get the same name.
+async fn next_second_after(stored_ms: i64) {
+    let now = crate::domain::Timestamp::now().millis();
+    if now.div_euclid(1000) <= stored_ms.div_euclid(1000) {
+        let wait = (stored_ms.div_euclid(1000) + 1) * 1000 - now;
+        tokio::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64 + 5)).await;
+    }
 }
 
 async fn fetch(
@@ -198,7 +212,18 @@ async fn fetch(
         )));
     }
     let final_path = dir.join(name.as_str());
-    std::fs::rename(&tmp, &final_path).map_err(|e| fail(format!("Cannot rename the verified archive: {e}.")))?;
+    // Link, never rename over: an archive already stored under this name
+    // (vzdump names have one-second resolution) must not change under its
+    // recorded checksum.
+    let linked = std::fs::hard_link(&tmp, &final_path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(fail(format!("An archive named {name} is already stored for this pair; nothing was replaced.")))
+        }
+        Err(e) => return Err(fail(format!("Cannot store the verified archive: {e}."))),
+    }
     let archive = ctx
         .state
         .db
