@@ -24,7 +24,7 @@ pub async fn ensure(dir: &Path) -> Result<KeyPair, KeyError> {
     let public = dir.join("id_ed25519.pub");
     let io = |source| KeyError::Io { path: dir.display().to_string(), source };
     if !private.exists() {
-        crate::files::ensure_private_dir(dir).map_err(io)?;
+        crate::files::own_dir(dir).map_err(io)?;
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "drswitch", "-f"])
             .arg(&private)

@@ -41,9 +41,10 @@ impl Db {
 
     /// Forgets files that are gone (removed, or renamed into a real archive
     /// the task hands on).
-    pub async fn forget_remote_file(&self, task: Uuid, path: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM remote_files WHERE task_id = ? AND path = ?")
+    pub async fn forget_remote_file(&self, task: Uuid, hypervisor: Uuid, path: &str) -> DbResult<()> {
+        sqlx::query("DELETE FROM remote_files WHERE task_id = ? AND hypervisor_id = ? AND path = ?")
             .bind(task.to_string())
+            .bind(hypervisor.to_string())
             .bind(path)
             .execute(self.pool())
             .await?;

@@ -43,7 +43,7 @@ pub async fn sweep(state: &AppState, task: Uuid, log: impl Fn(String)) {
     for f in files {
         match remove_one(state, task, f.hypervisor_id, &f.path).await {
             Ok(name) => {
-                let _ = state.db.forget_remote_file(task, &f.path).await;
+                let _ = state.db.forget_remote_file(task, f.hypervisor_id, &f.path).await;
                 log(format!("removed {} from {name}", f.path));
             }
             Err(e) => log(format!("could not remove {}: {e}", f.path)),

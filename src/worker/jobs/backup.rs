@@ -123,14 +123,14 @@ pub async fn run_backup(
                 // The cut session's vzdump may still be writing its files.
                 let _ = hv.wait_for_dumps(&CancellationToken::new()).await;
             }
-            remove_task_dir(ctx, &hv, &task_dir).await;
+            remove_task_dir(ctx, &hv, src, &task_dir).await;
             return Err(e.into());
         }
     };
     let name = match archive_in(&task_dir_path, &remote_path) {
         Some(n) => n,
         None => {
-            remove_task_dir(ctx, &hv, &task_dir).await;
+            remove_task_dir(ctx, &hv, src, &task_dir).await;
             return Err(fail(format!(
                 "vzdump on {} wrote {remote_path:?}, which is not a standard archive in {task_dir}.",
                 src.name
@@ -139,7 +139,7 @@ pub async fn run_backup(
     };
 
     let result = fetch(ctx, pair, &hv, &remote_path, &name, &dir, pull).await;
-    remove_task_dir(ctx, &hv, &task_dir).await;
+    remove_task_dir(ctx, &hv, src, &task_dir).await;
     if result.is_err() {
         sweep_partials(&state.settings.archive_dir(), ctx.task.id);
         return result;
@@ -243,10 +243,10 @@ async fn fetch(
 /// Removes the task's directory on the DC host, dump and all. Runs even
 /// after a cancel; if the host cannot be reached, the directory stays
 /// recorded and the end-of-task sweep tries again.
-async fn remove_task_dir(ctx: &TaskCtx, hv: &ProxmoxSsh, dir: &str) {
+async fn remove_task_dir(ctx: &TaskCtx, hv: &ProxmoxSsh, host: &HypervisorRecord, dir: &str) {
     match hv.remove(&[dir], &CancellationToken::new()).await {
         Ok(()) => {
-            let _ = ctx.state.db.forget_remote_file(ctx.task.id, dir).await;
+            let _ = ctx.state.db.forget_remote_file(ctx.task.id, host.id, dir).await;
             ctx.log(format!("removed {dir} and the dump in it from {}", hv.name()));
         }
         Err(e) => ctx.log(format!("could not remove {dir} from {}: {e}", hv.name())),
