@@ -1,45 +1,31 @@
-//! Builds the shared state and starts the pieces of a process (API,
-//! worker, scheduler) as siblings that stop together.
+//! Builds the shared state and runs the pieces of a process (API, worker,
+//! scheduler) as siblings under one supervisor: one shutdown token stops
+//! them all, a panicking sibling is restarted, and SIGTERM gives running
+//! tasks `SHUTDOWN_GRACE_SECS` to hand themselves back.
 
+use std::future::Future;
 use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_session::config::CookieContentSecurity;
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::{web, App, HttpServer};
-use tokio::sync::Notify;
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
 
-use crate::auth::{password, Throttle};
+use crate::auth::{password, LoginGuard};
 use crate::db::users::NewUser;
 use crate::db::Db;
 use crate::domain::Role;
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
+use crate::state::{AppState, Wake};
 
 pub const SESSION_COOKIE: &str = "drswitch_session";
-
-/// Password verifications at once.
-const VERIFY_SLOTS: usize = 4;
-
-/// Everything handlers, the worker and the scheduler share.
-pub struct AppState {
-    pub db: Db,
-    pub settings: Arc<Settings>,
-    pub secrets: SecretBox,
-    /// Login attempts per username.
-    pub throttle: Throttle,
-    /// Login attempts per client address.
-    pub addr_throttle: Throttle,
-    /// argon2 verifications running at once (each takes ~19 MiB and a core
-    /// for a moment); further logins wait their turn.
-    pub verify_slots: tokio::sync::Semaphore,
-    /// Woken whenever a task is queued by this process.
-    pub task_queued: Arc<Notify>,
-    /// Woken whenever a schedule is created, changed or deleted.
-    pub schedules_changed: Arc<Notify>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -54,23 +40,14 @@ pub enum StartError {
 }
 
 /// Opens the database, applies migrations and loads the secret key.
-pub async fn state(settings: Settings) -> Result<web::Data<AppState>, StartError> {
+pub async fn state(settings: Settings) -> Result<Arc<AppState>, StartError> {
     for dir in [settings.data_dir.clone(), settings.archive_dir()] {
         crate::files::own_dir(&dir).map_err(|e| StartError::Other(format!("cannot prepare {}: {e}", dir.display())))?;
     }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     let secrets = SecretBox::load(&settings)?;
-    Ok(web::Data::new(AppState {
-        db,
-        settings: Arc::new(settings),
-        secrets,
-        throttle: Throttle::default(),
-        addr_throttle: Throttle::per_address(),
-        verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
-        task_queued: Arc::new(Notify::new()),
-        schedules_changed: Arc::new(Notify::new()),
-    }))
+    Ok(Arc::new(AppState { db, settings: Arc::new(settings), secrets, wake: Wake::default() }))
 }
 
 /// Creates the first admin when the database has no user at all.
@@ -113,15 +90,40 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let server = http_server(state.clone(), listener)?;
     tracing::info!(database = state.settings.backend.as_str(), "drswitch listening on http://{bound}");
     let handle = server.handle();
-    let worker = crate::worker::run(state.clone(), state.settings.worker_enabled);
-    let scheduler = crate::scheduler::run(state.clone(), state.settings.scheduler_enabled);
-    tokio::select! {
-        r = server => r.map_err(|e| StartError::Other(e.to_string()))?,
-        _ = worker => {},
-        _ = scheduler => {},
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+    let shutdown = CancellationToken::new();
+    let mut siblings = Vec::new();
+    if state.settings.worker_enabled {
+        let s = state.clone();
+        siblings.push(supervise("worker", shutdown.clone(), move |stop| crate::worker::run(s.clone(), stop)));
     }
-    handle.stop(true).await;
+    if state.settings.scheduler_enabled {
+        let s = state.clone();
+        siblings.push(supervise("scheduler", shutdown.clone(), move |stop| crate::scheduler::run(s.clone(), stop)));
+    }
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        r = &mut server => {
+            shutdown.cancel();
+            let _ = wait_all(siblings, state.settings.shutdown_grace).await;
+            state.db.close().await;
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(StartError::Other(e.to_string())),
+                Err(e) => Err(StartError::Other(e.to_string())),
+            };
+        }
+        _ = shutdown_signal() => tracing::info!("shutting down: no new tasks are claimed"),
+    }
+    shutdown.cancel();
+    // Stop taking requests at once, finish the ones in flight, while the
+    // worker brings its running tasks to a safe point.
+    let stop_http = handle.stop(true);
+    let (_, finished) = tokio::join!(stop_http, wait_all(siblings, state.settings.shutdown_grace));
+    if !finished {
+        tracing::warn!(
+            "running tasks did not reach a safe point in time; their leases will expire and they will be retried"
+        );
+    }
     state.db.close().await;
     Ok(())
 }
@@ -130,17 +132,61 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
 pub async fn worker_only(settings: Settings) -> Result<(), StartError> {
     let state = state(settings).await?;
     tracing::info!(database = state.settings.backend.as_str(), "drswitch worker started");
-    tokio::select! {
-        _ = crate::worker::run(state.clone(), true) => {},
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+    let shutdown = CancellationToken::new();
+    let s = state.clone();
+    let worker = supervise("worker", shutdown.clone(), move |stop| crate::worker::run(s.clone(), stop));
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new tasks are claimed");
+    shutdown.cancel();
+    if !wait_all(vec![worker], state.settings.shutdown_grace).await {
+        tracing::warn!(
+            "running tasks did not reach a safe point in time; their leases will expire and they will be retried"
+        );
     }
     state.db.close().await;
     Ok(())
 }
 
-fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<actix_web::dev::Server, StartError> {
+/// Runs a sibling until `shutdown`; if it panics, logs it and starts it
+/// again, so one bug never takes the whole process down.
+fn supervise<F, Fut>(name: &'static str, shutdown: CancellationToken, make: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match AssertUnwindSafe(make(shutdown.clone())).catch_unwind().await {
+                Ok(()) => return,
+                Err(_) if shutdown.is_cancelled() => return,
+                Err(panic) => {
+                    tracing::error!(sibling = name, panic = panic_text(&panic), "panicked; starting it again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+}
+
+/// The message of a panic payload, if it has one.
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Waits for the siblings to end, at most `grace`; true if all did.
+async fn wait_all(siblings: Vec<tokio::task::JoinHandle<()>>, grace: Duration) -> bool {
+    tokio::time::timeout(grace, futures_util::future::join_all(siblings)).await.is_ok()
+}
+
+fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web::dev::Server, StartError> {
     let key = Key::from(state.secrets.cookie_key());
     let secure = state.settings.cookie_secure;
+    let state = web::Data::from(state);
+    let guard = web::Data::new(LoginGuard::default());
     let server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
             .cookie_name(SESSION_COOKIE.into())
@@ -151,6 +197,7 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<acti
             .build();
         App::new()
             .app_data(state.clone())
+            .app_data(guard.clone())
             .app_data(web::PayloadConfig::new(crate::api::body::MAX_BODY))
             .wrap(sessions)
             .wrap(tracing_actix())
@@ -158,6 +205,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> Result<acti
     })
     .listen(listener)
     .map_err(|e| StartError::Other(e.to_string()))?
+    // The supervisor handles the signals, so shutdown runs in one order.
+    .disable_signals()
     .shutdown_timeout(5)
     .run();
     Ok(server)

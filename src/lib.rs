@@ -14,5 +14,6 @@ pub mod scheduler;
 pub mod secrets;
 pub mod settings;
 pub mod sshkey;
+pub mod state;
 pub mod transfer;
 pub mod worker;

@@ -3,11 +3,11 @@
 
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::db::pairs::Pair;
 use crate::db::tasks::{NewTask, Task};
 use crate::db::DbResult;
 use crate::domain::TaskKind;
+use crate::state::AppState;
 
 pub struct Request<'a> {
     pub kind: TaskKind,
@@ -38,6 +38,6 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
         .await?;
     state.db.append_log(task.id, &format!("queued by {}", req.requested_by)).await?;
     tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
-    state.task_queued.notify_one();
+    state.wake.task_queued();
     Ok(task)
 }

@@ -6,38 +6,42 @@
 //! work with each run enqueued once: moving `next_run` past a due time is a
 //! compare-and-set, and a unique key on (schedule, due time) records the run.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::db::schedules::Schedule;
 use crate::db::DbResult;
 use crate::domain::{TaskKind, Timestamp};
 use crate::queue::{enqueue, Request};
+use crate::state::AppState;
 
 /// Longest sleep, so schedules changed by another process are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// Runs until the process stops (it never returns); a failed round is
-/// logged and retried.
-pub async fn run(state: web::Data<AppState>, enabled: bool) {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// Runs until `shutdown`. A failed round (database away) is logged and
+/// retried; a round that panics is logged too and never ends the loop.
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     tracing::info!("scheduler started");
-    loop {
-        let sleep = match tick(&state).await {
-            Ok(next) => until(next),
-            Err(e) => {
-                // A failed round (database away) is retried; it never ends the scheduler.
+    while !shutdown.is_cancelled() {
+        let sleep = match AssertUnwindSafe(tick(&state)).catch_unwind().await {
+            Ok(Ok(next)) => until(next),
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "scheduler round failed");
+                Duration::from_secs(1)
+            }
+            Err(panic) => {
+                tracing::error!(panic = crate::app::panic_text(&panic), "scheduler round panicked");
                 Duration::from_secs(1)
             }
         };
         tokio::select! {
-            _ = state.schedules_changed.notified() => {}
+            _ = state.wake.until_schedules_changed() => {}
             _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 }

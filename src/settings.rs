@@ -64,6 +64,8 @@ pub struct Settings {
     pub command_timeout: Duration,
     pub schedule_grace: Duration,
     pub poll_interval: Duration,
+    /// How long SIGTERM waits for running tasks to reach a safe point.
+    pub shutdown_grace: Duration,
     /// rsync --bwlimit in KiB/s; 0 means no limit.
     pub transfer_bwlimit_kib: u64,
     /// Accept six-field cron expressions (seconds first); for tests and demos.
@@ -179,6 +181,7 @@ impl Settings {
             command_timeout: secs(r.number("COMMAND_TIMEOUT_SECS", 14_400, 5, 604_800)?),
             schedule_grace: secs(r.number("SCHEDULE_GRACE_SECS", 3600, 0, 604_800)?),
             poll_interval: Duration::from_millis(r.number("WORKER_POLL_MS", 500, 50, 60_000)?),
+            shutdown_grace: secs(r.number("SHUTDOWN_GRACE_SECS", 30, 1, 3600)?),
             transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
             schedule_seconds: r.flag("SCHEDULE_SECONDS", false)?,
         })

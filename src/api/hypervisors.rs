@@ -2,11 +2,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::body::{label, nullable, required, Body, OptionalBody};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::db::hypervisors::{Hypervisor, HypervisorFields};
 use crate::domain::{DirPath, HostName, HypervisorRole, NodeName, Role, SshUser, StorageId, TlsFingerprint, TokenId};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Fields of a hypervisor. On create, `name`, `host`, `node` and `role` are
 /// required; on update every field is optional and `null` clears the

@@ -3,12 +3,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::{label, nullable, required, Body};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
 use crate::domain::{Compress, Guest, HypervisorRole, Mode, Role, Timestamp, Vmid};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::worker::jobs::backup::MIN_KEEP_LAST;
 
 /// Fields of a VM pair. On create, the two hypervisors and VMIDs are
@@ -227,7 +227,7 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
         return Err(AppError::Conflict("A task of this pair is running; cancel it or wait for it first.".into()));
     }
     state.db.delete_pair(p.id).await?;
-    state.schedules_changed.notify_one();
+    state.wake.schedules_changed();
     tracing::info!(by = %me.0.username, pair = %p.id, "pair deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,11 +3,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::{nullable, required, Body};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::db::schedules::{Schedule, ScheduleFields};
 use crate::domain::{CronExpr, Role, ScheduleKind, TimeZone, Timestamp};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// A schedule runs either daily at `hour`:`minute` or on a five-field
 /// `cron` expression, in `timezone` (default: the server's `TZ`).
@@ -115,7 +115,7 @@ pub async fn create(
         enabled,
     };
     let id = state.db.insert_schedule(&f).await?;
-    state.schedules_changed.notify_one();
+    state.wake.schedules_changed();
     tracing::info!(by = %me.0.username, schedule = %id, cron = f.cron.as_str(), "schedule created");
     let s = state.db.schedule(id).await?.ok_or(AppError::NotFound("schedule"))?;
     Ok(HttpResponse::Created().json(s))
@@ -159,7 +159,7 @@ pub async fn update(
         enabled,
     };
     state.db.update_schedule(s.id, &f).await?;
-    state.schedules_changed.notify_one();
+    state.wake.schedules_changed();
     tracing::info!(by = %me.0.username, schedule = %s.id, "schedule updated");
     Ok(HttpResponse::Ok().json(load(&state, &path).await?))
 }
@@ -169,7 +169,7 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
     me.require(Role::Operator)?;
     let s = load(&state, &path).await?;
     state.db.delete_schedule(s.id).await?;
-    state.schedules_changed.notify_one();
+    state.wake.schedules_changed();
     tracing::info!(by = %me.0.username, schedule = %s.id, "schedule deleted");
     Ok(HttpResponse::NoContent().finish())
 }

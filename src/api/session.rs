@@ -4,11 +4,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::Body;
-use crate::app::AppState;
 use crate::auth::SESSION_USER;
-use crate::auth::{password, CurrentUser};
+use crate::auth::{password, CurrentUser, LoginGuard};
 use crate::domain::LoginName;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 #[utoipa::path(get, path = "/api/v1/health", responses((status = 200, description = "Service and database are up")))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -35,12 +35,13 @@ pub struct LoginRequest {
     responses((status = 200, body = crate::db::users::User), (status = 401), (status = 429)))]
 pub async fn login(
     state: web::Data<AppState>,
+    guard: web::Data<LoginGuard>,
     session: Session,
     req: HttpRequest,
     Body(body): Body<LoginRequest>,
 ) -> AppResult<HttpResponse> {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    if let Err(secs) = state.addr_throttle.begin(&peer) {
+    if let Err(secs) = guard.per_addr.begin(&peer) {
         tracing::warn!(peer, "login refused: too many attempts from this address");
         return Err(AppError::Throttled(secs));
     }
@@ -50,11 +51,11 @@ pub async fn login(
         return Err(AppError::BadCredentials("Wrong username or password.".into()));
     };
     let name = name.as_str();
-    if let Err(secs) = state.throttle.begin(name) {
+    if let Err(secs) = guard.per_name.begin(name) {
         tracing::warn!(username = name, peer, "login refused: too many failures");
         return Err(AppError::Throttled(secs));
     }
-    let _slot = state.verify_slots.acquire().await.map_err(AppError::internal)?;
+    let _slot = guard.verify_slots.acquire().await.map_err(AppError::internal)?;
     let found = state.db.user_with_hash(name).await?;
     // Every path verifies one hash, so unknown and inactive users take as
     // long as wrong passwords and names cannot be probed by timing.
@@ -67,8 +68,8 @@ pub async fn login(
     };
     match (ok, found) {
         (true, Some((user, _))) => {
-            state.throttle.succeeded(name);
-            state.addr_throttle.refund(&peer);
+            guard.per_name.succeeded(name);
+            guard.per_addr.refund(&peer);
             session.renew();
             session.insert(SESSION_USER, user.id.to_string()).map_err(AppError::internal)?;
             tracing::info!(username = name, peer, "login");

@@ -3,12 +3,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body::OptionalBody;
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::db::tasks::{LogLine, Task, TaskFilter};
 use crate::domain::{Role, TaskKind, TaskStatus};
 use crate::error::{AppError, AppResult};
 use crate::queue::{enqueue, Request};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(deny_unknown_fields)]

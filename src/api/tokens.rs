@@ -3,10 +3,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::{label, Body};
-use crate::app::AppState;
 use crate::auth::{token, CurrentUser};
 use crate::db::tokens::ApiToken;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -2,11 +2,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::body::{label, required, Body};
-use crate::app::AppState;
 use crate::auth::{password, CurrentUser};
 use crate::db::users::{NewUser, User};
 use crate::domain::{LoginName, Role};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Fields of a user; all optional on update.
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -5,10 +5,10 @@ use actix_session::SessionExt;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::db::users::User;
 use crate::domain::Role;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub const SESSION_USER: &str = "user_id";
 

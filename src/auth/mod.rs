@@ -7,4 +7,4 @@ mod throttle;
 pub mod token;
 
 pub use current::{CurrentUser, SESSION_USER};
-pub use throttle::Throttle;
+pub use throttle::{LoginGuard, Throttle};

@@ -81,6 +81,30 @@ impl Throttle {
     }
 }
 
+/// Everything that stands between a login request and a password check.
+pub struct LoginGuard {
+    /// Attempts per username.
+    pub per_name: Throttle,
+    /// Attempts per client address.
+    pub per_addr: Throttle,
+    /// argon2 verifications running at once (each takes ~19 MiB and a core
+    /// for a moment); further logins wait their turn.
+    pub verify_slots: tokio::sync::Semaphore,
+}
+
+/// Password verifications at once.
+const VERIFY_SLOTS: usize = 4;
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        Self {
+            per_name: Throttle::default(),
+            per_addr: Throttle::per_address(),
+            verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,6 +187,21 @@ impl Db {
         Ok(())
     }
 
+    /// Puts a task this worker holds back in the queue without counting the
+    /// attempt (the process is shutting down, not failing).
+    pub async fn hand_back_task(&self, id: Uuid, worker_id: &str) -> DbResult<bool> {
+        let r = sqlx::query(
+            "UPDATE tasks SET status = 'queued', phase = 'queued', worker_id = NULL, lease_until = NULL, \
+             attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, progress = 0, bytes_done = 0, \
+             bytes_total = 0 WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(worker_id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Records the end of a task this worker still holds.
     pub async fn finish_task(
         &self,

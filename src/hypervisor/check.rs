@@ -12,9 +12,9 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::api::ProxmoxApi;
-use crate::app::AppState;
 use crate::db::hypervisors::Hypervisor;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Probe {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::domain::{Compress, DirPath, Guest, Mode, StorageId, Vmid};
+use crate::state::AppState;
 
 pub use check::{check, list_vms};
 

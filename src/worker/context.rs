@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::web;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::db::tasks::Task;
+use crate::state::AppState;
 
 /// Remote output lines kept per task: a chatty or looping command must not
 /// fill the database. drswitch's own lines are always kept.
@@ -42,7 +42,7 @@ impl Span {
 }
 
 pub struct TaskCtx {
-    pub state: web::Data<AppState>,
+    pub state: Arc<AppState>,
     pub task: Task,
     pub cancel: CancellationToken,
     tx: mpsc::UnboundedSender<Event>,
@@ -70,7 +70,7 @@ impl Reporter {
 
 impl TaskCtx {
     /// Returns the context and the writer task to await after the job.
-    pub fn new(state: web::Data<AppState>, task: Task, cancel: CancellationToken) -> (Self, JoinHandle<()>) {
+    pub fn new(state: Arc<AppState>, task: Task, cancel: CancellationToken) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_events(state.clone(), task.id, rx));
         (Self { state, task, cancel, tx }, writer)
@@ -89,7 +89,7 @@ impl TaskCtx {
     }
 }
 
-async fn write_events(state: web::Data<AppState>, task_id: uuid::Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn write_events(state: Arc<AppState>, task_id: uuid::Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut last_write = Instant::now() - Duration::from_secs(1);
     let mut pending: Option<(&'static str, i64, i64, i64)> = None;
     let mut last_phase = "";

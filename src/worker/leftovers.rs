@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 use super::context::TaskCtx;
 use super::jobs::{fail, JobError};
-use crate::app::AppState;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::domain::DirPath;
 use crate::hypervisor::proxmox::ProxmoxSsh;
 use crate::hypervisor::Hypervisor;
+use crate::state::AppState;
 
 const PREFIX: &str = ".drswitch-";
 

@@ -14,22 +14,18 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use actix_web::web;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
 use crate::db::tasks::Task;
 use crate::domain::{TaskKind, TaskStatus};
+use crate::state::AppState;
 use context::{Span, TaskCtx};
 use jobs::{fail, JobError};
 
-/// Runs until the process stops (it never returns). With `enabled` false it
-/// only waits.
-pub async fn run(state: web::Data<AppState>, enabled: bool) {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// Claims and runs tasks until `shutdown`; then claims nothing more and
+/// returns once every running task has ended or handed itself back.
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     // Without a key (no ssh-keygen yet) the API still serves; tasks fail
     // with ssh's own reason until the key exists.
     match crate::sshkey::ensure(&state.settings.ssh_dir()).await {
@@ -39,21 +35,31 @@ pub async fn run(state: web::Data<AppState>, enabled: bool) {
         }
     }
     let worker_id = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let slots = Arc::new(Semaphore::new(state.settings.worker_concurrency));
+    let concurrency = state.settings.worker_concurrency;
+    let slots = Arc::new(Semaphore::new(concurrency));
     let finished = Arc::new(Notify::new());
-    loop {
-        claim_all(&state, &worker_id, &slots, &finished).await;
+    while !shutdown.is_cancelled() {
+        claim_all(&state, &worker_id, &slots, &finished, &shutdown).await;
         tokio::select! {
-            _ = state.task_queued.notified() => {}
+            _ = state.wake.until_task_queued() => {}
             _ = finished.notified() => {}
             _ = tokio::time::sleep(state.settings.poll_interval) => {}
+            _ = shutdown.cancelled() => {}
         }
     }
+    // Every slot back means every running task has ended.
+    let _ = slots.acquire_many(concurrency as u32).await;
 }
 
 /// Claims tasks while there are free slots and runnable tasks.
-async fn claim_all(state: &web::Data<AppState>, worker_id: &str, slots: &Arc<Semaphore>, finished: &Arc<Notify>) {
-    loop {
+async fn claim_all(
+    state: &Arc<AppState>,
+    worker_id: &str,
+    slots: &Arc<Semaphore>,
+    finished: &Arc<Notify>,
+    shutdown: &CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
         let Ok(permit) = slots.clone().try_acquire_owned() else { return };
         let lease_ms = state.settings.lease.as_millis() as i64;
         let (task, expired) = match state.db.claim_next(worker_id, lease_ms).await {
@@ -79,8 +85,9 @@ async fn claim_all(state: &web::Data<AppState>, worker_id: &str, slots: &Arc<Sem
         let state = state.clone();
         let worker_id = worker_id.to_string();
         let finished = finished.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            execute(state, worker_id, task).await;
+            execute(state, worker_id, task, shutdown).await;
             drop(permit);
             finished.notify_one();
         });
@@ -97,14 +104,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs one claimed task to its final state.
-async fn execute(state: web::Data<AppState>, worker_id: String, task: Task) {
+/// Runs one claimed task to its final state, or hands it back to the queue
+/// when the process shuts down.
+async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: CancellationToken) {
     let id = task.id;
     tracing::info!(task = %id, kind = %task.kind, attempt = task.attempt, "task started");
     let cancel = CancellationToken::new();
     let lost = CancellationToken::new();
     let heartbeat =
         AbortOnDrop(tokio::spawn(heartbeat(state.clone(), worker_id.clone(), id, cancel.clone(), lost.clone())));
+    // A shutdown stops the job like a cancel does; the job's shielded
+    // steps (a replica being replaced) still run to their end.
+    let stopping = AbortOnDrop(tokio::spawn({
+        let (shutdown, cancel) = (shutdown.clone(), cancel.clone());
+        async move {
+            shutdown.cancelled().await;
+            cancel.cancel();
+        }
+    }));
     let (ctx, writer) = TaskCtx::new(state.clone(), task, cancel.clone());
     ctx.log(format!("attempt {} of {} started", ctx.task.attempt, ctx.task.max_attempts));
     // What an earlier attempt of this task left on hosts goes first.
@@ -112,17 +129,13 @@ async fn execute(state: web::Data<AppState>, worker_id: String, task: Task) {
     let result = match AssertUnwindSafe(run_job(&ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(task = %id, panic = what, "task panicked");
+            tracing::error!(task = %id, panic = crate::app::panic_text(&panic), "task panicked");
             Err(fail("drswitch hit an internal error while running this task; see the server log."))
         }
     };
     leftovers::sweep(&state, id, |line| ctx.log(line)).await;
-    drop(heartbeat);
+    drop(stopping);
+    let handed_back = shutdown.is_cancelled() && matches!(result, Err(JobError::Cancelled));
     let (status, error) = match &result {
         Ok(()) => (TaskStatus::Succeeded, None),
         Err(JobError::Cancelled) => {
@@ -131,43 +144,68 @@ async fn execute(state: web::Data<AppState>, worker_id: String, task: Task) {
         Err(JobError::Failed(m)) => (TaskStatus::Failed, Some(m.clone())),
     };
     match &error {
+        _ if handed_back => {
+            ctx.log("drswitch is stopping: the task goes back to the queue; this attempt does not count")
+        }
         None => ctx.log("task succeeded"),
         Some(e) => ctx.log(format!("task {status}: {e}")),
     }
     drop(ctx);
     let _ = writer.await;
+    drop(heartbeat);
     if lost.is_cancelled() {
         tracing::warn!(task = %id, "lost the lease; another worker owns the task now");
         return;
     }
-    match state.db.finish_task(id, &worker_id, status, error.as_deref()).await {
+    let recorded = if handed_back {
+        state.db.hand_back_task(id, &worker_id).await
+    } else {
+        state.db.finish_task(id, &worker_id, status, error.as_deref()).await
+    };
+    match recorded {
+        Ok(true) if handed_back => tracing::info!(task = %id, "task handed back at shutdown"),
         Ok(true) => tracing::info!(task = %id, %status, error = error.as_deref().unwrap_or(""), "task finished"),
         Ok(false) => tracing::warn!(task = %id, "task was taken over before it finished"),
         Err(e) => tracing::error!(task = %id, error = %e, "cannot record the end of a task"),
     }
 }
 
-/// Renews the lease and watches for cancel requests.
+/// Renews the lease and watches for cancel requests. If the database
+/// cannot be reached for most of a lease, the job is stopped before another
+/// worker may take the task over, so two workers never act on one VM.
 async fn heartbeat(
-    state: web::Data<AppState>,
+    state: Arc<AppState>,
     worker_id: String,
     id: uuid::Uuid,
     cancel: CancellationToken,
     lost: CancellationToken,
 ) {
-    let lease_ms = state.settings.lease.as_millis() as i64;
-    let every = (state.settings.lease / 3).max(Duration::from_millis(300));
+    let lease = state.settings.lease;
+    let lease_ms = lease.as_millis() as i64;
+    let every = (lease / 3).max(Duration::from_millis(300));
+    let mut last_renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every.min(Duration::from_secs(1))).await;
         match state.db.heartbeat(id, &worker_id, lease_ms).await {
-            Ok((true, false)) => {}
-            Ok((true, true)) => cancel.cancel(),
+            Ok((true, false)) => last_renewed = tokio::time::Instant::now(),
+            Ok((true, true)) => {
+                last_renewed = tokio::time::Instant::now();
+                cancel.cancel();
+            }
             Ok((false, _)) => {
                 lost.cancel();
                 cancel.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(task = %id, error = %e, "heartbeat failed"),
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "heartbeat failed");
+                if last_renewed.elapsed() >= lease * 2 / 3 {
+                    tracing::error!(task = %id, "cannot renew the lease; stopping the task before another worker takes it");
+                    lost.cancel();
+                    cancel.cancel();
+                    return;
+                }
+            }
         }
     }
 }
