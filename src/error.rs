@@ -71,6 +71,17 @@ impl AppError {
     }
 }
 
+impl From<crate::hypervisor::HvError> for AppError {
+    fn from(e: crate::hypervisor::HvError) -> Self {
+        match e {
+            crate::hypervisor::HvError::Failed { kind: crate::domain::ErrorKind::Database, message } => {
+                AppError::Internal(message)
+            }
+            other => AppError::Upstream(other.to_string()),
+        }
+    }
+}
+
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod archive_store;
 pub mod auth;
 pub mod cli;
 pub mod db;
@@ -15,5 +16,4 @@ pub mod secrets;
 pub mod settings;
 pub mod sshkey;
 pub mod state;
-pub mod transfer;
 pub mod worker;

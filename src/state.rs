@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::archive_store::ArchiveStore;
 use crate::db::Db;
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
@@ -16,6 +17,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub secrets: SecretBox,
     pub wake: Wake,
+}
+
+impl AppState {
+    pub fn archives(&self) -> ArchiveStore {
+        ArchiveStore::new(self.settings.archive_dir())
+    }
 }
 
 /// In-process wake-ups. Other processes on the same database notice

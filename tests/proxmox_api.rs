@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use drswitch::db::hypervisors::Hypervisor;
 use drswitch::domain::{DirPath, HostName, HypervisorRole, NodeName, SshUser, StorageId, Timestamp};
-use drswitch::hypervisor::api::{fetch_fingerprint, ApiError, ProxmoxApi};
+use drswitch::hypervisor::proxmox::api::{fetch_fingerprint, ApiError, ProxmoxApi};
 use drswitch::settings::Secret;
 use serde_json::Value;
 

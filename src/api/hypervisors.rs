@@ -169,7 +169,7 @@ pub struct CheckInput {
 /// Pins the SSH host key on first contact and reports ssh, host key, API
 /// and node-name results.
 #[utoipa::path(post, path = "/api/v1/hypervisors/{id}/check", request_body = CheckInput,
-    responses((status = 200, body = crate::hypervisor::check::CheckReport), (status = 404)))]
+    responses((status = 200, body = crate::hypervisor::proxmox::CheckReport), (status = 404)))]
 pub async fn check(
     state: web::Data<AppState>,
     me: CurrentUser,
@@ -178,7 +178,7 @@ pub async fn check(
 ) -> AppResult<HttpResponse> {
     me.require(Role::Admin)?;
     let h = load(&state, &path).await?;
-    let report = crate::hypervisor::check(&state, &h, b.repin).await?;
+    let report = crate::hypervisor::proxmox::check(&state, &h, b.repin).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -187,6 +187,6 @@ pub async fn check(
 pub async fn vms(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
     me.require(Role::Viewer)?;
     let h = load(&state, &path).await?;
-    let vms = crate::hypervisor::list_vms(&state, &h).await?;
+    let vms = crate::hypervisor::proxmox::list_vms(&state, &h).await?;
     Ok(HttpResponse::Ok().json(vms))
 }

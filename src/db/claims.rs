@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::tasks::{task, Task};
 use super::{get, Db, DbResult};
-use crate::domain::{TaskStatus, Timestamp};
+use crate::domain::{ErrorKind, TaskStatus, Timestamp};
 
 /// Queued tasks read per query while looking for one to claim.
 const CLAIM_PAGE: i64 = 500;
@@ -52,13 +52,18 @@ impl Db {
                     format!("The worker running this task stopped responding on each of {} attempts.", t.attempt)
                 };
                 let status = if t.cancel_requested { TaskStatus::Cancelled } else { TaskStatus::Failed };
-                sqlx::query("UPDATE tasks SET status = ?, finished_at = ?, error = ?, worker_id = NULL, lease_until = NULL WHERE id = ?")
-                    .bind(status.as_str())
-                    .bind(now)
-                    .bind(error)
-                    .bind(t.id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                let kind = (!t.cancel_requested).then_some(ErrorKind::WorkerLost.as_str());
+                sqlx::query(
+                    "UPDATE tasks SET status = ?, finished_at = ?, error = ?, error_kind = ?, worker_id = NULL, \
+                     lease_until = NULL WHERE id = ?",
+                )
+                .bind(status.as_str())
+                .bind(now)
+                .bind(error)
+                .bind(kind)
+                .bind(t.id.to_string())
+                .execute(&mut *tx)
+                .await?;
             }
             let line = if requeue {
                 format!("the worker running attempt {} stopped responding; queued again", t.attempt)
@@ -126,7 +131,8 @@ impl Db {
         let started = Timestamp::now().millis();
         sqlx::query(
             "UPDATE tasks SET status = 'running', phase = 'starting', worker_id = ?, lease_until = ?, \
-             attempt = attempt + 1, started_at = COALESCE(started_at, ?), error = NULL WHERE id = ? AND status = 'queued'",
+             attempt = attempt + 1, started_at = COALESCE(started_at, ?), error = NULL, error_kind = NULL \
+             WHERE id = ? AND status = 'queued'",
         )
         .bind(worker_id)
         .bind(started + lease_ms)
@@ -209,15 +215,17 @@ impl Db {
         worker_id: &str,
         status: TaskStatus,
         error: Option<&str>,
+        kind: Option<ErrorKind>,
     ) -> DbResult<bool> {
         let progress_sql = if status == TaskStatus::Succeeded { 100 } else { -1 };
         let r = sqlx::query(
-            "UPDATE tasks SET status = ?, phase = ?, error = ?, finished_at = ?, lease_until = NULL, \
+            "UPDATE tasks SET status = ?, phase = ?, error = ?, error_kind = ?, finished_at = ?, lease_until = NULL, \
              progress = CASE WHEN ? >= 0 THEN ? ELSE progress END WHERE id = ? AND worker_id = ? AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(status.as_str())
         .bind(error)
+        .bind(kind.map(ErrorKind::as_str))
         .bind(Timestamp::now().millis())
         .bind(progress_sql)
         .bind(progress_sql)

@@ -3,7 +3,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
-use crate::domain::{TaskKind, TaskStatus, Timestamp};
+use crate::domain::{ErrorKind, TaskKind, TaskStatus, Timestamp};
 
 /// One unit of work in the queue.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -28,6 +28,8 @@ pub struct Task {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     pub error: Option<String>,
+    /// Why it failed, for machines: `host_unreachable`, `not_ours`, …
+    pub error_kind: Option<ErrorKind>,
     #[serde(skip)]
     pub seq: i64,
     #[serde(skip)]
@@ -64,6 +66,7 @@ pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
         started_at: ts_opt(row, "started_at")?,
         finished_at: ts_opt(row, "finished_at")?,
         error: get(row, "error")?,
+        error_kind: parse_opt(row, "error_kind")?,
         seq: get(row, "seq")?,
         src_hypervisor_id: parse_opt(row, "src_hypervisor_id")?,
         dst_hypervisor_id: parse_opt(row, "dst_hypervisor_id")?,

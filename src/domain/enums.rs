@@ -162,3 +162,34 @@ mod tests {
         assert_eq!(Compress::None.vzdump_arg(), "0");
     }
 }
+
+word_enum!(
+    /// Why a task failed, for alerts and retries; the task's `error` is the
+    /// sentence for a person.
+    ErrorKind {
+        /// ssh or the API of a host did not answer.
+        HostUnreachable => "host_unreachable",
+        /// The host's SSH key is not the pinned one (or none is pinned yet).
+        HostKeyChanged => "host_key_changed",
+        /// A dump dir, the archive store or a storage is too full.
+        NotEnoughSpace => "not_enough_space",
+        /// The VM does not exist where it should.
+        GuestMissing => "guest_missing",
+        /// A VM exists at the target that is not this pair's replica.
+        NotOurs => "not_ours",
+        /// A remote command ran and failed.
+        CommandFailed => "command_failed",
+        /// A remote command did not finish in time.
+        Timeout => "timeout",
+        /// A copy did not match its checksum.
+        Checksum => "checksum",
+        /// drswitch's own database failed.
+        Database => "database",
+        /// The pair, a host or an archive is not usable as configured.
+        Config => "config",
+        /// A failure inside drswitch itself.
+        Internal => "internal",
+        /// The worker running it stopped responding too often.
+        WorkerLost => "worker_lost",
+    }
+);

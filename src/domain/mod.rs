@@ -8,7 +8,7 @@ mod schedule_time;
 mod time;
 mod vmid;
 
-pub use enums::{Compress, Guest, HypervisorRole, Mode, Role, ScheduleKind, TaskKind, TaskStatus};
+pub use enums::{Compress, ErrorKind, Guest, HypervisorRole, Mode, Role, ScheduleKind, TaskKind, TaskStatus};
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
 pub use schedule_time::{CronExpr, TimeZone};
 pub use time::Timestamp;

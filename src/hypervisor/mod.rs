@@ -1,29 +1,41 @@
-//! Talking to hypervisors. `Hypervisor` is what the jobs need from a host;
-//! Proxmox over ssh is its first implementation, so a second hypervisor
-//! type is a new file, not edits everywhere.
+//! Talking to hypervisors. `Hypervisor` is everything the jobs need from a
+//! host, in drswitch's terms: guests, dumps, restores, files, transfers.
+//! A driver turns those into one hypervisor type's commands and turns that
+//! type's output back into typed events; the jobs never see a command line
+//! or an output format. Proxmox VE (CLI over ssh, HTTPS API) is the first
+//! driver; a second type is a new folder beside `proxmox/` and one arm in
+//! `connect`.
 
-pub mod api;
-pub mod check;
 pub mod proxmox;
+pub mod rsync;
 pub mod ssh;
 
-use std::time::Duration;
+#[cfg(test)]
+pub mod fake;
+
+use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
-use crate::domain::{Compress, DirPath, Guest, Mode, StorageId, Vmid};
+use crate::domain::{ArchiveName, Compress, DirPath, ErrorKind, Guest, Mode, StorageId, Vmid};
 use crate::state::AppState;
 
-pub use check::{check, list_vms};
-
-#[derive(Debug, thiserror::Error)]
+/// Why a hypervisor operation failed: a kind for machines and one sentence
+/// for people (never a secret, never raw driver text beyond the host's own
+/// error line).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HvError {
-    /// One sentence saying what failed where.
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed { kind: ErrorKind, message: String },
     #[error("cancelled")]
     Cancelled,
+}
+
+impl HvError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        HvError::Failed { kind, message: message.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,42 +62,40 @@ pub struct DumpOptions {
     pub mode: Mode,
 }
 
+/// What a long-running operation reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum HvEvent<'a> {
+    /// A line of the host's own output, for the task log.
+    Line(&'a str),
+    /// How far the operation is, 0–100.
+    Percent(u8),
+}
+
+/// The archive a dump produced.
+#[derive(Debug, Clone)]
+pub struct Dumped {
+    /// Full path on the host.
+    pub path: String,
+    pub name: ArchiveName,
+}
+
 /// What the backup and restore jobs need from a hypervisor.
 #[allow(async_fn_in_trait)]
 pub trait Hypervisor {
     fn name(&self) -> &str;
     async fn guest_state(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<GuestState, HvError>;
     async fn free_bytes(&self, dir: &DirPath, cancel: &CancellationToken) -> Result<u64, HvError>;
-    /// Backs the guest up into `opts.dump_dir`; returns the archive's path.
+    /// Backs the guest up into `opts.dump_dir`.
     async fn dump(
         &self,
         vmid: Vmid,
         opts: &DumpOptions,
         cancel: &CancellationToken,
-        on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, HvError>;
-    /// SHA-256 (hex) of a file on the host.
-    async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError>;
-    async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError>;
-    async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
+    ) -> Result<Dumped, HvError>;
     /// Waits (bounded) until no backup job runs on the host any more, e.g.
     /// one whose ssh session was just cut, so it cannot write after cleanup.
     async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError>;
-    async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
-    /// Creates a directory of drswitch's own (and missing parents).
-    async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError>;
-    /// The guest's tags (Proxmox's `tags` config option), where drswitch
-    /// keeps its replica marker.
-    async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError>;
-    async fn set_tags(
-        &self,
-        guest: Guest,
-        vmid: Vmid,
-        tags: &[String],
-        cancel: &CancellationToken,
-    ) -> Result<(), HvError>;
-    async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
-    async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     #[allow(clippy::too_many_arguments)]
     async fn restore(
         &self,
@@ -95,7 +105,44 @@ pub trait Hypervisor {
         storage: &StorageId,
         force: bool,
         cancel: &CancellationToken,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
+    ) -> Result<(), HvError>;
+    async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// The guest's tags, where drswitch keeps its replica marker.
+    async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError>;
+    async fn set_tags(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        tags: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError>;
+
+    /// SHA-256 (hex) of a file on the host.
+    async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError>;
+    async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError>;
+    /// Creates a directory of drswitch's own (and missing parents).
+    async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError>;
+    async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Removes files or directories drswitch made.
+    async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Copies a file from the host to the middleware; `on_bytes` sees the
+    /// bytes done so far.
+    async fn pull(
+        &self,
+        remote: &str,
+        local: &Path,
+        cancel: &CancellationToken,
+        on_bytes: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), HvError>;
+    /// Copies a file from the middleware to the host.
+    async fn push(
+        &self,
+        local: &Path,
+        remote: &str,
+        cancel: &CancellationToken,
+        on_bytes: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), HvError>;
 }
 
@@ -112,17 +159,8 @@ pub fn with_replica_tag(tags: &[String], pair: uuid::Uuid) -> Vec<String> {
     out
 }
 
-/// The ssh connection settings for a stored hypervisor.
-pub fn ssh_target(state: &AppState, h: &HypervisorRecord) -> Result<ssh::SshTarget, ssh::SshError> {
-    ssh::SshTarget::for_hypervisor(h, &state.settings.ssh_dir(), state.settings.ssh_connect_timeout)
-}
-
-/// The Proxmox driver for a stored hypervisor.
-pub fn proxmox(state: &AppState, h: &HypervisorRecord) -> Result<proxmox::ProxmoxSsh, HvError> {
-    Ok(proxmox::ProxmoxSsh {
-        ssh: ssh_target(state, h)?,
-        node: h.node.to_string(),
-        command_timeout: state.settings.command_timeout,
-        quick_timeout: Duration::from_secs(120).min(state.settings.command_timeout),
-    })
+/// The driver for a stored hypervisor, by its type (Proxmox VE is the only
+/// type so far).
+pub fn connect(state: &AppState, h: &HypervisorRecord) -> Result<proxmox::ProxmoxCli, HvError> {
+    proxmox::ProxmoxCli::connect(state, h)
 }

@@ -35,6 +35,20 @@ pub struct Span {
     pub to: f64,
 }
 
+/// A job's two halves of its share of the bar (dump and pull, push and
+/// restore).
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    pub first: Span,
+    pub second: Span,
+}
+
+impl Phases {
+    pub const fn new(from: f64, mid: f64, to: f64) -> Self {
+        Self { first: Span { from, to: mid }, second: Span { from: mid, to } }
+    }
+}
+
 impl Span {
     pub fn at(&self, fraction: f64) -> i64 {
         (self.from + (self.to - self.from) * fraction.clamp(0.0, 1.0)).round() as i64

@@ -10,8 +10,7 @@ use uuid::Uuid;
 use super::context::TaskCtx;
 use super::jobs::{fail, JobError};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
-use crate::domain::DirPath;
-use crate::hypervisor::proxmox::ProxmoxSsh;
+use crate::domain::{DirPath, ErrorKind};
 use crate::hypervisor::Hypervisor;
 use crate::state::AppState;
 
@@ -23,7 +22,7 @@ pub fn task_dir(dump_dir: &DirPath, task: Uuid) -> String {
 }
 
 /// Records, then creates, the task's directory on the host.
-pub async fn open_task_dir(ctx: &TaskCtx, hv: &ProxmoxSsh, host: &HypervisorRecord) -> Result<String, JobError> {
+pub async fn open_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &HypervisorRecord) -> Result<String, JobError> {
     let dir = task_dir(&host.dump_dir, ctx.task.id);
     ctx.state.db.record_remote_file(ctx.task.id, host.id, &dir).await?;
     hv.make_dir(&dir, &ctx.cancel).await?;
@@ -54,13 +53,16 @@ pub async fn sweep(state: &AppState, task: Uuid, log: impl Fn(String)) {
 async fn remove_one(state: &AppState, task: Uuid, host: Uuid, path: &str) -> Result<String, JobError> {
     // Only the shape this module creates, whatever the database says.
     if !path.ends_with(&format!("/{PREFIX}{task}")) || path.contains("/../") {
-        return Err(fail(format!("{path} is not a directory drswitch made for this task; left alone.")));
+        return Err(fail(
+            ErrorKind::Internal,
+            format!("{path} is not a directory drswitch made for this task; left alone."),
+        ));
     }
     let Some(h) = state.db.hypervisor(host).await? else {
         // The host was deleted: nothing left to clean on it.
         return Ok("a deleted hypervisor".into());
     };
-    let hv = crate::hypervisor::proxmox(state, &h)?;
+    let hv = crate::hypervisor::connect(state, &h)?;
     hv.remove(&[path], &CancellationToken::new()).await?;
     Ok(h.name)
 }

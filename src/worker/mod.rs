@@ -18,9 +18,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::tasks::Task;
-use crate::domain::{TaskKind, TaskStatus};
+use crate::domain::{ErrorKind, TaskKind, TaskStatus};
 use crate::state::AppState;
-use context::{Span, TaskCtx};
+use context::{Phases, TaskCtx};
 use jobs::{fail, JobError};
 
 /// Claims and runs tasks until `shutdown`; then claims nothing more and
@@ -72,7 +72,7 @@ async fn claim_all(
         for e in &expired {
             tracing::warn!(task = %e.task_id, requeued = e.requeued, "recovered a task whose worker stopped");
             if !e.requeued {
-                jobs::backup::sweep_partials(&state.settings.archive_dir(), e.task_id);
+                state.archives().sweep_partials(e.task_id);
             }
         }
         if expired.iter().any(|e| !e.requeued) {
@@ -130,7 +130,10 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
         Ok(r) => r,
         Err(panic) => {
             tracing::error!(task = %id, panic = crate::app::panic_text(&panic), "task panicked");
-            Err(fail("drswitch hit an internal error while running this task; see the server log."))
+            Err(fail(
+                ErrorKind::Internal,
+                "drswitch hit an internal error while running this task; see the server log.",
+            ))
         }
     };
     leftovers::sweep(&state, id, |line| ctx.log(line)).await;
@@ -141,7 +144,7 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
         Err(JobError::Cancelled) => {
             (TaskStatus::Cancelled, Some("Cancelled while running; partial files were removed.".to_string()))
         }
-        Err(JobError::Failed(m)) => (TaskStatus::Failed, Some(m.clone())),
+        Err(JobError::Failed { message, .. }) => (TaskStatus::Failed, Some(message.clone())),
     };
     match &error {
         _ if handed_back => {
@@ -160,7 +163,8 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
     let recorded = if handed_back {
         state.db.hand_back_task(id, &worker_id).await
     } else {
-        state.db.finish_task(id, &worker_id, status, error.as_deref()).await
+        let kind = result.as_ref().err().and_then(JobError::kind);
+        state.db.finish_task(id, &worker_id, status, error.as_deref(), kind).await
     };
     match recorded {
         Ok(true) if handed_back => tracing::info!(task = %id, "task handed back at shutdown"),
@@ -212,60 +216,50 @@ async fn heartbeat(
 
 async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
     let db = &ctx.state.db;
-    let pair = db.pair(ctx.task.pair_id).await?.ok_or_else(|| fail("The pair of this task no longer exists."))?;
+    let pair = db
+        .pair(ctx.task.pair_id)
+        .await?
+        .ok_or_else(|| fail(ErrorKind::Config, "The pair of this task no longer exists."))?;
     #[cfg(debug_assertions)]
     panic_probe(&pair);
-    let load =
-        |id| async move { db.hypervisor(id).await?.ok_or_else(|| fail("A hypervisor of this pair no longer exists.")) };
+    let load = |id| async move {
+        db.hypervisor(id).await?.ok_or_else(|| fail(ErrorKind::Config, "A hypervisor of this pair no longer exists."))
+    };
+    let connect = |h| crate::hypervisor::connect(&ctx.state, h).map_err(JobError::from);
     match ctx.task.kind {
         TaskKind::Backup => {
             let src = load(pair.src_hypervisor_id).await?;
-            jobs::backup::run_backup(ctx, &pair, &src, Span { from: 0.0, to: 50.0 }, Span { from: 50.0, to: 100.0 })
-                .await?;
+            let hv = connect(&src)?;
+            jobs::backup::run_backup(ctx, &pair, &src, &hv, Phases::new(0.0, 50.0, 100.0)).await?;
             Ok(())
         }
         TaskKind::Restore => {
             let dst = load(pair.dst_hypervisor_id).await?;
             let archive = match ctx.task.archive_id {
-                Some(a) => db.archive(a).await?.ok_or_else(|| fail("The archive to restore was deleted."))?,
+                Some(a) => db
+                    .archive(a)
+                    .await?
+                    .ok_or_else(|| fail(ErrorKind::Config, "The archive to restore was deleted."))?,
                 None => db
                     .list_archives(pair.id)
                     .await?
                     .into_iter()
                     .find(|a| a.verified_at.is_some())
-                    .ok_or_else(|| fail("This pair has no verified archive to restore yet."))?,
+                    .ok_or_else(|| fail(ErrorKind::Config, "This pair has no verified archive to restore yet."))?,
             };
             db.set_task_archive(ctx.task.id, archive.id).await?;
-            jobs::restore::run_restore(
-                ctx,
-                &pair,
-                &dst,
-                &archive,
-                true,
-                Span { from: 0.0, to: 40.0 },
-                Span { from: 40.0, to: 100.0 },
-            )
-            .await
+            let hv = connect(&dst)?;
+            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0)).await
         }
         TaskKind::Replicate => {
             let src = load(pair.src_hypervisor_id).await?;
             let dst = load(pair.dst_hypervisor_id).await?;
-            let archive =
-                jobs::backup::run_backup(ctx, &pair, &src, Span { from: 0.0, to: 25.0 }, Span { from: 25.0, to: 50.0 })
-                    .await?;
+            let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
+            let archive = jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
             // Just verified on arrival; no need to read it again.
-            jobs::restore::run_restore(
-                ctx,
-                &pair,
-                &dst,
-                &archive,
-                false,
-                Span { from: 50.0, to: 75.0 },
-                Span { from: 75.0, to: 100.0 },
-            )
-            .await
+            jobs::restore::run_restore(ctx, &pair, &dst, &dst_hv, &archive, false, Phases::new(50.0, 75.0, 100.0)).await
         }
-        TaskKind::Failover => Err(fail("Failover tasks are not supported by this version.")),
+        TaskKind::Failover => Err(fail(ErrorKind::Config, "Failover tasks are not supported by this version.")),
     }
 }
 

@@ -4,45 +4,51 @@
 pub mod backup;
 pub mod restore;
 
-use crate::db::DbError;
-use crate::hypervisor::HvError;
-use crate::transfer::TransferError;
+#[cfg(test)]
+mod tests;
 
-/// Why a job stopped; `Failed` holds the one sentence shown to users.
+use crate::db::DbError;
+use crate::domain::ErrorKind;
+use crate::hypervisor::HvError;
+
+/// Why a job stopped. `Failed` holds a kind for alerts and retries and the
+/// one sentence shown to people; causes that would mean nothing to them
+/// (database errors) go to the server log instead.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed { kind: ErrorKind, message: String },
     #[error("cancelled")]
     Cancelled,
+}
+
+impl JobError {
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            JobError::Failed { kind, .. } => Some(*kind),
+            JobError::Cancelled => None,
+        }
+    }
 }
 
 impl From<HvError> for JobError {
     fn from(e: HvError) -> Self {
         match e {
             HvError::Cancelled => JobError::Cancelled,
-            HvError::Failed(m) => JobError::Failed(m),
-        }
-    }
-}
-
-impl From<TransferError> for JobError {
-    fn from(e: TransferError) -> Self {
-        match e {
-            TransferError::Cancelled => JobError::Cancelled,
-            TransferError::Failed(m) => JobError::Failed(m),
+            HvError::Failed { kind, message } => JobError::Failed { kind, message },
         }
     }
 }
 
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
-        JobError::Failed(format!("The database failed during the task ({e})."))
+        tracing::error!(error = %e, "database error during a task");
+        fail(ErrorKind::Database, "drswitch's database failed during the task; see the server log.")
     }
 }
 
-pub fn fail(msg: impl Into<String>) -> JobError {
-    JobError::Failed(msg.into())
+pub fn fail(kind: ErrorKind, msg: impl Into<String>) -> JobError {
+    JobError::Failed { kind, message: msg.into() }
 }
 
 /// Human size for log lines.

@@ -9,46 +9,55 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::backup::pair_dir;
 use super::{fail, size, JobError};
+use crate::archive_store::sha256_file;
 use crate::db::archives::Archive;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
-use crate::hypervisor::proxmox::{percent, ProxmoxSsh};
-use crate::hypervisor::{replica_tag, with_replica_tag, GuestState, Hypervisor};
-use crate::transfer;
-use crate::worker::context::{Span, TaskCtx};
+use crate::domain::ErrorKind;
+use crate::hypervisor::{replica_tag, with_replica_tag, GuestState, HvEvent, Hypervisor};
+use crate::worker::context::{Phases, Span, TaskCtx};
 use crate::worker::leftovers;
 
 pub async fn run_restore(
     ctx: &TaskCtx,
     pair: &Pair,
     dst: &HypervisorRecord,
+    hv: &impl Hypervisor,
     archive: &Archive,
     verify_local: bool,
-    push: Span,
-    restore: Span,
+    phases: Phases,
 ) -> Result<(), JobError> {
+    let (push, restore) = (phases.first, phases.second);
     let cancel = &ctx.cancel;
     if !dst.enabled {
-        return Err(fail(format!("The DRC hypervisor {} is disabled.", dst.name)));
+        return Err(fail(ErrorKind::Config, format!("The DRC hypervisor {} is disabled.", dst.name)));
     }
     // The pair as it is now: an adoption or an unfinished replacement may
     // have been recorded since the task was queued.
-    let pair = &ctx.state.db.pair(pair.id).await?.ok_or_else(|| fail("The pair of this task no longer exists."))?;
-    let hv = crate::hypervisor::proxmox(&ctx.state, dst)?;
-    let local = pair_dir(&ctx.state.settings.archive_dir(), pair.id).join(archive.file_name.as_str());
+    let pair = &ctx
+        .state
+        .db
+        .pair(pair.id)
+        .await?
+        .ok_or_else(|| fail(ErrorKind::Config, "The pair of this task no longer exists."))?;
+    let local = ctx.state.archives().path(pair.id, &archive.file_name);
     if !local.exists() {
-        return Err(fail(format!("The archive {} is missing from the middleware's storage.", archive.file_name)));
+        return Err(fail(
+            ErrorKind::Config,
+            format!("The archive {} is missing from the middleware's storage.", archive.file_name),
+        ));
     }
     if verify_local {
         ctx.phase("verifying", push.at(0.0));
-        let sha = transfer::sha256_file(&local).await.map_err(|e| fail(format!("Cannot read the archive: {e}.")))?;
+        let sha = sha256_file(&local)
+            .await
+            .map_err(|e| fail(ErrorKind::Internal, format!("Cannot read the archive: {e}.")))?;
         if sha != archive.sha256 {
-            return Err(fail(format!(
-                "The archive {} on the middleware no longer matches its checksum.",
-                archive.file_name
-            )));
+            return Err(fail(
+                ErrorKind::Checksum,
+                format!("The archive {} on the middleware no longer matches its checksum.", archive.file_name),
+            ));
         }
         ctx.log(format!("archive {} verified on the middleware", archive.file_name));
     }
@@ -57,29 +66,32 @@ pub async fn run_restore(
     let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
     ctx.log(format!("preflight: replica VM {} on {} is {before}", pair.dst_vmid, dst.name));
     if before != GuestState::Missing {
-        check_ours(ctx, pair, &hv, dst).await?;
+        check_ours(ctx, pair, hv, dst).await?;
     }
     let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
     let bytes = archive.size_bytes.max(0) as u64;
     if free < bytes {
-        return Err(fail(format!(
-            "{} has only {} free in {}, but the archive is {}.",
-            dst.name,
-            size(free),
-            dst.dump_dir,
-            size(bytes)
-        )));
+        return Err(fail(
+            ErrorKind::NotEnoughSpace,
+            format!(
+                "{} has only {} free in {}, but the archive is {}.",
+                dst.name,
+                size(free),
+                dst.dump_dir,
+                size(bytes)
+            ),
+        ));
     }
 
-    let dir = leftovers::open_task_dir(ctx, &hv, dst).await?;
-    let remote = send(ctx, &hv, dst, &dir, archive, &local, push, cancel).await?;
+    let dir = leftovers::open_task_dir(ctx, hv, dst).await?;
+    let remote = send(ctx, hv, dst, &dir, archive, &local, push, cancel).await?;
 
     // From here on the old replica is touched: neither a cancel nor a lost
     // lease may cut a step, and a crash leaves a record that the VM at the
     // target is ours even if a cut qmrestore wiped its marker.
     let shield = CancellationToken::new();
     ctx.state.db.replica_touched(pair.id, ctx.task.id).await?;
-    let outcome = install(ctx, pair, &hv, dst, &remote, &before, restore, &shield).await;
+    let outcome = install(ctx, pair, hv, dst, &remote, &before, restore, &shield).await;
     let _ = hv.remove(&[&remote], &shield).await;
     let err = match outcome {
         Ok(()) => {
@@ -108,29 +120,42 @@ pub async fn run_restore(
         None => None,
     };
     let Some(prev) = prev else {
-        return Err(fail(format!(
-            "{reason}; there is no earlier restore of this pair to roll back to, so VM {} on {} may be incomplete.",
-            pair.dst_vmid, dst.name
-        )));
+        return Err(fail(
+            err.kind().unwrap_or(ErrorKind::CommandFailed),
+            format!(
+                "{reason}; there is no earlier restore of this pair to roll back to, so VM {} on {} may be incomplete.",
+                pair.dst_vmid, dst.name
+            ),
+        ));
     };
     ctx.log(format!("rolling back to {}, the archive of the last good restore", prev.file_name));
-    match rollback(ctx, pair, &hv, dst, &dir, &prev, &before, &shield).await {
+    match rollback(ctx, pair, hv, dst, &dir, &prev, &before, &shield).await {
         Ok(()) => {
             ctx.state.db.replica_whole(pair.id, Some(prev.id)).await?;
-            Err(fail(format!(
-                "{reason}; rolled back to the archive of the last good restore {} and the replica is {} again.",
-                prev.file_name,
-                if matches!(before, GuestState::Running(_)) || pair.start_after_restore { "running" } else { "whole" }
-            )))
+            Err(fail(
+                err.kind().unwrap_or(ErrorKind::CommandFailed),
+                format!(
+                    "{reason}; rolled back to the archive of the last good restore {} and the replica is {} again.",
+                    prev.file_name,
+                    if matches!(before, GuestState::Running(_)) || pair.start_after_restore {
+                        "running"
+                    } else {
+                        "whole"
+                    }
+                ),
+            ))
         }
-        Err(e2) => Err(fail(format!("{reason}; rolling back to {} also failed: {e2}", prev.file_name))),
+        Err(e2) => Err(fail(
+            e2.kind().unwrap_or(ErrorKind::CommandFailed),
+            format!("{reason}; rolling back to {} also failed: {e2}", prev.file_name),
+        )),
     }
 }
 
 /// Refuses to touch a VM that is not this pair's replica: it must carry
 /// the pair's marker, or have been adopted by an admin, or be one a task of
 /// this pair left half-restored.
-async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, dst: &HypervisorRecord) -> Result<(), JobError> {
+async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, dst: &HypervisorRecord) -> Result<(), JobError> {
     if let Some(t) = pair.replica_task_id {
         ctx.log(format!("VM {} was left unfinished by task {t}; replacing it", pair.dst_vmid));
         return Ok(());
@@ -144,11 +169,14 @@ async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, dst: &Hyperviso
         ctx.log(format!("VM {} has no replica marker but was adopted by an admin; replacing it", pair.dst_vmid));
         return Ok(());
     }
-    Err(fail(format!(
-        "VM {} on {} exists but is not a replica drswitch made for this pair, so nothing was changed; \
-         if it may be replaced, an admin can adopt it (POST /api/v1/pairs/{}/adopt).",
-        pair.dst_vmid, dst.name, pair.id
-    )))
+    Err(fail(
+        ErrorKind::NotOurs,
+        format!(
+            "VM {} on {} exists but is not a replica drswitch made for this pair, so nothing was changed; \
+             if it may be replaced, an admin can adopt it (POST /api/v1/pairs/{}/adopt).",
+            pair.dst_vmid, dst.name, pair.id
+        ),
+    ))
 }
 
 /// Pushes the archive into the task's directory under a temporary name,
@@ -157,7 +185,7 @@ async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, dst: &Hyperviso
 #[allow(clippy::too_many_arguments)]
 async fn send(
     ctx: &TaskCtx,
-    hv: &ProxmoxSsh,
+    hv: &impl Hypervisor,
     dst: &HypervisorRecord,
     dir: &str,
     archive: &Archive,
@@ -170,19 +198,11 @@ async fn send(
     let total = archive.size_bytes;
     let rep = ctx.reporter();
     rep.progress("pushing", span.at(0.0), 0, total);
-    let pushed = transfer::push(
-        &hv.ssh,
-        ctx.state.settings.transfer_bwlimit_kib,
-        local,
-        &tmp,
-        ctx.state.settings.command_timeout,
-        cancel,
-        |done| {
-            let f = if total <= 0 { 1.0 } else { done as f64 / total as f64 };
-            rep.progress("pushing", span.at(f * 0.9), done as i64, total);
-        },
-    )
-    .await;
+    let mut on_bytes = |done: u64| {
+        let f = if total <= 0 { 1.0 } else { done as f64 / total as f64 };
+        rep.progress("pushing", span.at(f * 0.9), done as i64, total);
+    };
+    let pushed = hv.push(local, &tmp, cancel, &mut on_bytes).await;
     if let Err(e) = pushed {
         let _ = hv.remove(&[&tmp], &CancellationToken::new()).await;
         return Err(e.into());
@@ -191,7 +211,10 @@ async fn send(
     let sha = hv.sha256(&tmp, cancel).await?;
     if sha != archive.sha256 {
         let _ = hv.remove(&[&tmp], &CancellationToken::new()).await;
-        return Err(fail(format!("The archive copied to {} does not match its checksum.", dst.name)));
+        return Err(fail(
+            ErrorKind::Checksum,
+            format!("The archive copied to {} does not match its checksum.", dst.name),
+        ));
     }
     hv.rename(&tmp, &remote, cancel).await?;
     ctx.log(format!("archive {} copied to {}:{remote} and verified", archive.file_name, dst.name));
@@ -204,7 +227,7 @@ async fn send(
 async fn install(
     ctx: &TaskCtx,
     pair: &Pair,
-    hv: &ProxmoxSsh,
+    hv: &impl Hypervisor,
     dst: &HypervisorRecord,
     remote: &str,
     before: &GuestState,
@@ -225,14 +248,12 @@ async fn install(
         if exists { " (replacing the old replica)" } else { "" }
     ));
     let rep = ctx.reporter();
-    let mut on_line = |line: &str| {
-        rep.output(line.to_string());
-        if let Some(p) = percent(line) {
-            rep.progress("restoring", span.at(f64::from(p) / 100.0 * 0.9), 0, 0);
-        }
+    let mut on = |e: HvEvent<'_>| match e {
+        HvEvent::Line(line) => rep.output(line),
+        HvEvent::Percent(p) => rep.progress("restoring", span.at(f64::from(p) / 100.0 * 0.9), 0, 0),
     };
     // Over an existing VM, --force may have wiped it whatever the error.
-    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, shield, &mut on_line)
+    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, shield, &mut on)
         .await
         .map_err(|e| (e.into(), exists))?;
     mark(ctx, pair, hv, shield).await.map_err(|e| (e, true))?;
@@ -244,7 +265,7 @@ async fn install(
 
 /// Tags the restored VM as this pair's replica (qmrestore replaced its
 /// config, tags included, with the archive's).
-async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, cancel: &CancellationToken) -> Result<(), JobError> {
+async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, cancel: &CancellationToken) -> Result<(), JobError> {
     let tags = hv.tags(pair.guest, pair.dst_vmid, cancel).await?;
     hv.set_tags(pair.guest, pair.dst_vmid, &with_replica_tag(&tags, pair.id), cancel).await?;
     ctx.log(format!("VM {} marked as this pair's replica (tag {})", pair.dst_vmid, replica_tag(pair.id)));
@@ -254,7 +275,7 @@ async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &ProxmoxSsh, cancel: &Cancellation
 async fn start_and_confirm(
     ctx: &TaskCtx,
     pair: &Pair,
-    hv: &ProxmoxSsh,
+    hv: &impl Hypervisor,
     dst: &HypervisorRecord,
     cancel: &CancellationToken,
 ) -> Result<(), JobError> {
@@ -265,9 +286,10 @@ async fn start_and_confirm(
             ctx.log(format!("VM {} on {} is running", pair.dst_vmid, dst.name));
             Ok(())
         }
-        other => {
-            Err(fail(format!("VM {} on {} did not come up after start (state {other}).", pair.dst_vmid, dst.name)))
-        }
+        other => Err(fail(
+            ErrorKind::CommandFailed,
+            format!("VM {} on {} did not come up after start (state {other}).", pair.dst_vmid, dst.name),
+        )),
     }
 }
 
@@ -277,23 +299,30 @@ async fn start_and_confirm(
 async fn rollback(
     ctx: &TaskCtx,
     pair: &Pair,
-    hv: &ProxmoxSsh,
+    hv: &impl Hypervisor,
     dst: &HypervisorRecord,
     dir: &str,
     prev: &Archive,
     before: &GuestState,
     shield: &CancellationToken,
 ) -> Result<(), JobError> {
-    let local = pair_dir(&ctx.state.settings.archive_dir(), pair.id).join(prev.file_name.as_str());
+    let local = ctx.state.archives().path(pair.id, &prev.file_name);
     if !local.exists() {
-        return Err(fail(format!("the archive {} is missing from the middleware's storage", prev.file_name)));
+        return Err(fail(
+            ErrorKind::Config,
+            format!("the archive {} is missing from the middleware's storage", prev.file_name),
+        ));
     }
     let span = Span { from: 90.0, to: 95.0 };
     let remote = send(ctx, hv, dst, dir, prev, &local, span, shield).await?;
     let rep = ctx.reporter();
-    let mut on_line = |line: &str| rep.output(line.to_string());
+    let mut on = |e: HvEvent<'_>| {
+        if let HvEvent::Line(line) = e {
+            rep.output(line);
+        }
+    };
     // The failed restore may have left the VM config behind: always force.
-    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, shield, &mut on_line).await;
+    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, shield, &mut on).await;
     let _ = hv.remove(&[&remote], shield).await;
     result?;
     mark(ctx, pair, hv, shield).await?;

@@ -2,19 +2,43 @@
 //! exactly as Proxmox VE documents and prints them. Arguments are validated
 //! domain values and quoted; output is parsed, never trusted blindly.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::ssh::{Output, SshError, SshTarget};
-use super::{DumpOptions, GuestState, HvError, Hypervisor};
-use crate::domain::{ArchiveName, DirPath, Guest, StorageId, Vmid};
+use crate::db::hypervisors::Hypervisor as HypervisorRecord;
+use crate::domain::{ArchiveName, DirPath, ErrorKind, Guest, StorageId, Vmid};
+use crate::hypervisor::rsync::{self, TransferError};
+use crate::hypervisor::ssh::{Output, SshError, SshTarget};
+use crate::hypervisor::{DumpOptions, Dumped, GuestState, HvError, HvEvent, Hypervisor};
+use crate::state::AppState;
 
-pub struct ProxmoxSsh {
-    pub ssh: SshTarget,
-    pub node: String,
-    pub command_timeout: Duration,
-    pub quick_timeout: Duration,
+pub struct ProxmoxCli {
+    ssh: SshTarget,
+    command_timeout: Duration,
+    quick_timeout: Duration,
+    bwlimit_kib: u64,
+}
+
+impl ProxmoxCli {
+    pub fn connect(state: &AppState, h: &HypervisorRecord) -> Result<Self, HvError> {
+        let s = &state.settings;
+        Ok(Self {
+            ssh: SshTarget::for_hypervisor(h, &s.ssh_dir(), s.ssh_connect_timeout)?,
+            command_timeout: s.command_timeout,
+            quick_timeout: Duration::from_secs(120).min(s.command_timeout),
+            bwlimit_kib: s.transfer_bwlimit_kib,
+        })
+    }
+}
+
+/// Passes a line of Proxmox output on, with its percent when it has one.
+fn report(on: &mut (dyn FnMut(HvEvent<'_>) + Send), line: &str) {
+    on(HvEvent::Line(line));
+    if let Some(p) = percent(line) {
+        on(HvEvent::Percent(p));
+    }
 }
 
 fn tool(guest: Guest) -> &'static str {
@@ -40,7 +64,7 @@ pub fn archive_path(line: &str) -> Option<&str> {
     line.strip_prefix("INFO: creating vzdump archive '")?.strip_suffix('\'')
 }
 
-impl ProxmoxSsh {
+impl ProxmoxCli {
     fn failed(&self, what: &str, out: &Output) -> HvError {
         // Proxmox prints the reason on stderr; vzdump's per-guest reason is an ERROR: line on stdout.
         let detail = out
@@ -50,15 +74,25 @@ impl ProxmoxSsh {
             .find_map(|l| l.strip_prefix("ERROR: "))
             .map(|e| format!("{e} ({})", out.error_line()))
             .unwrap_or_else(|| out.error_line());
-        HvError::Failed(format!(
-            "{what} on {} failed: {}",
-            self.ssh.name,
-            if detail.is_empty() { format!("exit code {}", out.code) } else { detail }
-        ))
+        let kind = if detail.contains("does not exist") || detail.contains("unable to find configuration file") {
+            ErrorKind::GuestMissing
+        } else if detail.contains("No space left") {
+            ErrorKind::NotEnoughSpace
+        } else {
+            ErrorKind::CommandFailed
+        };
+        HvError::new(
+            kind,
+            format!(
+                "{what} on {} failed: {}",
+                self.ssh.name,
+                if detail.is_empty() { format!("exit code {}", out.code) } else { detail }
+            ),
+        )
     }
 }
 
-impl ProxmoxSsh {
+impl ProxmoxCli {
     /// A command that only has to succeed: its failure becomes `failed(what)`.
     fn check(&self, out: Output, what: &str) -> Result<(), HvError> {
         if out.ok() {
@@ -69,7 +103,7 @@ impl ProxmoxSsh {
     }
 }
 
-impl Hypervisor for ProxmoxSsh {
+impl Hypervisor for ProxmoxCli {
     fn name(&self) -> &str {
         &self.ssh.name
     }
@@ -95,9 +129,9 @@ impl Hypervisor for ProxmoxSsh {
         // Filesystem 1024-blocks Used Available Capacity Mounted-on
         let avail =
             out.stdout.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|n| n.parse::<u64>().ok());
-        avail
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| HvError::Failed(format!("cannot read free space of {dir} on {}", self.ssh.name)))
+        avail.map(|kb| kb * 1024).ok_or_else(|| {
+            HvError::new(ErrorKind::CommandFailed, format!("cannot read free space of {dir} on {}", self.ssh.name))
+        })
     }
 
     async fn dump(
@@ -105,8 +139,8 @@ impl Hypervisor for ProxmoxSsh {
         vmid: Vmid,
         opts: &DumpOptions,
         cancel: &CancellationToken,
-        on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, HvError> {
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
+    ) -> Result<Dumped, HvError> {
         let v = vmid.to_string();
         let args = [
             "vzdump",
@@ -125,13 +159,28 @@ impl Hypervisor for ProxmoxSsh {
                 if let Some(p) = archive_path(line) {
                     path = Some(p.to_string());
                 }
-                on_line(line);
+                report(on, line);
             })
             .await?;
         if !out.ok() {
             return Err(self.failed(&format!("vzdump of VM {v}"), &out));
         }
-        path.ok_or_else(|| HvError::Failed(format!("vzdump of VM {v} on {} printed no archive name", self.ssh.name)))
+        let path = path.ok_or_else(|| {
+            HvError::new(
+                ErrorKind::CommandFailed,
+                format!("vzdump of VM {v} on {} printed no archive name", self.ssh.name),
+            )
+        })?;
+        let name = archive_in(&opts.dump_dir, &path).ok_or_else(|| {
+            HvError::new(
+                ErrorKind::CommandFailed,
+                format!(
+                    "vzdump on {} wrote {path:?}, which is not a standard archive in {}.",
+                    self.ssh.name, opts.dump_dir
+                ),
+            )
+        })?;
+        Ok(Dumped { path, name })
     }
 
     async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError> {
@@ -224,7 +273,7 @@ impl Hypervisor for ProxmoxSsh {
         storage: &StorageId,
         force: bool,
         cancel: &CancellationToken,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
         let v = vmid.to_string();
         let force_val = if force { "1" } else { "0" };
@@ -234,8 +283,32 @@ impl Hypervisor for ProxmoxSsh {
             Guest::Qemu => vec!["qmrestore", archive, &v, "--storage", storage.as_str(), "--force", force_val],
             Guest::Lxc => vec!["pct", "restore", &v, archive, "--storage", storage.as_str(), "--force", force_val],
         };
-        let out = self.ssh.run_streaming(&args, self.command_timeout, cancel, |l| on_line(l)).await?;
+        let out = self.ssh.run_streaming(&args, self.command_timeout, cancel, |l| report(on, l)).await?;
         self.check(out, &format!("restore of VM {v}"))
+    }
+
+    async fn pull(
+        &self,
+        remote: &str,
+        local: &Path,
+        cancel: &CancellationToken,
+        on_bytes: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), HvError> {
+        rsync::pull(&self.ssh, self.bwlimit_kib, remote, local, self.command_timeout, cancel, on_bytes)
+            .await
+            .map_err(HvError::from)
+    }
+
+    async fn push(
+        &self,
+        local: &Path,
+        remote: &str,
+        cancel: &CancellationToken,
+        on_bytes: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), HvError> {
+        rsync::push(&self.ssh, self.bwlimit_kib, local, remote, self.command_timeout, cancel, on_bytes)
+            .await
+            .map_err(HvError::from)
     }
 }
 
@@ -261,9 +334,26 @@ pub fn archive_in(dir: &DirPath, path: &str) -> Option<ArchiveName> {
 
 impl From<SshError> for HvError {
     fn from(e: SshError) -> Self {
+        let kind = match &e {
+            SshError::Cancelled => return HvError::Cancelled,
+            SshError::HostKeyChanged { .. } | SshError::NotPinned { .. } => ErrorKind::HostKeyChanged,
+            SshError::Unreachable { .. } => ErrorKind::HostUnreachable,
+            SshError::Timeout { .. } => ErrorKind::Timeout,
+            SshError::Spawn(_) => ErrorKind::Internal,
+        };
+        HvError::new(kind, e.to_string())
+    }
+}
+
+impl From<TransferError> for HvError {
+    fn from(e: TransferError) -> Self {
         match e {
-            SshError::Cancelled => HvError::Cancelled,
-            other => HvError::Failed(other.to_string()),
+            TransferError::Cancelled => HvError::Cancelled,
+            TransferError::Failed(m) => {
+                let kind =
+                    if m.contains("No space left") { ErrorKind::NotEnoughSpace } else { ErrorKind::CommandFailed };
+                HvError::new(kind, m)
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::ProxmoxApi;
 use crate::db::hypervisors::Hypervisor;
-use crate::error::{AppError, AppResult};
+use crate::db::DbError;
+use crate::domain::ErrorKind;
+use crate::hypervisor::ssh::SshTarget;
+use crate::hypervisor::HvError;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -65,7 +68,7 @@ async fn scan(h: &Hypervisor, timeout: Duration) -> Result<String, String> {
         .ok_or_else(|| format!("{}:{} did not present an SSH host key", h.host, h.ssh_port))
 }
 
-pub async fn check(state: &AppState, h: &Hypervisor, repin: bool) -> AppResult<CheckReport> {
+pub async fn check(state: &AppState, h: &Hypervisor, repin: bool) -> Result<CheckReport, HvError> {
     let timeout = state.settings.ssh_connect_timeout;
     let presented = scan(h, timeout).await;
     let presented_fp = presented.as_ref().ok().and_then(|k| fingerprint(k));
@@ -83,13 +86,17 @@ pub async fn check(state: &AppState, h: &Hypervisor, repin: bool) -> AppResult<C
             "the host presents a different SSH host key than the pinned one; if it was reinstalled, check again with repin",
         ),
     };
-    let h = state.db.hypervisor(h.id).await?.ok_or(AppError::NotFound("hypervisor"))?;
+    let h = state
+        .db
+        .hypervisor(h.id)
+        .await?
+        .ok_or_else(|| HvError::new(ErrorKind::Config, "the hypervisor was deleted during the check"))?;
 
     let mut remote_hostname = None;
     let ssh = if !host_key.ok {
         probe(false, "not tried: the host key is not trusted")
     } else {
-        match super::ssh_target(state, &h) {
+        match SshTarget::for_hypervisor(&h, &state.settings.ssh_dir(), state.settings.ssh_connect_timeout) {
             Err(e) => probe(false, e.to_string()),
             Ok(t) => match t.run(&["hostname"], timeout * 2, &CancellationToken::new()).await {
                 Ok(out) if out.ok() => {
@@ -149,9 +156,16 @@ fn api_client(state: &AppState, h: &Hypervisor) -> Result<ProxmoxApi, String> {
 }
 
 /// VMs on the host, from its Proxmox API.
-pub async fn list_vms(state: &AppState, h: &Hypervisor) -> AppResult<Vec<super::api::VmInfo>> {
-    let client = api_client(state, h).map_err(AppError::Upstream)?;
-    client.vms(&h.node).await.map_err(|e| AppError::Upstream(e.to_string()))
+pub async fn list_vms(state: &AppState, h: &Hypervisor) -> Result<Vec<super::api::VmInfo>, HvError> {
+    let client = api_client(state, h).map_err(|e| HvError::new(ErrorKind::Config, e))?;
+    client.vms(&h.node).await.map_err(|e| HvError::new(ErrorKind::HostUnreachable, e.to_string()))
+}
+
+impl From<DbError> for HvError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error during a hypervisor operation");
+        HvError::new(ErrorKind::Database, "drswitch's database could not be reached")
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! Moving archives with rsync over the same pinned ssh, with progress, and
-//! checking them with SHA-256. A transfer always lands on a temporary name;
-//! the caller renames it only after the checksum matches.
+//! Moving archives with rsync over the same pinned ssh, with progress. A
+//! transfer always lands on a temporary name; the caller renames it only
+//! after the checksum matches.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -138,39 +137,6 @@ fn parse_progress(line: &str) -> Option<u64> {
         return None;
     }
     first.replace(',', "").parse().ok()
-}
-
-/// SHA-256 (hex) of a local file, read off the async threads.
-pub async fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex::encode(h.finalize()))
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-/// Free bytes on the file system holding `dir`.
-pub async fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    let out = Command::new("df").arg("-Pk").arg(dir).output().await?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|n| n.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| std::io::Error::other(format!("cannot read free space of {}", dir.display())))
 }
 
 #[cfg(test)]
