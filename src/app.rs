@@ -3,18 +3,14 @@
 //! them all, a panicking sibling is restarted, and SIGTERM gives running
 //! tasks `SHUTDOWN_GRACE_SECS` to hand themselves back.
 
-use std::future::Future;
 use std::net::TcpListener;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_session::config::CookieContentSecurity;
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::{web, App, HttpServer};
-use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{password, LoginGuard};
@@ -24,6 +20,7 @@ use crate::domain::Role;
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
 use crate::state::{AppState, Wake};
+use crate::supervisor::{supervise, wait_all};
 
 pub const SESSION_COOKIE: &str = "drswitch_session";
 
@@ -145,41 +142,6 @@ pub async fn worker_only(settings: Settings) -> Result<(), StartError> {
     }
     state.db.close().await;
     Ok(())
-}
-
-/// Runs a sibling until `shutdown`; if it panics, logs it and starts it
-/// again, so one bug never takes the whole process down.
-fn supervise<F, Fut>(name: &'static str, shutdown: CancellationToken, make: F) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(CancellationToken) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    tokio::spawn(async move {
-        loop {
-            match AssertUnwindSafe(make(shutdown.clone())).catch_unwind().await {
-                Ok(()) => return,
-                Err(_) if shutdown.is_cancelled() => return,
-                Err(panic) => {
-                    tracing::error!(sibling = name, panic = panic_text(&panic), "panicked; starting it again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    })
-}
-
-/// The message of a panic payload, if it has one.
-pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
-
-/// Waits for the siblings to end, at most `grace`; true if all did.
-async fn wait_all(siblings: Vec<tokio::task::JoinHandle<()>>, grace: Duration) -> bool {
-    tokio::time::timeout(grace, futures_util::future::join_all(siblings)).await.is_ok()
 }
 
 fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web::dev::Server, StartError> {

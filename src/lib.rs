@@ -16,4 +16,5 @@ pub mod secrets;
 pub mod settings;
 pub mod sshkey;
 pub mod state;
+pub mod supervisor;
 pub mod worker;

@@ -34,7 +34,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                 Duration::from_secs(1)
             }
             Err(panic) => {
-                tracing::error!(panic = crate::app::panic_text(&panic), "scheduler round panicked");
+                tracing::error!(panic = crate::supervisor::panic_text(&panic), "scheduler round panicked");
                 Duration::from_secs(1)
             }
         };

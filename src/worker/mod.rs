@@ -129,7 +129,7 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
     let result = match AssertUnwindSafe(run_job(&ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
-            tracing::error!(task = %id, panic = crate::app::panic_text(&panic), "task panicked");
+            tracing::error!(task = %id, panic = crate::supervisor::panic_text(&panic), "task panicked");
             Err(fail(
                 ErrorKind::Internal,
                 "drswitch hit an internal error while running this task; see the server log.",
