@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::db::DbError;
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -67,6 +68,22 @@ impl AppError {
             AppError::NotImplemented(_) => "not_implemented",
             AppError::Upstream(_) => "hypervisor_error",
             AppError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::BadCredentials => AppError::BadCredentials("Wrong username or password.".into()),
+            ServiceError::Invalid { field, message } => AppError::Invalid { field, message },
+            ServiceError::Conflict(m) => AppError::Conflict(m),
+            ServiceError::Taken { field, message } => AppError::Taken { field, message },
+            ServiceError::NotFound(what) => AppError::NotFound(what),
+            ServiceError::Forbidden(what) => AppError::Forbidden(what),
+            ServiceError::Upstream(m) => AppError::Upstream(m),
+            ServiceError::Throttled(secs) => AppError::Throttled(secs),
+            ServiceError::Internal(m) => AppError::Internal(m),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod hypervisor;
 pub mod queue;
 pub mod scheduler;
 pub mod secrets;
+pub mod service;
 pub mod settings;
 pub mod sshkey;
 pub mod state;

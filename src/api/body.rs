@@ -7,7 +7,6 @@ use std::pin::Pin;
 use actix_web::error::PayloadError;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 
 use crate::error::AppError;
 
@@ -97,40 +96,11 @@ fn backticked(msg: &str) -> Option<String> {
     Some(msg[start..start + len].to_string())
 }
 
-/// For optional fields that may be set to `null` to clear them:
-/// absent → `None`, `null` → `Some(None)`.
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// A human label: trimmed, 1..=255 characters, no control characters.
-/// Anything else (quotes, SQL-looking text) is stored verbatim.
-pub fn label(field: &str, s: &str) -> Result<String, AppError> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(AppError::invalid(field, "must not be empty"));
-    }
-    if t.chars().count() > 255 {
-        return Err(AppError::invalid(field, "must be at most 255 characters"));
-    }
-    if t.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, "must not contain control characters"));
-    }
-    Ok(t.to_string())
-}
-
-pub fn required<T>(field: &str, v: Option<T>) -> Result<T, AppError> {
-    v.ok_or_else(|| AppError::invalid(field, "is required"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Vmid;
+    use serde::Deserialize;
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]

@@ -60,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairs/{id}/adopt", web::post().to(pairs::adopt))
             .route("/tasks", web::get().to(tasks::list))
             .route("/tasks/{id}", web::get().to(tasks::get))
+            .route("/tasks/{id}/log", web::get().to(tasks::log))
             .route("/tasks/{id}/cancel", web::post().to(tasks::cancel))
             .route("/schedules", web::get().to(schedules::list))
             .route("/schedules", web::post().to(schedules::create))

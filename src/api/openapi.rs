@@ -40,6 +40,7 @@ use super::{hypervisors, pairs, schedules, session, tasks, tokens, users};
         tasks::replicate,
         tasks::list,
         tasks::get,
+        tasks::log,
         tasks::cancel,
         schedules::list,
         schedules::create,

@@ -5,9 +5,9 @@ use uuid::Uuid;
 use super::body::OptionalBody;
 use crate::auth::CurrentUser;
 use crate::db::tasks::{LogLine, Task, TaskFilter};
-use crate::domain::{Role, TaskKind, TaskStatus};
+use crate::domain::{TaskKind, TaskStatus};
 use crate::error::{AppError, AppResult};
-use crate::queue::{enqueue, Request};
+use crate::service::tasks;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema, Default)]
@@ -41,6 +41,13 @@ pub struct TaskQuery {
     offset: Option<i64>,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only lines after this sequence number (the `seq` of the last line seen).
+    after: Option<i64>,
+}
+
 async fn queue(
     state: &AppState,
     me: &CurrentUser,
@@ -48,20 +55,8 @@ async fn queue(
     kind: TaskKind,
     archive_id: Option<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let user = me.require(Role::Operator)?;
-    let pair = super::pairs::load(state, raw).await?;
-    if !pair.enabled {
-        return Err(AppError::Conflict("This pair is disabled; enable it first.".into()));
-    }
-    if let Some(a) = archive_id {
-        match state.db.archive(a).await? {
-            Some(arch) if arch.pair_id == pair.id && arch.verified_at.is_some() => {}
-            _ => return Err(AppError::invalid("archive_id", "is not a verified archive of this pair")),
-        }
-    }
-    let task =
-        enqueue(state, &pair, Request { kind, archive_id, schedule_id: None, requested_by: &user.username }).await?;
-    Ok(HttpResponse::Accepted().json(task))
+    let pair = super::id(raw, "pair")?;
+    Ok(HttpResponse::Accepted().json(tasks::queue(state, &me.0, pair, kind, archive_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/backup", responses((status = 202, body = Task), (status = 404), (status = 409)))]
@@ -91,7 +86,6 @@ pub async fn replicate(
 
 #[utoipa::path(get, path = "/api/v1/tasks", params(TaskQuery), responses((status = 200, body = TaskPage), (status = 422)))]
 pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<TaskQuery>) -> AppResult<HttpResponse> {
-    me.require(Role::Viewer)?;
     let q = q.into_inner();
     let status = q
         .status
@@ -103,39 +97,36 @@ pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<Tas
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<Uuid>().map_err(|_| AppError::invalid("pair_id", "must be a UUID")))
         .transpose()?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::invalid("limit", "must be from 1 to 500"));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(AppError::invalid("offset", "must not be negative"));
-    }
-    let (items, total) = state.db.list_tasks(&TaskFilter { status, pair_id, limit, offset }).await?;
-    Ok(HttpResponse::Ok().json(TaskPage { items, total, limit, offset }))
+    let filter = TaskFilter { status, pair_id, limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
+    let (items, total) = tasks::list(&state, &me.0, &filter).await?;
+    Ok(HttpResponse::Ok().json(TaskPage { items, total, limit: filter.limit, offset: filter.offset }))
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", responses((status = 200, body = TaskView), (status = 404)))]
 pub async fn get(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
-    me.require(Role::Viewer)?;
     let id = super::id(&path, "task")?;
-    let task = state.db.task(id).await?.ok_or(AppError::NotFound("task"))?;
-    let log = state.db.task_log(id).await?;
+    let task = tasks::get(&state, &me.0, id).await?;
+    let log = tasks::log(&state, &me.0, id, None).await?;
     Ok(HttpResponse::Ok().json(TaskView { task, log }))
+}
+
+/// Log lines after a cursor, for live views that fetch only what is new.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/log", params(LogQuery),
+    responses((status = 200, body = [LogLine]), (status = 404), (status = 422)))]
+pub async fn log(
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    q: web::Query<LogQuery>,
+) -> AppResult<HttpResponse> {
+    let id = super::id(&path, "task")?;
+    Ok(HttpResponse::Ok().json(tasks::log(&state, &me.0, id, q.after).await?))
 }
 
 /// A queued task is cancelled at once; a running one is stopped by its
 /// worker, which cleans up and marks it cancelled.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", responses((status = 202, body = Task), (status = 404), (status = 409)))]
 pub async fn cancel(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
-    let user = me.require(Role::Operator)?;
     let id = super::id(&path, "task")?;
-    let before = state.db.task(id).await?.ok_or(AppError::NotFound("task"))?;
-    if before.status.is_final() {
-        return Err(AppError::Conflict(format!("The task already ended ({}).", before.status)));
-    }
-    let task = state.db.request_cancel(id).await?.ok_or(AppError::NotFound("task"))?;
-    state.db.append_log(id, &format!("cancel requested by {}", user.username)).await?;
-    tracing::info!(task = %id, by = %user.username, "task cancel requested");
-    Ok(HttpResponse::Accepted().json(task))
+    Ok(HttpResponse::Accepted().json(tasks::cancel(&state, &me.0, id).await?))
 }

@@ -6,7 +6,6 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use uuid::Uuid;
 
 use crate::db::users::User;
-use crate::domain::Role;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -16,21 +15,6 @@ pub const SESSION_USER: &str = "user_id";
 /// an `Authorization: Bearer` API token.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
-
-impl CurrentUser {
-    /// Refuses with 403 unless the user's role includes `needed`.
-    pub fn require(&self, needed: Role) -> Result<&User, AppError> {
-        if self.0.role.allows(needed) {
-            Ok(&self.0)
-        } else {
-            Err(AppError::Forbidden(match needed {
-                Role::Admin => "the admin role",
-                Role::Operator => "the operator role",
-                Role::Viewer => "the viewer role",
-            }))
-        }
-    }
-}
 
 impl FromRequest for CurrentUser {
     type Error = AppError;

@@ -86,6 +86,18 @@ impl Db {
             .collect()
     }
 
+    /// The creation time of each pair's newest verified archive, in one query.
+    pub async fn newest_verified_archives(&self) -> DbResult<std::collections::HashMap<Uuid, Timestamp>> {
+        sqlx::query(
+            "SELECT pair_id, MAX(created_at) AS newest FROM archives WHERE verified_at IS NOT NULL GROUP BY pair_id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| Ok((uuid(r, "pair_id")?, ts(r, "newest")?)))
+        .collect()
+    }
+
     pub async fn delete_archive(&self, id: Uuid) -> DbResult<()> {
         sqlx::query("DELETE FROM archives WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
         Ok(())

@@ -42,6 +42,9 @@ pub struct Task {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
+    /// Increases with every line written; pass the last one seen as `after`
+    /// to fetch only newer lines.
+    pub seq: i64,
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub line: String,
@@ -228,12 +231,18 @@ impl Db {
     }
 
     pub async fn task_log(&self, task_id: Uuid) -> DbResult<Vec<LogLine>> {
-        sqlx::query("SELECT at, line FROM task_logs WHERE task_id = ? ORDER BY seq")
+        self.task_log_after(task_id, 0).await
+    }
+
+    /// Lines written after the line numbered `after` (at most 5000 at once).
+    pub async fn task_log_after(&self, task_id: Uuid, after: i64) -> DbResult<Vec<LogLine>> {
+        sqlx::query("SELECT seq, at, line FROM task_logs WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT 5000")
             .bind(task_id.to_string())
+            .bind(after)
             .fetch_all(self.pool())
             .await?
             .iter()
-            .map(|r| Ok(LogLine { at: ts(r, "at")?, line: get(r, "line")? }))
+            .map(|r| Ok(LogLine { seq: get(r, "seq")?, at: ts(r, "at")?, line: get(r, "line")? }))
             .collect()
     }
 }

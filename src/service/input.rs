@@ -1,0 +1,35 @@
+//! Checks shared by the inputs of several actions.
+
+use serde::{Deserialize, Deserializer};
+
+use super::{ServiceError, ServiceResult};
+
+/// For optional fields that may be set to `null` to clear them:
+/// absent → `None`, `null` → `Some(None)`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A human label: trimmed, 1..=255 characters, no control characters.
+/// Anything else (quotes, SQL-looking text) is stored verbatim.
+pub fn label(field: &str, s: &str) -> ServiceResult<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > 255 {
+        return Err(ServiceError::invalid(field, "must be at most 255 characters"));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(field, "must not contain control characters"));
+    }
+    Ok(t.to_string())
+}
+
+pub fn required<T>(field: &str, v: Option<T>) -> ServiceResult<T> {
+    v.ok_or_else(|| ServiceError::invalid(field, "is required"))
+}

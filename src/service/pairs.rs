@@ -1,0 +1,255 @@
+//! VM pairs: which DC VM is replicated to which DRC VMID, and how.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::input::{label, nullable, required};
+use super::{require, ServiceError, ServiceResult};
+use crate::db::archives::Archive;
+use crate::db::pairs::{Pair, PairFields};
+use crate::db::users::User;
+use crate::domain::{Compress, Guest, HypervisorRole, Mode, Role, Timestamp, Vmid};
+use crate::state::AppState;
+use crate::worker::jobs::backup::MIN_KEEP_LAST;
+
+/// Fields of a VM pair. On create, the two hypervisors and VMIDs are
+/// required; on update every field is optional.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairInput {
+    pub name: Option<String>,
+    pub src_hypervisor_id: Option<Uuid>,
+    #[schema(value_type = Option<i64>)]
+    pub src_vmid: Option<Vmid>,
+    pub dst_hypervisor_id: Option<Uuid>,
+    #[schema(value_type = Option<i64>)]
+    pub dst_vmid: Option<Vmid>,
+    pub guest: Option<Guest>,
+    pub compress: Option<Compress>,
+    pub mode: Option<Mode>,
+    pub start_after_restore: Option<bool>,
+    pub keep_last: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub keep_daily: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub keep_weekly: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub keep_monthly: Option<Option<i64>>,
+    pub auto_failover: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+/// A pair as shown to people, with its current recovery point age.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PairView {
+    #[serde(flatten)]
+    pub pair: Pair,
+    /// Seconds since the newest verified archive was taken (the pair's current RPO); null if none.
+    pub rpo_seconds: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_archive_at: Option<Timestamp>,
+}
+
+fn view(pair: Pair, newest: Option<Timestamp>) -> PairView {
+    let rpo_seconds = newest.map(|t| (Timestamp::now().millis() - t.millis()).max(0) / 1000);
+    PairView { pair, rpo_seconds, last_archive_at: newest }
+}
+
+async fn view_one(state: &AppState, pair: Pair) -> ServiceResult<PairView> {
+    let newest = state.db.list_archives(pair.id).await?.into_iter().find(|a| a.verified_at.is_some());
+    Ok(view(pair, newest.map(|a| a.created_at)))
+}
+
+fn keep(field: &str, n: i64, min: u32) -> ServiceResult<u32> {
+    if (i64::from(min)..=1000).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(ServiceError::invalid(field, format!("must be an integer from {min} to 1000")))
+    }
+}
+
+fn keep_opt(field: &str, n: Option<i64>) -> ServiceResult<Option<u32>> {
+    n.map(|n| keep(field, n, 1)).transpose()
+}
+
+/// Checks the hypervisors exist and stand on the right sides.
+async fn check_sides(state: &AppState, f: &PairFields) -> ServiceResult<()> {
+    for (field, id, role) in [
+        ("src_hypervisor_id", f.src_hypervisor_id, HypervisorRole::Dc),
+        ("dst_hypervisor_id", f.dst_hypervisor_id, HypervisorRole::Drc),
+    ] {
+        match state.db.hypervisor(id).await? {
+            None => return Err(ServiceError::invalid(field, "no hypervisor has this id")),
+            Some(h) if h.role != role => {
+                return Err(ServiceError::invalid(
+                    field,
+                    format!("must be a {role} hypervisor, but {} is {}", h.name, h.role),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Gives the unique target a clear message naming `dst_vmid`.
+async fn check_target_free(state: &AppState, f: &PairFields, except: Option<Uuid>) -> ServiceResult<()> {
+    let clash = state
+        .db
+        .list_pairs()
+        .await?
+        .into_iter()
+        .any(|p| Some(p.id) != except && p.dst_hypervisor_id == f.dst_hypervisor_id && p.dst_vmid == f.dst_vmid);
+    if clash {
+        return Err(ServiceError::Taken {
+            field: "dst_vmid".into(),
+            message: format!("another pair already targets VM {} on this DRC hypervisor", f.dst_vmid),
+        });
+    }
+    Ok(())
+}
+
+/// A queued or running task was planned against the pair as it is; its
+/// target and hosts must not move under it.
+async fn check_idle(state: &AppState, pair: &Pair, what: &str) -> ServiceResult<()> {
+    if state.db.pair_is_busy(pair.id).await? {
+        return Err(ServiceError::Conflict(format!(
+            "This pair has a queued or running task; wait for it or cancel it before {what}."
+        )));
+    }
+    Ok(())
+}
+
+pub async fn load(state: &AppState, id: Uuid) -> ServiceResult<Pair> {
+    state.db.pair(id).await?.ok_or(ServiceError::NotFound("pair"))
+}
+
+/// Every pair with its RPO, in two queries whatever their number.
+pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<PairView>> {
+    require(actor, Role::Viewer)?;
+    let newest = state.db.newest_verified_archives().await?;
+    Ok(state
+        .db
+        .list_pairs()
+        .await?
+        .into_iter()
+        .map(|p| {
+            let at = newest.get(&p.id).copied();
+            view(p, at)
+        })
+        .collect())
+}
+
+pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<PairView> {
+    require(actor, Role::Viewer)?;
+    view_one(state, load(state, id).await?).await
+}
+
+pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResult<PairView> {
+    require(actor, Role::Operator)?;
+    let src_vmid = required("src_vmid", b.src_vmid)?;
+    let dst_vmid = required("dst_vmid", b.dst_vmid)?;
+    let f = PairFields {
+        name: match b.name {
+            Some(n) => label("name", &n)?,
+            None => format!("VM {src_vmid} to VM {dst_vmid}"),
+        },
+        src_hypervisor_id: required("src_hypervisor_id", b.src_hypervisor_id)?,
+        src_vmid,
+        dst_hypervisor_id: required("dst_hypervisor_id", b.dst_hypervisor_id)?,
+        dst_vmid,
+        guest: b.guest.unwrap_or(Guest::Qemu),
+        compress: b.compress.unwrap_or(Compress::Zstd),
+        mode: b.mode.unwrap_or(Mode::Snapshot),
+        start_after_restore: b.start_after_restore.unwrap_or(true),
+        keep_last: keep("keep_last", b.keep_last.unwrap_or(3), MIN_KEEP_LAST)?,
+        keep_daily: keep_opt("keep_daily", b.keep_daily.flatten())?,
+        keep_weekly: keep_opt("keep_weekly", b.keep_weekly.flatten())?,
+        keep_monthly: keep_opt("keep_monthly", b.keep_monthly.flatten())?,
+        auto_failover: b.auto_failover.unwrap_or(false),
+        enabled: b.enabled.unwrap_or(true),
+    };
+    check_sides(state, &f).await?;
+    check_target_free(state, &f, None).await?;
+    let id = state.db.insert_pair(&f).await?;
+    tracing::info!(by = %actor.username, pair = %id, "pair created");
+    view_one(state, load(state, id).await?).await
+}
+
+/// Changes only the fields given; changing the target makes the VM there
+/// "not ours" until a restore marks it or an admin adopts it.
+pub async fn update(state: &AppState, actor: &User, id: Uuid, b: PairInput) -> ServiceResult<PairView> {
+    require(actor, Role::Operator)?;
+    let p = load(state, id).await?;
+    check_idle(state, &p, "changing the pair").await?;
+    let f = PairFields {
+        name: match b.name {
+            Some(n) => label("name", &n)?,
+            None => p.name.clone(),
+        },
+        src_hypervisor_id: b.src_hypervisor_id.unwrap_or(p.src_hypervisor_id),
+        src_vmid: b.src_vmid.unwrap_or(p.src_vmid),
+        dst_hypervisor_id: b.dst_hypervisor_id.unwrap_or(p.dst_hypervisor_id),
+        dst_vmid: b.dst_vmid.unwrap_or(p.dst_vmid),
+        guest: b.guest.unwrap_or(p.guest),
+        compress: b.compress.unwrap_or(p.compress),
+        mode: b.mode.unwrap_or(p.mode),
+        start_after_restore: b.start_after_restore.unwrap_or(p.start_after_restore),
+        keep_last: match b.keep_last {
+            Some(n) => keep("keep_last", n, MIN_KEEP_LAST)?,
+            None => p.keep_last,
+        },
+        keep_daily: match b.keep_daily {
+            Some(n) => keep_opt("keep_daily", n)?,
+            None => p.keep_daily,
+        },
+        keep_weekly: match b.keep_weekly {
+            Some(n) => keep_opt("keep_weekly", n)?,
+            None => p.keep_weekly,
+        },
+        keep_monthly: match b.keep_monthly {
+            Some(n) => keep_opt("keep_monthly", n)?,
+            None => p.keep_monthly,
+        },
+        auto_failover: b.auto_failover.unwrap_or(p.auto_failover),
+        enabled: b.enabled.unwrap_or(p.enabled),
+    };
+    check_sides(state, &f).await?;
+    check_target_free(state, &f, Some(p.id)).await?;
+    state.db.update_pair(p.id, &f).await?;
+    tracing::info!(by = %actor.username, pair = %p.id, "pair updated");
+    view_one(state, load(state, id).await?).await
+}
+
+/// Deletes the pair and its schedules; its archives and task history are kept.
+pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+    require(actor, Role::Operator)?;
+    let p = load(state, id).await?;
+    if state.db.pair_has_running_task(p.id).await? {
+        return Err(ServiceError::Conflict("A task of this pair is running; cancel it or wait for it first.".into()));
+    }
+    state.db.delete_pair(p.id).await?;
+    state.wake.schedules_changed();
+    tracing::info!(by = %actor.username, pair = %p.id, "pair deleted");
+    Ok(())
+}
+
+/// Newest first.
+pub async fn archives(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Vec<Archive>> {
+    require(actor, Role::Viewer)?;
+    let p = load(state, id).await?;
+    Ok(state.db.list_archives(p.id).await?)
+}
+
+/// Lets drswitch replace the VM that exists, without drswitch's replica
+/// marker, at the pair's target: the next restore overwrites it and marks
+/// it. Admin only, logged with who did it; changing the target undoes it.
+pub async fn adopt(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<PairView> {
+    require(actor, Role::Admin)?;
+    let p = load(state, id).await?;
+    check_idle(state, &p, "adopting its target").await?;
+    state.db.set_adopted(p.id).await?;
+    tracing::warn!(target: "audit", by = %actor.username, pair = %p.id, vmid = %p.dst_vmid,
+        hypervisor = %p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
+    view_one(state, load(state, id).await?).await
+}

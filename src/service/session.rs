@@ -1,0 +1,68 @@
+//! Logging in: every attempt is counted before the password is checked
+//! (per username and per client address), only well-formed names become
+//! throttle keys, password checks run a few at a time, and unknown or
+//! inactive users cost the same time as wrong passwords.
+
+use super::{ServiceError, ServiceResult};
+use crate::auth::{password, LoginGuard};
+use crate::db::users::User;
+use crate::domain::LoginName;
+use crate::state::AppState;
+
+/// The user if `username` and `password` match an active user.
+pub async fn login(
+    state: &AppState,
+    guard: &LoginGuard,
+    peer: &str,
+    username: &str,
+    password: String,
+) -> ServiceResult<User> {
+    if let Err(secs) = guard.per_addr.begin(peer) {
+        tracing::warn!(peer, "login refused: too many attempts from this address");
+        return Err(ServiceError::Throttled(secs));
+    }
+    // Only a well-formed name becomes a throttle key or reaches the database.
+    let Ok(name) = username.trim().parse::<LoginName>() else {
+        tracing::warn!(peer, "login failed: malformed username");
+        return Err(ServiceError::BadCredentials);
+    };
+    let name = name.as_str();
+    if let Err(secs) = guard.per_name.begin(name) {
+        tracing::warn!(username = name, peer, "login refused: too many failures");
+        return Err(ServiceError::Throttled(secs));
+    }
+    let _slot = guard.verify_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let found = state.db.user_with_hash(name).await?;
+    // Every path verifies one hash, so unknown and inactive users take as
+    // long as wrong passwords and names cannot be probed by timing.
+    let ok = match &found {
+        Some((user, hash)) => verify_off_thread(password, hash.clone()).await && user.active,
+        None => {
+            let _ = verify_off_thread(password, dummy_hash()).await;
+            false
+        }
+    };
+    match (ok, found) {
+        (true, Some((user, _))) => {
+            guard.per_name.succeeded(name);
+            guard.per_addr.refund(peer);
+            tracing::info!(username = name, peer, "login");
+            Ok(user)
+        }
+        _ => {
+            tracing::warn!(username = name, peer, "login failed");
+            Err(ServiceError::BadCredentials)
+        }
+    }
+}
+
+/// A real argon2id hash of a random string, checked when the user does not
+/// exist so that unknown names take as long as wrong passwords.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| password::hash(&password::random()).unwrap_or_default()).clone()
+}
+
+async fn verify_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
+}

@@ -1,0 +1,100 @@
+//! Users and their roles: admins manage them; the last active admin is
+//! never demoted, deactivated or deleted.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::input::{label, required};
+use super::{require, ServiceError, ServiceResult};
+use crate::auth::password;
+use crate::db::users::{NewUser, User};
+use crate::domain::{LoginName, Role};
+use crate::state::AppState;
+
+/// Fields of a user; all optional on update.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserInput {
+    #[schema(value_type = Option<String>)]
+    pub username: Option<LoginName>,
+    pub full_name: Option<String>,
+    /// Write-only; at least 8 characters.
+    pub password: Option<String>,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+async fn hash(field: &str, pw: String) -> ServiceResult<String> {
+    password::check_strength(&pw).map_err(|m| ServiceError::invalid(field, m))?;
+    tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+pub async fn load(state: &AppState, id: Uuid) -> ServiceResult<User> {
+    state.db.user(id).await?.ok_or(ServiceError::NotFound("user"))
+}
+
+pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<User>> {
+    require(actor, Role::Admin)?;
+    Ok(state.db.list_users().await?)
+}
+
+pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<User> {
+    require(actor, Role::Admin)?;
+    load(state, id).await
+}
+
+pub async fn create(state: &AppState, actor: &User, b: UserInput) -> ServiceResult<User> {
+    require(actor, Role::Admin)?;
+    let username = required("username", b.username)?;
+    let full_name = match b.full_name {
+        Some(n) => label("full_name", &n)?,
+        None => username.to_string(),
+    };
+    let role = required("role", b.role)?;
+    let pw_hash = hash("password", required("password", b.password)?).await?;
+    let user = state
+        .db
+        .insert_user(NewUser { username: username.as_str(), full_name: &full_name, password_hash: &pw_hash, role })
+        .await?;
+    tracing::info!(by = %actor.username, username = %user.username, role = %role, "user created");
+    Ok(user)
+}
+
+pub async fn update(state: &AppState, actor: &User, id: Uuid, b: UserInput) -> ServiceResult<User> {
+    require(actor, Role::Admin)?;
+    let user = load(state, id).await?;
+    if b.username.as_ref().is_some_and(|u| u.as_str() != user.username) {
+        return Err(ServiceError::invalid("username", "cannot be changed; create a new user instead"));
+    }
+    let full_name = match b.full_name {
+        Some(n) => label("full_name", &n)?,
+        None => user.full_name.clone(),
+    };
+    let role = b.role.unwrap_or(user.role);
+    let active = b.active.unwrap_or(user.active);
+    let loses_admin = user.role == Role::Admin && user.active && (role != Role::Admin || !active);
+    if loses_admin && state.db.count_active_admins().await? <= 1 {
+        return Err(ServiceError::Conflict("This is the last active admin; make another admin first.".into()));
+    }
+    let pw_hash = match b.password {
+        Some(pw) => Some(hash("password", pw).await?),
+        None => None,
+    };
+    state.db.update_user(user.id, &full_name, role, active, pw_hash.as_deref()).await?;
+    tracing::info!(by = %actor.username, username = %user.username, "user updated");
+    load(state, id).await
+}
+
+pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+    require(actor, Role::Admin)?;
+    let user = load(state, id).await?;
+    if user.role == Role::Admin && user.active && state.db.count_active_admins().await? <= 1 {
+        return Err(ServiceError::Conflict("This is the last active admin; make another admin first.".into()));
+    }
+    state.db.delete_user(user.id).await?;
+    tracing::info!(by = %actor.username, username = %user.username, "user deleted");
+    Ok(())
+}
