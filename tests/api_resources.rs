@@ -7,6 +7,9 @@ mod common;
 use common::TestApp;
 use serde_json::json;
 
+/// How every encrypted secret starts (the format version of src/secrets.rs).
+const ENCRYPTED_PREFIX: &str = "v1:";
+
 #[tokio::test]
 async fn hypervisor_round_trip_never_echoes_the_secret() {
     let app = TestApp::spawn().await;
@@ -32,6 +35,13 @@ async fn hypervisor_round_trip_never_echoes_the_secret() {
     assert_eq!(created["api_port"], 8006);
     let id = created["id"].as_str().unwrap();
 
+    // Stored encrypted, never in plain text.
+    let stored = app.stored_column("hypervisors", "api_token_secret_enc", id).await;
+    let stored = stored.expect("the secret is stored");
+    assert!(!stored.contains(secret), "stored in plain text: {stored}");
+    assert!(stored.len() > ENCRYPTED_PREFIX.len(), "stored empty: {stored:?}");
+    assert!(stored.starts_with(ENCRYPTED_PREFIX), "not in the encrypted format: {stored}");
+
     for path in ["/api/v1/hypervisors".to_string(), format!("/api/v1/hypervisors/{id}")] {
         let raw = app.client.get(app.url(&path)).send().await.unwrap().text().await.unwrap();
         assert!(!raw.contains(secret), "{raw}");
@@ -44,10 +54,13 @@ async fn hypervisor_round_trip_never_echoes_the_secret() {
     assert_eq!(upd["enabled"], false);
     assert_eq!(upd["has_api_token_secret"], true, "secret kept when not sent");
     assert_eq!(upd["ssh_port"], 2222);
+    let kept = app.stored_column("hypervisors", "api_token_secret_enc", id).await;
+    assert_eq!(kept.as_deref(), Some(stored.as_str()), "an update that does not send the secret keeps it as stored");
 
     let (s, upd) = app.put(&format!("/api/v1/hypervisors/{id}"), json!({"api_token_secret": null})).await;
     assert_eq!(s, 200);
     assert_eq!(upd["has_api_token_secret"], false);
+    assert_eq!(app.stored_column("hypervisors", "api_token_secret_enc", id).await, None, "cleared secret is gone");
 
     let (s, _) = app.delete(&format!("/api/v1/hypervisors/{id}")).await;
     assert_eq!(s, 204);
@@ -56,11 +69,6 @@ async fn hypervisor_round_trip_never_echoes_the_secret() {
 
     let log = app.log();
     assert!(!log.contains(secret), "the secret reached the log");
-    // Stored encrypted, not in plain text.
-    if app.backend == "sqlite" {
-        let db = std::fs::read(app.dir.path().join("drswitch.db")).unwrap();
-        assert!(!String::from_utf8_lossy(&db).contains(secret));
-    }
 }
 
 #[tokio::test]

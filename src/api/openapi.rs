@@ -54,3 +54,37 @@ pub struct ApiDoc;
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every route in the route table is documented, and every documented
+    /// operation is routed: the two lists cannot drift apart.
+    #[test]
+    fn document_matches_the_route_table() {
+        let table = include_str!("mod.rs");
+        let mut routed = BTreeSet::new();
+        for line in table.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+            let path = line.split('"').nth(1).unwrap();
+            let method = line.split("web::").nth(1).unwrap().split("()").next().unwrap();
+            if path != "/openapi.json" {
+                routed.insert((method.to_string(), format!("/api/v1{path}")));
+            }
+        }
+        let doc = ApiDoc::openapi();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [("get", &item.get), ("post", &item.post), ("put", &item.put), ("delete", &item.delete)]
+            {
+                if op.is_some() {
+                    documented.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        assert!(routed.len() > 30, "the route table was read: {routed:?}");
+        assert_eq!(routed, documented);
+    }
+}

@@ -325,3 +325,79 @@ impl TestApp {
         }
     }
 }
+
+/// The few checks the API does not expose read or set the stored schema
+/// here, and only here, so a schema change breaks one place.
+impl TestApp {
+    async fn pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.database_url).await.expect("connect to the app's database")
+    }
+
+    /// One text column of the row of `table` whose `id` is `id`, as stored;
+    /// None when it is NULL. Panics when there is no such row.
+    pub async fn stored_column(&self, table: &str, column: &str, id: &str) -> Option<String> {
+        let pool = self.pool().await;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {column} AS v FROM {table} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let row = row.unwrap_or_else(|| panic!("no row {id} in {table}"));
+        sqlx::Row::try_get::<Option<String>, _>(&row, "v").unwrap()
+    }
+
+    /// Replaces the pinned SSH host key of a hypervisor behind the API's back.
+    pub async fn set_host_key(&self, hypervisor_id: &str, key: &str) {
+        let pool = self.pool().await;
+        let r = sqlx::query("UPDATE hypervisors SET host_key = ? WHERE id = ?")
+            .bind(key)
+            .bind(hypervisor_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(r.rows_affected(), 1, "no hypervisor {hypervisor_id}");
+    }
+
+    /// Moves a schedule's stored next run (epoch milliseconds), as if it fell
+    /// due while drswitch was down.
+    pub async fn set_schedule_next_run(&self, schedule_id: &str, at_ms: i64) {
+        let pool = self.pool().await;
+        let r = sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ?")
+            .bind(at_ms)
+            .bind(schedule_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(r.rows_affected(), 1, "no schedule {schedule_id}");
+    }
+
+    /// The recorded runs of a schedule: (due time in epoch milliseconds, result).
+    pub async fn schedule_runs(&self, schedule_id: &str) -> Vec<(i64, String)> {
+        let pool = self.pool().await;
+        let rows = sqlx::query("SELECT due_at, result FROM schedule_runs WHERE schedule_id = ? ORDER BY due_at")
+            .bind(schedule_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows.iter().map(|r| (sqlx::Row::get::<i64, _>(r, "due_at"), sqlx::Row::get::<String, _>(r, "result"))).collect()
+    }
+
+    /// How many tasks of the schedule were created after `after_ms` (epoch
+    /// milliseconds, exact: the API shows whole seconds).
+    pub async fn schedule_tasks_created_after(&self, schedule_id: &str, after_ms: i64) -> usize {
+        let pool = self.pool().await;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE schedule_id = ? AND created_at > ?")
+            .bind(schedule_id)
+            .bind(after_ms)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        sqlx::Row::get::<i64, _>(&row, "n") as usize
+    }
+}
