@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use uuid::Uuid;
 
-use crate::domain::ArchiveName;
+use crate::domain::{ArchiveName, PairId, TaskId};
 
 #[derive(Debug, Clone)]
 pub struct ArchiveStore {
@@ -28,30 +27,30 @@ impl ArchiveStore {
         Self { root }
     }
 
-    pub fn pair_dir(&self, pair: Uuid) -> PathBuf {
+    pub fn pair_dir(&self, pair: PairId) -> PathBuf {
         self.root.join(pair.to_string())
     }
 
     /// The pair's directory, created closed to others.
-    pub fn prepare(&self, pair: Uuid) -> std::io::Result<PathBuf> {
+    pub fn prepare(&self, pair: PairId) -> std::io::Result<PathBuf> {
         let dir = self.pair_dir(pair);
         crate::files::own_dir(&dir)?;
         Ok(dir)
     }
 
-    pub fn path(&self, pair: Uuid, name: &ArchiveName) -> PathBuf {
+    pub fn path(&self, pair: PairId, name: &ArchiveName) -> PathBuf {
         self.pair_dir(pair).join(name.as_str())
     }
 
     /// Where a transfer of `name` by `task` lands before it is verified.
-    pub fn partial(&self, pair: Uuid, task: Uuid, name: &ArchiveName) -> PathBuf {
+    pub fn partial(&self, pair: PairId, task: TaskId, name: &ArchiveName) -> PathBuf {
         self.pair_dir(pair).join(format!(".partial-{task}-{name}"))
     }
 
     /// Turns a verified partial file into the archive. Linking, not
     /// renaming: an archive already stored under the name (vzdump names have
     /// one-second resolution) must never change under its recorded checksum.
-    pub fn store(&self, partial: &Path, pair: Uuid, name: &ArchiveName) -> Result<PathBuf, StoreError> {
+    pub fn store(&self, partial: &Path, pair: PairId, name: &ArchiveName) -> Result<PathBuf, StoreError> {
         let path = self.path(pair, name);
         let linked = std::fs::hard_link(partial, &path);
         let _ = std::fs::remove_file(partial);
@@ -62,13 +61,13 @@ impl ArchiveStore {
         }
     }
 
-    pub fn remove(&self, pair: Uuid, name: &ArchiveName) {
+    pub fn remove(&self, pair: PairId, name: &ArchiveName) {
         let _ = std::fs::remove_file(self.path(pair, name));
     }
 
     /// Removes any partial files of this task (an earlier attempt's, or
     /// this one's after a failure).
-    pub fn sweep_partials(&self, task: Uuid) {
+    pub fn sweep_partials(&self, task: TaskId) {
         let marker = format!(".partial-{task}-");
         let Ok(dirs) = std::fs::read_dir(&self.root) else { return };
         for dir in dirs.flatten() {
@@ -82,7 +81,7 @@ impl ArchiveStore {
     }
 
     /// Free bytes on the file system of the pair's directory.
-    pub async fn free_bytes(&self, pair: Uuid) -> std::io::Result<u64> {
+    pub async fn free_bytes(&self, pair: PairId) -> std::io::Result<u64> {
         free_bytes(&self.pair_dir(pair)).await
     }
 }

@@ -1,18 +1,16 @@
 //! Putting tasks on the queue: the one path used by the API, the scheduler
 //! and failover. It never runs a task; the worker does.
 
-use uuid::Uuid;
-
 use crate::db::pairs::Pair;
 use crate::db::tasks::{NewTask, Task};
 use crate::db::DbResult;
-use crate::domain::TaskKind;
+use crate::domain::{ArchiveId, ScheduleId, TaskKind};
 use crate::state::AppState;
 
 pub struct Request<'a> {
     pub kind: TaskKind,
-    pub archive_id: Option<Uuid>,
-    pub schedule_id: Option<Uuid>,
+    pub archive_id: Option<ArchiveId>,
+    pub schedule_id: Option<ScheduleId>,
     pub requested_by: &'a str,
 }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::schedules::Schedule;
 use crate::db::DbResult;
-use crate::domain::{TaskKind, Timestamp};
+use crate::domain::{TaskId, TaskKind, Timestamp};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
@@ -95,7 +95,7 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
 
 /// Queues the schedule's task unless one of that kind is already waiting
 /// or running for the pair (no pile-up).
-async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<uuid::Uuid>)> {
+async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<TaskId>)> {
     let kind = TaskKind::from(s.kind);
     let Some(pair) = state.db.pair(s.pair_id).await? else {
         return Ok(("skipped: the pair no longer exists".into(), None));

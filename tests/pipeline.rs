@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Instant;
+
 use common::lab::{sha256_of, Lab};
 use common::{message, TestApp};
 use serde_json::json;
@@ -25,6 +27,13 @@ async fn setup(env: &[(&str, &str)]) -> Setup {
     Setup { app, lab, dc, drc }
 }
 
+/// Sets the pair to store its archives uncompressed.
+async fn uncompressed(app: &TestApp, pair: &str) {
+    let (s, upd) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
+    assert_eq!(s, 200, "{upd}");
+    assert_eq!(upd["compress"], "none", "{upd}");
+}
+
 #[tokio::test]
 async fn replicate_restore_and_roll_back() {
     let Setup { app, lab, dc, drc } = setup(&[]).await;
@@ -33,6 +42,7 @@ async fn replicate_restore_and_roll_back() {
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
 
     // Replicate: backup then restore of that archive.
+    let queued_at = Instant::now();
     let t = app.wait_for_task(&app.queue(&pair, "replicate").await).await;
     assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(t["progress"], 100);
@@ -41,15 +51,22 @@ async fn replicate_restore_and_roll_back() {
     assert_eq!(lab.vm_status("drc1", 200), "running");
     assert!(lab.dump_dir_files("dc1").is_empty(), "DC dump dir left clean: {:?}", lab.dump_dir_files("dc1"));
 
-    let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    let (s, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
+    assert_eq!(s, 200, "{archives}");
+    assert_eq!(archives.as_array().unwrap().len(), 1, "{archives}");
     let a = &archives[0];
     let name = a["file_name"].as_str().unwrap();
     assert!(name.starts_with("vzdump-qemu-100-") && name.ends_with(".vma.zst"), "{name}");
     let stored = app.data_dir().join("archives").join(&pair).join(name);
     assert_eq!(a["sha256"].as_str().unwrap(), sha256_of(&stored));
     assert_eq!(a["size_bytes"].as_u64().unwrap(), std::fs::metadata(&stored).unwrap().len());
-    let (_, p) = app.get(&format!("/api/v1/pairs/{pair}")).await;
-    assert!(p["rpo_seconds"].as_i64().unwrap() >= 0);
+    let (s, p) = app.get(&format!("/api/v1/pairs/{pair}")).await;
+    assert_eq!(s, 200, "{p}");
+    // The recovery point is the archive just taken: no older than this test's replicate.
+    let rpo = p["rpo_seconds"].as_i64().unwrap_or_else(|| panic!("rpo_seconds is not a number: {p}"));
+    let elapsed = queued_at.elapsed().as_secs_f64().ceil() as i64;
+    assert!((0..=elapsed).contains(&rpo), "rpo_seconds {rpo} with the archive taken within the last {elapsed} s: {p}");
+    assert_eq!(p["last_archive_at"], a["created_at"], "{p}");
 
     // Restore over the existing, running replica.
     let t = app.wait_for_task(&app.queue(&pair, "restore").await).await;
@@ -98,14 +115,7 @@ async fn failures_say_why_and_leave_no_archive() {
 
     // The DC host's key changes: the task fails naming the host key.
     let other_key = lab.host("drc1")["known_hosts_line"].as_str().unwrap().split_once(' ').unwrap().1.to_string();
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
-    sqlx::query("UPDATE hypervisors SET host_key = ? WHERE id = ?")
-        .bind(&other_key)
-        .bind(&dc)
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.set_host_key(&dc, &other_key).await;
     let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
     assert_eq!(t["status"], "failed");
     assert!(t["error"].as_str().unwrap().contains("host key"), "{t}");
@@ -115,32 +125,28 @@ async fn failures_say_why_and_leave_no_archive() {
     assert_eq!(report["ok"], true, "{report}");
 
     // Unreachable source: a registered host whose sshd is gone.
-    let (_, h) = app
+    let (s, h) = app
         .post(
             "/api/v1/hypervisors",
             json!({"name": "dc-dead", "host": "127.0.0.1", "ssh_port": 1, "node": "dcdead", "role": "dc"}),
         )
         .await;
+    assert_eq!(s, 201, "{h}");
     let dead = h["id"].as_str().unwrap().to_string();
-    sqlx::query("UPDATE hypervisors SET host_key = ? WHERE id = ?")
-        .bind(&other_key)
-        .bind(&dead)
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.set_host_key(&dead, &other_key).await;
     let p = app.create_pair(&dead, 100, &drc, 203).await;
     let t = app.wait_for_task(&app.queue(&p, "backup").await).await;
     assert_eq!(t["status"], "failed");
     assert!(t["error"].as_str().unwrap().contains("cannot reach dc-dead"), "{t}");
-    pool.close().await;
 
     // Never pinned: the error says to run the check.
-    let (_, h) = app
+    let (s, h) = app
         .post(
             "/api/v1/hypervisors",
             json!({"name": "dc-new", "host": "127.0.0.1", "ssh_port": 1, "node": "dcnew", "role": "dc"}),
         )
         .await;
+    assert_eq!(s, 201, "{h}");
     let p = app.create_pair(h["id"].as_str().unwrap(), 100, &drc, 204).await;
     let t = app.wait_for_task(&app.queue(&p, "backup").await).await;
     assert!(message(&json!({"error": {"message": t["error"]}})).contains("no pinned SSH host key"), "{t}");
@@ -153,7 +159,7 @@ async fn killed_worker_leaves_no_partial_and_the_task_is_retried() {
     let Setup { mut app, lab, dc, drc } = setup(&env).await;
     lab.create_vm("dc1", 100, "12M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
-    let (_, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
+    uncompressed(&app, &pair).await;
     let id = app.queue(&pair, "backup").await;
     let dir = app.data_dir().join("archives").join(&pair);
     let partial = || {
@@ -192,7 +198,7 @@ async fn full_archive_storage_fails_cleanly() {
     let Setup { app, lab, dc, drc } = setup(&[]).await;
     lab.create_vm("dc1", 100, "4M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
-    let (_, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
+    uncompressed(&app, &pair).await;
     // The middleware's archive storage is a 1 MiB file system; the archive is 4 MiB.
     let dir = app.data_dir().join("archives").join(&pair);
     std::fs::create_dir_all(&dir).unwrap();

@@ -129,7 +129,7 @@ impl Drop for Lab {
 fn hypervisor(host: &str, api_port: u16, token_id: Option<&str>, fingerprint: Option<&str>) -> Hypervisor {
     let now = Timestamp::now();
     Hypervisor {
-        id: uuid::Uuid::new_v4(),
+        id: drswitch::domain::HypervisorId::new(),
         name: "dc1".into(),
         host: host.parse::<HostName>().unwrap(),
         ssh_port: 22,

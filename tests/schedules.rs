@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use common::lab::Lab;
 use common::TestApp;
 use serde_json::{json, Value};
@@ -18,11 +19,6 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn pool(app: &TestApp) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::AnyPool::connect(&app.database_url).await.unwrap()
 }
 
 /// A seconds-resolution cron that fires once, `secs` from now.
@@ -38,17 +34,63 @@ async fn tasks_of_schedule(app: &TestApp, schedule: &str) -> Vec<Value> {
 
 /// Tasks of the schedule queued after `t` (a run already firing when the
 /// schedule changed may land a moment after; a second is far beyond that).
-async fn created_after(app: &TestApp, schedule: &str, t: chrono::DateTime<Utc>) -> usize {
+async fn created_after(app: &TestApp, schedule: &str, t: DateTime<Utc>) -> usize {
     let later = (t + chrono::Duration::seconds(1)).timestamp_millis();
-    let db = pool(app).await;
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE schedule_id = ? AND created_at > ?")
-        .bind(schedule)
-        .bind(later)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    db.close().await;
-    sqlx::Row::get::<i64, _>(&row, "n") as usize
+    app.schedule_tasks_created_after(schedule, later).await
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+/// A schedule firing every two seconds on a disabled pair: each run is
+/// recorded (as skipped) and queues nothing, so its `last_run` shows how far
+/// the scheduler has got.
+async fn witness_schedule(app: &TestApp, dc: &str, drc: &str) -> String {
+    let pair = app.create_pair(dc, 101, drc, 201).await;
+    let (s, p) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"enabled": false})).await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["enabled"], false, "{p}");
+    let (s, w) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "*/2 * * * * *"})).await;
+    assert_eq!(s, 201, "{w}");
+    w["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the scheduler has finished every round due up to `t`: the
+/// witness ran at a due time after `t`, and one process runs its rounds one
+/// after another, each firing every schedule then due.
+async fn wait_scheduler_past(app: &TestApp, witness: &str, t: DateTime<Utc>) {
+    wait_until(&format!("the scheduler to run past {t}"), || async {
+        let (_, w) = app.get(&format!("/api/v1/schedules/{witness}")).await;
+        parse_time(&w["last_run"]).is_some_and(|run| run > t)
+    })
+    .await;
+}
+
+/// A second `drswitch serve`, killed if the test ends early.
+struct Serve(Child);
+
+impl Serve {
+    /// SIGTERM, then waits (bounded) for the exit; true if it exited cleanly.
+    /// A scheduler round in flight finishes before the process exits.
+    async fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "drswitch serve did not exit within 60 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test]
@@ -76,12 +118,18 @@ async fn a_schedule_fires_runs_and_stops_when_deleted_or_disabled() {
     assert_eq!(t["schedule_id"], id.as_str());
 
     // Disabled: no next run, and nothing fires over the next two due instants.
+    let witness = witness_schedule(&app, &dc, &drc).await;
     let (s, sched) = app.put(&format!("/api/v1/schedules/{id}"), json!({"enabled": false})).await;
     assert_eq!(s, 200);
     assert!(sched["next_run"].is_null());
-    let disabled_at = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let disabled_at = Utc::now();
+    // Past the one-second allowance of `created_after`, two due instants of
+    // the every-two-seconds cron fall within four more seconds.
+    wait_scheduler_past(&app, &witness, disabled_at + chrono::Duration::seconds(1 + 4)).await;
     assert_eq!(created_after(&app, &id, disabled_at).await, 0, "a disabled schedule fired");
+    let (_, sched) = app.get(&format!("/api/v1/schedules/{id}")).await;
+    let last_run = parse_time(&sched["last_run"]).unwrap();
+    assert!(last_run <= disabled_at, "a disabled schedule ran: {sched}");
 
     // A changed time is used from the next run on.
     let (s, sched) = app
@@ -97,8 +145,9 @@ async fn a_schedule_fires_runs_and_stops_when_deleted_or_disabled() {
     wait_until("the every-second schedule", || async { !tasks_of_schedule(&app, &id2).await.is_empty() }).await;
     let (s, _) = app.delete(&format!("/api/v1/schedules/{id2}")).await;
     assert_eq!(s, 204);
-    let deleted_at = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deleted_at = Utc::now();
+    // Past the one-second allowance, two due instants of the every-second cron.
+    wait_scheduler_past(&app, &witness, deleted_at + chrono::Duration::seconds(1 + 2)).await;
     assert_eq!(created_after(&app, &id2, deleted_at).await, 0, "a deleted schedule fired");
 }
 
@@ -109,7 +158,8 @@ async fn firing_while_queued_adds_none() {
     let dc = app.create_hypervisor("dc1", "dc").await;
     let drc = app.create_hypervisor("drc1", "drc").await;
     let pair = app.create_pair(&dc, 100, &drc, 100).await;
-    let (_, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    let (s, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    assert_eq!(s, 201, "{sched}");
     let id = sched["id"].as_str().unwrap().to_string();
     wait_until("a skipped run", || async {
         app.get(&format!("/api/v1/schedules/{id}")).await.1["last_result"].as_str().unwrap_or("").starts_with("skipped")
@@ -165,17 +215,10 @@ async fn same_host_runs_back_to_back_and_different_hosts_overlap() {
         assert_eq!(t["status"], "succeeded", "{t}");
         task_ids.push(t["id"].as_str().unwrap().to_string());
     }
-    let db = pool(&app).await;
     let mut spans = Vec::new();
     for id in &task_ids {
-        let row = sqlx::query("SELECT started_at, finished_at FROM tasks WHERE id = ?")
-            .bind(id)
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        spans.push((sqlx::Row::get::<i64, _>(&row, "started_at"), sqlx::Row::get::<i64, _>(&row, "finished_at")));
+        spans.push(app.task_times(id).await);
     }
-    db.close().await;
     let mut dc1: Vec<(i64, i64)> = spans[..4].to_vec();
     dc1.sort();
     for w in dc1.windows(2) {
@@ -195,24 +238,19 @@ async fn missed_runs_inside_and_outside_the_grace_window() {
     let drc = app.create_hypervisor("drc1", "drc").await;
     let p1 = app.create_pair(&dc, 100, &drc, 100).await;
     let p2 = app.create_pair(&dc, 101, &drc, 101).await;
-    let (_, recent) = app.post("/api/v1/schedules", json!({"pair_id": p1, "hour": 2, "minute": 0})).await;
-    let (_, old) = app.post("/api/v1/schedules", json!({"pair_id": p2, "hour": 2, "minute": 0})).await;
+    let (s, recent) = app.post("/api/v1/schedules", json!({"pair_id": p1, "hour": 2, "minute": 0})).await;
+    assert_eq!(s, 201, "{recent}");
+    let (s, old) = app.post("/api/v1/schedules", json!({"pair_id": p2, "hour": 2, "minute": 0})).await;
+    assert_eq!(s, 201, "{old}");
     let recent = recent["id"].as_str().unwrap().to_string();
     let old = old["id"].as_str().unwrap().to_string();
 
     // drswitch goes down; the runs fall due while it is down.
     app.kill();
-    let now = chrono::Utc::now().timestamp_millis();
-    let db = pool(&app).await;
+    let now = Utc::now().timestamp_millis();
     for (id, ago_ms) in [(&recent, 10 * 60_000), (&old, 3 * 3_600_000)] {
-        sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ?")
-            .bind(now - ago_ms)
-            .bind(id)
-            .execute(&db)
-            .await
-            .unwrap();
+        app.set_schedule_next_run(id, now - ago_ms).await;
     }
-    db.close().await;
     app.start().await;
     app.login_admin().await;
 
@@ -235,18 +273,19 @@ async fn missed_runs_inside_and_outside_the_grace_window() {
 
 #[tokio::test]
 async fn two_serve_processes_enqueue_each_due_run_once() {
-    let app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true")]).await;
+    let mut app = TestApp::spawn_with(&[("SCHEDULE_SECONDS", "true")]).await;
     app.login_admin().await;
     let log2 = app.dir.path().join("second.log");
     let f = std::fs::File::create(&log2).unwrap();
-    let mut second = app
-        .command(&["serve"])
-        .env("LISTEN", "127.0.0.1:0")
-        .env("SCHEDULE_SECONDS", "true")
-        .stdout(std::process::Stdio::from(f.try_clone().unwrap()))
-        .stderr(std::process::Stdio::from(f))
-        .spawn()
-        .unwrap();
+    let mut second = Serve(
+        app.command(&["serve"])
+            .env("LISTEN", "127.0.0.1:0")
+            .env("SCHEDULE_SECONDS", "true")
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the second process", || async {
         std::fs::read_to_string(&log2).unwrap_or_default().contains("scheduler started")
     })
@@ -256,28 +295,27 @@ async fn two_serve_processes_enqueue_each_due_run_once() {
     let dc = app.create_hypervisor("dc1", "dc").await;
     let drc = app.create_hypervisor("drc1", "drc").await;
     let pair = app.create_pair(&dc, 100, &drc, 100).await;
-    let (_, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    let (s, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "cron": "* * * * * *"})).await;
+    assert_eq!(s, 201, "{sched}");
     let id = sched["id"].as_str().unwrap().to_string();
     wait_until("five runs", || async { tasks_of_schedule(&app, &id).await.len() >= 5 }).await;
     let (s, _) = app.delete(&format!("/api/v1/schedules/{id}")).await;
     assert_eq!(s, 204);
-    // Let the second process see the deletion before counting.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = second.kill();
-    let _ = second.wait();
+    // Stop both processes before counting: a round that was firing the
+    // schedule as it was deleted finishes before its process exits, so the
+    // counts below are final. The first comes back for the API.
+    let clean = second.terminate().await;
+    assert!(clean, "the second process did not stop cleanly:\n{}", std::fs::read_to_string(&log2).unwrap());
+    assert!(app.terminate(), "the first process did not stop cleanly:\n{}", app.log());
+    app.start().await;
+    app.login_admin().await;
 
     let fired = |text: String| text.lines().filter(|l| l.contains("schedule fired") && l.contains(&id)).count();
     let by_first = fired(app.log());
     let by_second = fired(std::fs::read_to_string(&log2).unwrap());
-    let db = pool(&app).await;
-    let rows = sqlx::query("SELECT due_at, result, task_id FROM schedule_runs WHERE schedule_id = ?")
-        .bind(&id)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    let rows = app.schedule_runs(&id).await;
     assert_eq!(by_first + by_second, rows.len(), "each due run fired in exactly one process");
-    let queued_runs = rows.iter().filter(|r| sqlx::Row::get::<String, _>(*r, "result") == "queued").count();
+    let queued_runs = rows.iter().filter(|(_, result)| result == "queued").count();
     let tasks = tasks_of_schedule(&app, &id).await;
     assert_eq!(tasks.len(), queued_runs, "one task per queued run");
     assert!(tasks.len() >= 5);

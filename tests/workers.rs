@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use common::lab::Lab;
 use common::TestApp;
@@ -69,19 +70,10 @@ async fn two_workers_run_each_task_once_and_never_overlap_on_a_host() {
     assert_eq!(started, 20, "each task was started by exactly one worker");
 
     // Exact start and end times (milliseconds) from the database.
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&app.database_url).await.unwrap();
     let mut spans: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
     for (id, host) in &tasks {
-        let row = sqlx::query("SELECT started_at, finished_at FROM tasks WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let (s, f): (i64, i64) = (sqlx::Row::get(&row, "started_at"), sqlx::Row::get(&row, "finished_at"));
-        spans.entry(host.clone()).or_default().push((s, f));
+        spans.entry(host.clone()).or_default().push(app.task_times(id).await);
     }
-    pool.close().await;
     let mut overlapped_across_hosts = false;
     let all: Vec<(i64, i64)> = spans.values().flatten().copied().collect();
     for (host, mut s) in spans {
@@ -107,12 +99,14 @@ async fn a_running_task_can_be_cancelled() {
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
     lab.hook("dc1", "vzdump-hang", "1");
     let id = app.queue(&pair, "backup").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, t) = app.get(&format!("/api/v1/tasks/{id}")).await;
         if t["phase"] == "dumping" {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "the backup never reached phase dumping within 60 s: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (s, _) = app.post(&format!("/api/v1/tasks/{id}/cancel"), json!({})).await;
     assert_eq!(s, 202);
@@ -121,10 +115,10 @@ async fn a_running_task_can_be_cancelled() {
     let (_, archives) = app.get(&format!("/api/v1/pairs/{pair}/archives")).await;
     assert_eq!(archives, json!([]));
     // The killed vzdump's partial files and the lock go away on the DC host.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !lab.dump_dir_files("dc1").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "left on dc1: {:?}", lab.dump_dir_files("dc1"));
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "left on dc1: {:?}", lab.dump_dir_files("dc1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The VM list comes from the host's Proxmox API.
     let (s, vms) = app.get(&format!("/api/v1/hypervisors/{dc}/vms")).await;

@@ -15,7 +15,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -108,6 +107,6 @@ fn strip_prefix(msg: &str) -> String {
 }
 
 /// Ids in paths are UUIDs; anything else cannot name a resource.
-pub(crate) fn id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
+pub(crate) fn id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, AppError> {
     raw.parse().map_err(|_| AppError::NotFound(what))
 }

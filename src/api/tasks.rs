@@ -1,11 +1,10 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::body::OptionalBody;
 use crate::auth::CurrentUser;
 use crate::db::tasks::{LogLine, Task, TaskFilter};
-use crate::domain::{TaskKind, TaskStatus};
+use crate::domain::{ArchiveId, PairId, TaskKind, TaskStatus};
 use crate::error::{AppError, AppResult};
 use crate::service::tasks;
 use crate::state::AppState;
@@ -14,7 +13,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct RestoreInput {
     /// The archive to restore; the newest verified one when absent.
-    archive_id: Option<Uuid>,
+    archive_id: Option<ArchiveId>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -53,7 +52,7 @@ async fn queue(
     me: &CurrentUser,
     raw: &str,
     kind: TaskKind,
-    archive_id: Option<Uuid>,
+    archive_id: Option<ArchiveId>,
 ) -> AppResult<HttpResponse> {
     let pair = super::id(raw, "pair")?;
     Ok(HttpResponse::Accepted().json(tasks::queue(state, &me.0, pair, kind, archive_id).await?))
@@ -95,7 +94,7 @@ pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<Tas
     let pair_id = q
         .pair_id
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<Uuid>().map_err(|_| AppError::invalid("pair_id", "must be a UUID")))
+        .map(|s| s.parse::<PairId>().map_err(|e| AppError::invalid("pair_id", e.0)))
         .transpose()?;
     let filter = TaskFilter { status, pair_id, limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
     let (items, total) = tasks::list(&state, &me.0, &filter).await?;

@@ -3,9 +3,9 @@ use std::pin::Pin;
 
 use actix_session::SessionExt;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use uuid::Uuid;
 
 use crate::db::users::User;
+use crate::domain::UserId;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -33,7 +33,7 @@ impl FromRequest for CurrentUser {
             let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
             let user_id = match bearer {
                 Some(token) => state.db.token_owner(&crate::auth::token::digest(&token)).await?,
-                None => session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<Uuid>().ok()),
+                None => session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<UserId>().ok()),
             };
             let user_id = user_id.ok_or(AppError::Unauthorized)?;
             match state.db.user(user_id).await? {

@@ -1,30 +1,29 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
-use crate::domain::{ArchiveName, Timestamp};
+use super::{get, parse, parse_opt, ts, ts_opt, Db, DbResult};
+use crate::domain::{ArchiveId, ArchiveName, PairId, TaskId, Timestamp};
 
 /// A vzdump archive held by the middleware.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Archive {
-    pub id: Uuid,
-    pub pair_id: Uuid,
+    pub id: ArchiveId,
+    pub pair_id: PairId,
     #[schema(value_type = String)]
     pub file_name: ArchiveName,
     pub size_bytes: i64,
     pub sha256: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    pub task_id: Option<Uuid>,
+    pub task_id: Option<TaskId>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub verified_at: Option<Timestamp>,
 }
 
 fn archive(row: &AnyRow) -> DbResult<Archive> {
     Ok(Archive {
-        id: uuid(row, "id")?,
-        pair_id: uuid(row, "pair_id")?,
+        id: parse(row, "id")?,
+        pair_id: parse(row, "pair_id")?,
         file_name: parse(row, "file_name")?,
         size_bytes: get(row, "size_bytes")?,
         sha256: get(row, "sha256")?,
@@ -35,17 +34,17 @@ fn archive(row: &AnyRow) -> DbResult<Archive> {
 }
 
 pub struct NewArchive<'a> {
-    pub pair_id: Uuid,
+    pub pair_id: PairId,
     pub file_name: &'a ArchiveName,
     pub size_bytes: i64,
     pub sha256: &'a str,
-    pub task_id: Uuid,
+    pub task_id: TaskId,
 }
 
 impl Db {
     /// Records an archive whose checksum was verified on arrival.
     pub async fn insert_archive(&self, a: &NewArchive<'_>) -> DbResult<Archive> {
-        let id = Uuid::new_v4();
+        let id = ArchiveId::new();
         let now = Timestamp::now().millis();
         sqlx::query(
             "INSERT INTO archives (id, pair_id, file_name, size_bytes, sha256, created_at, task_id, verified_at) \
@@ -65,7 +64,7 @@ impl Db {
         self.archive(id).await?.ok_or_else(|| super::DbError::Corrupt("archive vanished after insert".into()))
     }
 
-    pub async fn archive(&self, id: Uuid) -> DbResult<Option<Archive>> {
+    pub async fn archive(&self, id: ArchiveId) -> DbResult<Option<Archive>> {
         sqlx::query("SELECT * FROM archives WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -76,7 +75,7 @@ impl Db {
     }
 
     /// Newest first.
-    pub async fn list_archives(&self, pair_id: Uuid) -> DbResult<Vec<Archive>> {
+    pub async fn list_archives(&self, pair_id: PairId) -> DbResult<Vec<Archive>> {
         sqlx::query("SELECT * FROM archives WHERE pair_id = ? ORDER BY created_at DESC, file_name DESC")
             .bind(pair_id.to_string())
             .fetch_all(self.pool())
@@ -87,18 +86,18 @@ impl Db {
     }
 
     /// The creation time of each pair's newest verified archive, in one query.
-    pub async fn newest_verified_archives(&self) -> DbResult<std::collections::HashMap<Uuid, Timestamp>> {
+    pub async fn newest_verified_archives(&self) -> DbResult<std::collections::HashMap<PairId, Timestamp>> {
         sqlx::query(
             "SELECT pair_id, MAX(created_at) AS newest FROM archives WHERE verified_at IS NOT NULL GROUP BY pair_id",
         )
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(|r| Ok((uuid(r, "pair_id")?, ts(r, "newest")?)))
+        .map(|r| Ok((parse(r, "pair_id")?, ts(r, "newest")?)))
         .collect()
     }
 
-    pub async fn delete_archive(&self, id: Uuid) -> DbResult<()> {
+    pub async fn delete_archive(&self, id: ArchiveId) -> DbResult<()> {
         sqlx::query("DELETE FROM archives WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
         Ok(())
     }

@@ -3,11 +3,9 @@
 
 use std::collections::HashSet;
 
-use uuid::Uuid;
-
 use super::tasks::{task, Task};
 use super::{get, Db, DbResult};
-use crate::domain::{ErrorKind, TaskStatus, Timestamp};
+use crate::domain::{ArchiveId, ErrorKind, TaskId, TaskStatus, Timestamp};
 
 /// Queued tasks read per query while looking for one to claim.
 const CLAIM_PAGE: i64 = 500;
@@ -15,7 +13,7 @@ const CLAIM_PAGE: i64 = 500;
 /// What happened to a task whose lease ran out.
 #[derive(Debug)]
 pub struct Expired {
-    pub task_id: Uuid,
+    pub task_id: TaskId,
     pub requeued: bool,
 }
 
@@ -106,10 +104,8 @@ impl Db {
             for row in &page {
                 let t = task(row)?;
                 after = t.seq;
-                let holds: Vec<String> = [Some(t.pair_id), t.src_hypervisor_id, t.dst_hypervisor_id]
-                    .iter()
-                    .flatten()
-                    .map(|u| u.to_string())
+                let holds: Vec<String> = std::iter::once(t.pair_id.to_string())
+                    .chain([t.src_hypervisor_id, t.dst_hypervisor_id].iter().flatten().map(|h| h.to_string()))
                     .collect();
                 if holds.iter().any(|h| blocked.contains(h)) {
                     // Keep queue order per host and per pair: later tasks on these wait too.
@@ -147,7 +143,7 @@ impl Db {
     }
 
     /// Extends the lease; returns (still ours, cancel requested).
-    pub async fn heartbeat(&self, id: Uuid, worker_id: &str, lease_ms: i64) -> DbResult<(bool, bool)> {
+    pub async fn heartbeat(&self, id: TaskId, worker_id: &str, lease_ms: i64) -> DbResult<(bool, bool)> {
         let now = Timestamp::now().millis();
         let r = sqlx::query("UPDATE tasks SET lease_until = ? WHERE id = ? AND worker_id = ? AND status = 'running'")
             .bind(now + lease_ms)
@@ -167,7 +163,7 @@ impl Db {
 
     pub async fn set_progress(
         &self,
-        id: Uuid,
+        id: TaskId,
         phase: &str,
         progress: i64,
         bytes_done: i64,
@@ -184,7 +180,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn set_task_archive(&self, id: Uuid, archive_id: Uuid) -> DbResult<()> {
+    pub async fn set_task_archive(&self, id: TaskId, archive_id: ArchiveId) -> DbResult<()> {
         sqlx::query("UPDATE tasks SET archive_id = ? WHERE id = ?")
             .bind(archive_id.to_string())
             .bind(id.to_string())
@@ -195,7 +191,7 @@ impl Db {
 
     /// Puts a task this worker holds back in the queue without counting the
     /// attempt (the process is shutting down, not failing).
-    pub async fn hand_back_task(&self, id: Uuid, worker_id: &str) -> DbResult<bool> {
+    pub async fn hand_back_task(&self, id: TaskId, worker_id: &str) -> DbResult<bool> {
         let r = sqlx::query(
             "UPDATE tasks SET status = 'queued', phase = 'queued', worker_id = NULL, lease_until = NULL, \
              attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END, progress = 0, bytes_done = 0, \
@@ -211,7 +207,7 @@ impl Db {
     /// Records the end of a task this worker still holds.
     pub async fn finish_task(
         &self,
-        id: Uuid,
+        id: TaskId,
         worker_id: &str,
         status: TaskStatus,
         error: Option<&str>,

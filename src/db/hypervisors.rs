@@ -1,17 +1,16 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{conflict, flag, get, parse, parse_opt, ts, uuid, Db, DbResult};
+use super::{conflict, flag, get, parse, parse_opt, ts, Db, DbResult};
 use crate::domain::{
-    DirPath, HostName, HypervisorRole, NodeName, SshUser, StorageId, Timestamp, TlsFingerprint, TokenId,
+    DirPath, HostName, HypervisorId, HypervisorRole, NodeName, SshUser, StorageId, Timestamp, TlsFingerprint, TokenId,
 };
 
 /// A Proxmox VE host. The API token secret is held encrypted and is never
 /// serialized.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Hypervisor {
-    pub id: Uuid,
+    pub id: HypervisorId,
     pub name: String,
     #[schema(value_type = String)]
     pub host: HostName,
@@ -71,7 +70,7 @@ fn port(row: &AnyRow, col: &str) -> DbResult<u16> {
 fn hypervisor(row: &AnyRow) -> DbResult<Hypervisor> {
     let secret: Option<String> = get(row, "api_token_secret_enc")?;
     Ok(Hypervisor {
-        id: uuid(row, "id")?,
+        id: parse(row, "id")?,
         name: get(row, "name")?,
         host: parse(row, "host")?,
         ssh_port: port(row, "ssh_port")?,
@@ -115,8 +114,8 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q HypervisorFields) -> Query<'q> {
 const DUPLICATE: &str = "a hypervisor with this name already exists";
 
 impl Db {
-    pub async fn insert_hypervisor(&self, f: &HypervisorFields) -> DbResult<Uuid> {
-        let id = Uuid::new_v4();
+    pub async fn insert_hypervisor(&self, f: &HypervisorFields) -> DbResult<HypervisorId> {
+        let id = HypervisorId::new();
         let now = Timestamp::now().millis();
         let q = sqlx::query(
             "INSERT INTO hypervisors (id, name, host, ssh_port, ssh_user, node, role, api_port, api_token_id, \
@@ -129,7 +128,7 @@ impl Db {
     }
 
     /// Replaces every field; a changed host or port drops the pinned host key.
-    pub async fn update_hypervisor(&self, id: Uuid, f: &HypervisorFields, keep_host_key: bool) -> DbResult<()> {
+    pub async fn update_hypervisor(&self, id: HypervisorId, f: &HypervisorFields, keep_host_key: bool) -> DbResult<()> {
         let q = sqlx::query(
             "UPDATE hypervisors SET name = ?, host = ?, ssh_port = ?, ssh_user = ?, node = ?, role = ?, api_port = ?, \
              api_token_id = ?, api_token_secret_enc = ?, tls_fingerprint = ?, dump_dir = ?, restore_storage = ?, \
@@ -148,7 +147,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn hypervisor(&self, id: Uuid) -> DbResult<Option<Hypervisor>> {
+    pub async fn hypervisor(&self, id: HypervisorId) -> DbResult<Option<Hypervisor>> {
         sqlx::query("SELECT * FROM hypervisors WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -167,7 +166,7 @@ impl Db {
             .collect()
     }
 
-    pub async fn pin_host_key(&self, id: Uuid, key: Option<&str>, fingerprint: Option<&str>) -> DbResult<()> {
+    pub async fn pin_host_key(&self, id: HypervisorId, key: Option<&str>, fingerprint: Option<&str>) -> DbResult<()> {
         sqlx::query("UPDATE hypervisors SET host_key = ?, host_key_fingerprint = ?, updated_at = ? WHERE id = ?")
             .bind(key)
             .bind(fingerprint)
@@ -178,7 +177,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn count_pairs_using(&self, hypervisor_id: Uuid) -> DbResult<i64> {
+    pub async fn count_pairs_using(&self, hypervisor_id: HypervisorId) -> DbResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM pairs WHERE src_hypervisor_id = ? OR dst_hypervisor_id = ?")
             .bind(hypervisor_id.to_string())
             .bind(hypervisor_id.to_string())
@@ -187,7 +186,7 @@ impl Db {
         get(&row, "n")
     }
 
-    pub async fn delete_hypervisor(&self, id: Uuid) -> DbResult<bool> {
+    pub async fn delete_hypervisor(&self, id: HypervisorId) -> DbResult<bool> {
         let r = sqlx::query("DELETE FROM hypervisors WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
         Ok(r.rows_affected() > 0)
     }

@@ -191,7 +191,3 @@ pub(crate) fn ts(row: &AnyRow, col: &str) -> DbResult<crate::domain::Timestamp> 
 pub(crate) fn ts_opt(row: &AnyRow, col: &str) -> DbResult<Option<crate::domain::Timestamp>> {
     Ok(get::<Option<i64>>(row, col)?.map(crate::domain::Timestamp))
 }
-
-pub(crate) fn uuid(row: &AnyRow, col: &str) -> DbResult<uuid::Uuid> {
-    parse(row, col)
-}

@@ -1,19 +1,18 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{conflict, flag, get, parse, parse_opt, ts, uuid, Db, DbError, DbResult};
-use crate::domain::{Compress, Guest, Mode, Timestamp, Vmid};
+use super::{conflict, flag, get, parse, parse_opt, ts, Db, DbError, DbResult};
+use crate::domain::{ArchiveId, Compress, Guest, HypervisorId, Mode, PairId, TaskId, Timestamp, Vmid};
 
 /// A DC VM and its DRC replica.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Pair {
-    pub id: Uuid,
+    pub id: PairId,
     pub name: String,
-    pub src_hypervisor_id: Uuid,
+    pub src_hypervisor_id: HypervisorId,
     #[schema(value_type = i64)]
     pub src_vmid: Vmid,
-    pub dst_hypervisor_id: Uuid,
+    pub dst_hypervisor_id: HypervisorId,
     #[schema(value_type = i64)]
     pub dst_vmid: Vmid,
     pub guest: Guest,
@@ -32,11 +31,11 @@ pub struct Pair {
     pub adopted: bool,
     /// The archive the last good restore installed on the DRC side: what a
     /// failed restore rolls back to, kept by retention.
-    pub replica_archive_id: Option<Uuid>,
+    pub replica_archive_id: Option<ArchiveId>,
     /// Set while a task has stopped or is overwriting the replica and has
     /// not left it whole yet.
     #[serde(skip)]
-    pub replica_task_id: Option<Uuid>,
+    pub replica_task_id: Option<TaskId>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -46,9 +45,9 @@ pub struct Pair {
 #[derive(Debug, Clone)]
 pub struct PairFields {
     pub name: String,
-    pub src_hypervisor_id: Uuid,
+    pub src_hypervisor_id: HypervisorId,
     pub src_vmid: Vmid,
-    pub dst_hypervisor_id: Uuid,
+    pub dst_hypervisor_id: HypervisorId,
     pub dst_vmid: Vmid,
     pub guest: Guest,
     pub compress: Compress,
@@ -74,11 +73,11 @@ fn count(row: &AnyRow, col: &str) -> DbResult<Option<u32>> {
 
 fn pair(row: &AnyRow) -> DbResult<Pair> {
     Ok(Pair {
-        id: uuid(row, "id")?,
+        id: parse(row, "id")?,
         name: get(row, "name")?,
-        src_hypervisor_id: uuid(row, "src_hypervisor_id")?,
+        src_hypervisor_id: parse(row, "src_hypervisor_id")?,
         src_vmid: vmid(row, "src_vmid")?,
-        dst_hypervisor_id: uuid(row, "dst_hypervisor_id")?,
+        dst_hypervisor_id: parse(row, "dst_hypervisor_id")?,
         dst_vmid: vmid(row, "dst_vmid")?,
         guest: parse(row, "guest")?,
         compress: parse(row, "compress")?,
@@ -122,8 +121,8 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
 const DUPLICATE: &str = "another pair already targets this VMID on this DRC hypervisor";
 
 impl Db {
-    pub async fn insert_pair(&self, f: &PairFields) -> DbResult<Uuid> {
-        let id = Uuid::new_v4();
+    pub async fn insert_pair(&self, f: &PairFields) -> DbResult<PairId> {
+        let id = PairId::new();
         let now = Timestamp::now().millis();
         let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
@@ -137,7 +136,7 @@ impl Db {
 
     /// Changing the target makes the VM there "not ours" again: an adoption
     /// and an unfinished replacement belonged to the old target.
-    pub async fn update_pair(&self, id: Uuid, f: &PairFields) -> DbResult<()> {
+    pub async fn update_pair(&self, id: PairId, f: &PairFields) -> DbResult<()> {
         let q = sqlx::query(
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
@@ -161,7 +160,7 @@ impl Db {
     }
 
     /// Lets drswitch replace the unmarked VM at the pair's current target.
-    pub async fn set_adopted(&self, id: Uuid) -> DbResult<()> {
+    pub async fn set_adopted(&self, id: PairId) -> DbResult<()> {
         sqlx::query("UPDATE pairs SET adopted = 1, updated_at = ? WHERE id = ?")
             .bind(Timestamp::now().millis())
             .bind(id.to_string())
@@ -172,7 +171,7 @@ impl Db {
 
     /// Records, before the first destructive step, that `task` is about to
     /// stop or overwrite the pair's replica.
-    pub async fn replica_touched(&self, id: Uuid, task: Uuid) -> DbResult<()> {
+    pub async fn replica_touched(&self, id: PairId, task: TaskId) -> DbResult<()> {
         sqlx::query("UPDATE pairs SET replica_task_id = ? WHERE id = ?")
             .bind(task.to_string())
             .bind(id.to_string())
@@ -183,7 +182,7 @@ impl Db {
 
     /// The replica is whole and marked again; `archive` is what it now holds
     /// (None after a rollback to the archive already recorded).
-    pub async fn replica_whole(&self, id: Uuid, archive: Option<Uuid>) -> DbResult<()> {
+    pub async fn replica_whole(&self, id: PairId, archive: Option<ArchiveId>) -> DbResult<()> {
         sqlx::query(
             "UPDATE pairs SET replica_task_id = NULL, adopted = 0, \
              replica_archive_id = COALESCE(?, replica_archive_id) WHERE id = ?",
@@ -195,7 +194,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn pair(&self, id: Uuid) -> DbResult<Option<Pair>> {
+    pub async fn pair(&self, id: PairId) -> DbResult<Option<Pair>> {
         sqlx::query("SELECT * FROM pairs WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -216,7 +215,7 @@ impl Db {
 
     /// Deletes the pair and its schedules (queued tasks of it are cancelled;
     /// archives and task history stay on disk and in the database).
-    pub async fn delete_pair(&self, id: Uuid) -> DbResult<bool> {
+    pub async fn delete_pair(&self, id: PairId) -> DbResult<bool> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM schedules WHERE pair_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         sqlx::query(

@@ -1,15 +1,14 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{flag, get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
-use crate::domain::{CronExpr, ScheduleKind, TimeZone, Timestamp};
+use super::{flag, get, parse, parse_opt, ts, ts_opt, Db, DbResult};
+use crate::domain::{CronExpr, PairId, ScheduleId, ScheduleKind, TaskId, TimeZone, Timestamp};
 
 /// A recurring backup or replication of a pair.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
-    pub id: Uuid,
-    pub pair_id: Uuid,
+    pub id: ScheduleId,
+    pub pair_id: PairId,
     pub kind: ScheduleKind,
     /// Set when the schedule was made as a daily time.
     pub hour: Option<u8>,
@@ -24,7 +23,7 @@ pub struct Schedule {
     pub next_run: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_run: Option<Timestamp>,
-    pub last_task_id: Option<Uuid>,
+    pub last_task_id: Option<TaskId>,
     /// What the last due run did: `queued`, `skipped: …` or `missed`.
     pub last_result: Option<String>,
     #[schema(value_type = String, format = DateTime)]
@@ -35,7 +34,7 @@ pub struct Schedule {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleFields {
-    pub pair_id: Uuid,
+    pub pair_id: PairId,
     pub kind: ScheduleKind,
     pub hour: Option<u8>,
     pub minute: Option<u8>,
@@ -52,8 +51,8 @@ fn small(row: &AnyRow, col: &str) -> DbResult<Option<u8>> {
 
 pub(crate) fn schedule(row: &AnyRow) -> DbResult<Schedule> {
     Ok(Schedule {
-        id: uuid(row, "id")?,
-        pair_id: uuid(row, "pair_id")?,
+        id: parse(row, "id")?,
+        pair_id: parse(row, "pair_id")?,
         kind: parse(row, "kind")?,
         hour: small(row, "hour")?,
         minute: small(row, "minute")?,
@@ -73,8 +72,8 @@ pub(crate) fn schedule(row: &AnyRow) -> DbResult<Schedule> {
 }
 
 impl Db {
-    pub async fn insert_schedule(&self, f: &ScheduleFields) -> DbResult<Uuid> {
-        let id = Uuid::new_v4();
+    pub async fn insert_schedule(&self, f: &ScheduleFields) -> DbResult<ScheduleId> {
+        let id = ScheduleId::new();
         let now = Timestamp::now().millis();
         sqlx::query(
             "INSERT INTO schedules (id, pair_id, kind, hour, minute, cron, timezone, enabled, next_run, created_at, updated_at) \
@@ -96,7 +95,7 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn update_schedule(&self, id: Uuid, f: &ScheduleFields) -> DbResult<()> {
+    pub async fn update_schedule(&self, id: ScheduleId, f: &ScheduleFields) -> DbResult<()> {
         sqlx::query(
             "UPDATE schedules SET pair_id = ?, kind = ?, hour = ?, minute = ?, cron = ?, timezone = ?, enabled = ?, \
              next_run = ?, updated_at = ? WHERE id = ?",
@@ -116,7 +115,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn schedule(&self, id: Uuid) -> DbResult<Option<Schedule>> {
+    pub async fn schedule(&self, id: ScheduleId) -> DbResult<Option<Schedule>> {
         sqlx::query("SELECT * FROM schedules WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -126,7 +125,7 @@ impl Db {
             .transpose()
     }
 
-    pub async fn list_schedules(&self, pair_id: Option<Uuid>) -> DbResult<Vec<Schedule>> {
+    pub async fn list_schedules(&self, pair_id: Option<PairId>) -> DbResult<Vec<Schedule>> {
         let pair = pair_id.map(|p| p.to_string());
         sqlx::query("SELECT * FROM schedules WHERE (? IS NULL OR pair_id = ?) ORDER BY created_at, id")
             .bind(pair.clone())
@@ -138,7 +137,7 @@ impl Db {
             .collect()
     }
 
-    pub async fn delete_schedule(&self, id: Uuid) -> DbResult<bool> {
+    pub async fn delete_schedule(&self, id: ScheduleId) -> DbResult<bool> {
         let r = sqlx::query("DELETE FROM schedules WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
         Ok(r.rows_affected() > 0)
     }
@@ -165,7 +164,7 @@ impl Db {
     }
 
     /// Claims one due run of a schedule; false when another process already did.
-    pub async fn claim_schedule_run(&self, schedule_id: Uuid, due: Timestamp, result: &str) -> DbResult<bool> {
+    pub async fn claim_schedule_run(&self, schedule_id: ScheduleId, due: Timestamp, result: &str) -> DbResult<bool> {
         let r = sqlx::query("INSERT INTO schedule_runs (schedule_id, due_at, result, created_at) VALUES (?, ?, ?, ?)")
             .bind(schedule_id.to_string())
             .bind(due.millis())
@@ -182,10 +181,10 @@ impl Db {
 
     pub async fn set_schedule_run_result(
         &self,
-        schedule_id: Uuid,
+        schedule_id: ScheduleId,
         due: Timestamp,
         result: &str,
-        task: Option<Uuid>,
+        task: Option<TaskId>,
     ) -> DbResult<()> {
         sqlx::query("UPDATE schedule_runs SET result = ?, task_id = ? WHERE schedule_id = ? AND due_at = ?")
             .bind(result)
@@ -199,7 +198,7 @@ impl Db {
 
     /// Moves the schedule from `due` to `next`; false when its next run is
     /// no longer `due` (another process fired it, or it was changed).
-    pub async fn advance_schedule(&self, id: Uuid, due: Timestamp, next: Option<Timestamp>) -> DbResult<bool> {
+    pub async fn advance_schedule(&self, id: ScheduleId, due: Timestamp, next: Option<Timestamp>) -> DbResult<bool> {
         let r = sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ? AND enabled = 1")
             .bind(next.map(|t| t.millis()))
             .bind(id.to_string())
@@ -212,10 +211,10 @@ impl Db {
     /// Shows what the run due at `due` did.
     pub async fn record_schedule_outcome(
         &self,
-        id: Uuid,
+        id: ScheduleId,
         due: Timestamp,
         result: &str,
-        task: Option<Uuid>,
+        task: Option<TaskId>,
     ) -> DbResult<()> {
         sqlx::query(
             "UPDATE schedules SET last_run = ?, last_result = ?, last_task_id = COALESCE(?, last_task_id) WHERE id = ?",

@@ -1,23 +1,22 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{get, parse, parse_opt, ts, ts_opt, uuid, Db, DbResult};
-use crate::domain::{ErrorKind, TaskKind, TaskStatus, Timestamp};
+use super::{get, parse, parse_opt, ts, ts_opt, Db, DbResult};
+use crate::domain::{ArchiveId, ErrorKind, HypervisorId, PairId, ScheduleId, TaskId, TaskKind, TaskStatus, Timestamp};
 
 /// One unit of work in the queue.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Task {
-    pub id: Uuid,
+    pub id: TaskId,
     pub kind: TaskKind,
-    pub pair_id: Uuid,
+    pub pair_id: PairId,
     pub status: TaskStatus,
     pub phase: String,
     pub progress: i64,
     pub bytes_done: i64,
     pub bytes_total: i64,
-    pub archive_id: Option<Uuid>,
-    pub schedule_id: Option<Uuid>,
+    pub archive_id: Option<ArchiveId>,
+    pub schedule_id: Option<ScheduleId>,
     pub requested_by: String,
     pub attempt: i64,
     pub max_attempts: i64,
@@ -33,9 +32,9 @@ pub struct Task {
     #[serde(skip)]
     pub seq: i64,
     #[serde(skip)]
-    pub src_hypervisor_id: Option<Uuid>,
+    pub src_hypervisor_id: Option<HypervisorId>,
     #[serde(skip)]
-    pub dst_hypervisor_id: Option<Uuid>,
+    pub dst_hypervisor_id: Option<HypervisorId>,
     #[serde(skip)]
     pub cancel_requested: bool,
 }
@@ -52,9 +51,9 @@ pub struct LogLine {
 
 pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
     Ok(Task {
-        id: uuid(row, "id")?,
+        id: parse(row, "id")?,
         kind: parse(row, "kind")?,
-        pair_id: uuid(row, "pair_id")?,
+        pair_id: parse(row, "pair_id")?,
         status: parse(row, "status")?,
         phase: get(row, "phase")?,
         progress: get(row, "progress")?,
@@ -81,25 +80,25 @@ pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
 /// the worker can keep same-host tasks in order.
 pub struct NewTask<'a> {
     pub kind: TaskKind,
-    pub pair_id: Uuid,
-    pub archive_id: Option<Uuid>,
-    pub schedule_id: Option<Uuid>,
+    pub pair_id: PairId,
+    pub archive_id: Option<ArchiveId>,
+    pub schedule_id: Option<ScheduleId>,
     pub requested_by: &'a str,
     pub max_attempts: u32,
-    pub src_hypervisor_id: Option<Uuid>,
-    pub dst_hypervisor_id: Option<Uuid>,
+    pub src_hypervisor_id: Option<HypervisorId>,
+    pub dst_hypervisor_id: Option<HypervisorId>,
 }
 
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
-    pub pair_id: Option<Uuid>,
+    pub pair_id: Option<PairId>,
     pub limit: i64,
     pub offset: i64,
 }
 
 impl Db {
     pub async fn insert_task(&self, t: &NewTask<'_>) -> DbResult<Task> {
-        let id = Uuid::new_v4();
+        let id = TaskId::new();
         sqlx::query(
             "INSERT INTO tasks (id, kind, pair_id, status, phase, archive_id, schedule_id, requested_by, max_attempts, \
              src_hypervisor_id, dst_hypervisor_id, created_at) VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?)",
@@ -119,7 +118,7 @@ impl Db {
         self.task(id).await?.ok_or_else(|| super::DbError::Corrupt("task vanished after insert".into()))
     }
 
-    pub async fn task(&self, id: Uuid) -> DbResult<Option<Task>> {
+    pub async fn task(&self, id: TaskId) -> DbResult<Option<Task>> {
         sqlx::query("SELECT * FROM tasks WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -158,7 +157,7 @@ impl Db {
     }
 
     /// Whether the pair has a queued or running task of this kind.
-    pub async fn pair_has_open_task(&self, pair_id: Uuid, kind: TaskKind) -> DbResult<bool> {
+    pub async fn pair_has_open_task(&self, pair_id: PairId, kind: TaskKind) -> DbResult<bool> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND kind = ? AND status IN ('queued', 'running')",
         )
@@ -170,7 +169,7 @@ impl Db {
     }
 
     /// Whether the pair has any queued or running task.
-    pub async fn pair_is_busy(&self, pair_id: Uuid) -> DbResult<bool> {
+    pub async fn pair_is_busy(&self, pair_id: PairId) -> DbResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running')")
             .bind(pair_id.to_string())
             .fetch_one(self.pool())
@@ -180,7 +179,7 @@ impl Db {
 
     /// Archives of the pair that retention must keep whatever its rules say:
     /// the one the replica holds and every one a queued or running task names.
-    pub async fn archives_in_use(&self, pair_id: Uuid) -> DbResult<Vec<Uuid>> {
+    pub async fn archives_in_use(&self, pair_id: PairId) -> DbResult<Vec<ArchiveId>> {
         let rows = sqlx::query(
             "SELECT archive_id FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running') \
              AND archive_id IS NOT NULL \
@@ -190,10 +189,10 @@ impl Db {
         .bind(pair_id.to_string())
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|r| super::uuid(r, "archive_id")).collect()
+        rows.iter().map(|r| parse(r, "archive_id")).collect()
     }
 
-    pub async fn pair_has_running_task(&self, pair_id: Uuid) -> DbResult<bool> {
+    pub async fn pair_has_running_task(&self, pair_id: PairId) -> DbResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status = 'running'")
             .bind(pair_id.to_string())
             .fetch_one(self.pool())
@@ -203,7 +202,7 @@ impl Db {
 
     /// Cancels a queued task at once; a running task is flagged and its
     /// worker stops it. Returns the task as it is now.
-    pub async fn request_cancel(&self, id: Uuid) -> DbResult<Option<Task>> {
+    pub async fn request_cancel(&self, id: TaskId) -> DbResult<Option<Task>> {
         let now = Timestamp::now().millis();
         sqlx::query(
             "UPDATE tasks SET status = 'cancelled', phase = 'cancelled', finished_at = ?, \
@@ -220,7 +219,7 @@ impl Db {
         self.task(id).await
     }
 
-    pub async fn append_log(&self, task_id: Uuid, line: &str) -> DbResult<()> {
+    pub async fn append_log(&self, task_id: TaskId, line: &str) -> DbResult<()> {
         sqlx::query("INSERT INTO task_logs (task_id, at, line) VALUES (?, ?, ?)")
             .bind(task_id.to_string())
             .bind(Timestamp::now().millis())
@@ -230,12 +229,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn task_log(&self, task_id: Uuid) -> DbResult<Vec<LogLine>> {
+    pub async fn task_log(&self, task_id: TaskId) -> DbResult<Vec<LogLine>> {
         self.task_log_after(task_id, 0).await
     }
 
     /// Lines written after the line numbered `after` (at most 5000 at once).
-    pub async fn task_log_after(&self, task_id: Uuid, after: i64) -> DbResult<Vec<LogLine>> {
+    pub async fn task_log_after(&self, task_id: TaskId, after: i64) -> DbResult<Vec<LogLine>> {
         sqlx::query("SELECT seq, at, line FROM task_logs WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT 5000")
             .bind(task_id.to_string())
             .bind(after)

@@ -1,14 +1,13 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{get, ts, ts_opt, uuid, Db, DbResult};
-use crate::domain::Timestamp;
+use super::{get, parse, ts, ts_opt, Db, DbResult};
+use crate::domain::{ApiTokenId, Timestamp, UserId};
 
 /// An API token as listed to its owner; the token itself is never stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
-    pub id: Uuid,
+    pub id: ApiTokenId,
     pub name: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -18,7 +17,7 @@ pub struct ApiToken {
 
 fn token(row: &AnyRow) -> DbResult<ApiToken> {
     Ok(ApiToken {
-        id: uuid(row, "id")?,
+        id: parse(row, "id")?,
         name: get(row, "name")?,
         created_at: ts(row, "created_at")?,
         last_used_at: ts_opt(row, "last_used_at")?,
@@ -26,8 +25,8 @@ fn token(row: &AnyRow) -> DbResult<ApiToken> {
 }
 
 impl Db {
-    pub async fn insert_token(&self, user_id: Uuid, name: &str, token_hash: &str) -> DbResult<Uuid> {
-        let id = Uuid::new_v4();
+    pub async fn insert_token(&self, user_id: UserId, name: &str, token_hash: &str) -> DbResult<ApiTokenId> {
+        let id = ApiTokenId::new();
         sqlx::query("INSERT INTO api_tokens (id, user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(id.to_string())
             .bind(user_id.to_string())
@@ -39,7 +38,7 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn list_tokens(&self, user_id: Uuid) -> DbResult<Vec<ApiToken>> {
+    pub async fn list_tokens(&self, user_id: UserId) -> DbResult<Vec<ApiToken>> {
         sqlx::query(
             "SELECT id, name, created_at, last_used_at FROM api_tokens \
              WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at",
@@ -53,7 +52,7 @@ impl Db {
     }
 
     /// Revokes one of the user's own tokens; false when there was none.
-    pub async fn revoke_token(&self, user_id: Uuid, id: Uuid) -> DbResult<bool> {
+    pub async fn revoke_token(&self, user_id: UserId, id: ApiTokenId) -> DbResult<bool> {
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
             .bind(Timestamp::now().millis())
             .bind(id.to_string())
@@ -64,7 +63,7 @@ impl Db {
     }
 
     /// The owner of a live token, recording its use.
-    pub async fn token_owner(&self, token_hash: &str) -> DbResult<Option<Uuid>> {
+    pub async fn token_owner(&self, token_hash: &str) -> DbResult<Option<UserId>> {
         let row = sqlx::query("SELECT id, user_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
             .bind(token_hash)
             .fetch_optional(self.pool())
@@ -76,6 +75,6 @@ impl Db {
             .bind(id)
             .execute(self.pool())
             .await?;
-        Ok(Some(uuid(&row, "user_id")?))
+        Ok(Some(parse(&row, "user_id")?))
     }
 }

@@ -1,13 +1,12 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use uuid::Uuid;
 
-use super::{conflict, flag, get, parse, ts, uuid, Db, DbResult};
-use crate::domain::{Role, Timestamp};
+use super::{conflict, flag, get, parse, ts, Db, DbResult};
+use crate::domain::{Role, Timestamp, UserId};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub username: String,
     pub full_name: String,
     pub role: Role,
@@ -20,7 +19,7 @@ pub struct User {
 
 fn user(row: &AnyRow) -> DbResult<User> {
     Ok(User {
-        id: uuid(row, "id")?,
+        id: parse(row, "id")?,
         username: get(row, "username")?,
         full_name: get(row, "full_name")?,
         role: parse(row, "role")?,
@@ -51,7 +50,7 @@ impl Db {
     }
 
     pub async fn insert_user(&self, u: NewUser<'_>) -> DbResult<User> {
-        let id = Uuid::new_v4();
+        let id = UserId::new();
         let now = Timestamp::now().millis();
         sqlx::query(
             "INSERT INTO users (id, username, full_name, password_hash, role, active, created_at, updated_at) \
@@ -70,7 +69,7 @@ impl Db {
         self.user(id).await?.ok_or_else(|| super::DbError::Corrupt("user vanished after insert".into()))
     }
 
-    pub async fn user(&self, id: Uuid) -> DbResult<Option<User>> {
+    pub async fn user(&self, id: UserId) -> DbResult<Option<User>> {
         sqlx::query(concat!("SELECT ", cols!(), " FROM users WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -103,7 +102,7 @@ impl Db {
 
     pub async fn update_user(
         &self,
-        id: Uuid,
+        id: UserId,
         full_name: &str,
         role: Role,
         active: bool,
@@ -132,7 +131,7 @@ impl Db {
         get(&row, "n")
     }
 
-    pub async fn delete_user(&self, id: Uuid) -> DbResult<bool> {
+    pub async fn delete_user(&self, id: UserId) -> DbResult<bool> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE user_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         let n = sqlx::query("DELETE FROM users WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await?;

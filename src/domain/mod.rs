@@ -3,12 +3,14 @@
 //! remote shell as an argument.
 
 mod enums;
+mod ids;
 mod names;
 mod schedule_time;
 mod time;
 mod vmid;
 
 pub use enums::{Compress, ErrorKind, Guest, HypervisorRole, Mode, Role, ScheduleKind, TaskKind, TaskStatus};
+pub use ids::{ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TaskId, UserId};
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
 pub use schedule_time::{CronExpr, TimeZone};
 pub use time::Timestamp;

@@ -18,7 +18,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
-use crate::domain::{ArchiveName, Compress, DirPath, ErrorKind, Guest, Mode, StorageId, Vmid};
+use crate::domain::{ArchiveName, Compress, DirPath, ErrorKind, Guest, Mode, PairId, StorageId, Vmid};
 use crate::state::AppState;
 
 /// Why a hypervisor operation failed: a kind for machines and one sentence
@@ -148,12 +148,12 @@ pub trait Hypervisor {
 
 /// The tag that marks a VM as drswitch's replica of one pair. Proxmox tags
 /// allow `[a-z0-9_][a-z0-9_+.-]*`, which a UUID with a prefix fits.
-pub fn replica_tag(pair: uuid::Uuid) -> String {
+pub fn replica_tag(pair: PairId) -> String {
     format!("drswitch-{pair}")
 }
 
 /// The guest's tags with this pair's marker, and without any other pair's.
-pub fn with_replica_tag(tags: &[String], pair: uuid::Uuid) -> Vec<String> {
+pub fn with_replica_tag(tags: &[String], pair: PairId) -> Vec<String> {
     let mut out: Vec<String> = tags.iter().filter(|t| !t.starts_with("drswitch-")).cloned().collect();
     out.push(replica_tag(pair));
     out

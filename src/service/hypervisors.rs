@@ -2,13 +2,14 @@
 //! never returned) and the connectivity check.
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::input::{label, nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::hypervisors::{Hypervisor, HypervisorFields};
 use crate::db::users::User;
-use crate::domain::{DirPath, HostName, HypervisorRole, NodeName, Role, SshUser, StorageId, TlsFingerprint, TokenId};
+use crate::domain::{
+    DirPath, HostName, HypervisorId, HypervisorRole, NodeName, Role, SshUser, StorageId, TlsFingerprint, TokenId,
+};
 use crate::hypervisor::proxmox::{self, api::VmInfo, CheckReport};
 use crate::state::AppState;
 
@@ -62,7 +63,7 @@ fn secret(state: &AppState, s: Option<String>) -> ServiceResult<Option<String>> 
     }
 }
 
-pub async fn load(state: &AppState, id: Uuid) -> ServiceResult<Hypervisor> {
+pub async fn load(state: &AppState, id: HypervisorId) -> ServiceResult<Hypervisor> {
     state.db.hypervisor(id).await?.ok_or(ServiceError::NotFound("hypervisor"))
 }
 
@@ -71,7 +72,7 @@ pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<Hyperviso
     Ok(state.db.list_hypervisors().await?)
 }
 
-pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Hypervisor> {
+pub async fn get(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<Hypervisor> {
     require(actor, Role::Viewer)?;
     load(state, id).await
 }
@@ -98,7 +99,7 @@ pub async fn create(state: &AppState, actor: &User, b: HypervisorInput) -> Servi
     load(state, id).await
 }
 
-pub async fn update(state: &AppState, actor: &User, id: Uuid, b: HypervisorInput) -> ServiceResult<Hypervisor> {
+pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: HypervisorInput) -> ServiceResult<Hypervisor> {
     require(actor, Role::Admin)?;
     let h = load(state, id).await?;
     let fields = HypervisorFields {
@@ -132,7 +133,7 @@ pub async fn update(state: &AppState, actor: &User, id: Uuid, b: HypervisorInput
     load(state, id).await
 }
 
-pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+pub async fn delete(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<()> {
     require(actor, Role::Admin)?;
     let h = load(state, id).await?;
     let used = state.db.count_pairs_using(h.id).await?;
@@ -146,7 +147,7 @@ pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<(
 
 /// Pins the SSH host key on first contact (or again with `repin`) and
 /// reports ssh, host key, API and node-name results.
-pub async fn check(state: &AppState, actor: &User, id: Uuid, repin: bool) -> ServiceResult<CheckReport> {
+pub async fn check(state: &AppState, actor: &User, id: HypervisorId, repin: bool) -> ServiceResult<CheckReport> {
     require(actor, Role::Admin)?;
     let h = load(state, id).await?;
     if repin {
@@ -156,7 +157,7 @@ pub async fn check(state: &AppState, actor: &User, id: Uuid, repin: bool) -> Ser
 }
 
 /// VMs on the host, from its Proxmox API.
-pub async fn vms(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Vec<VmInfo>> {
+pub async fn vms(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<Vec<VmInfo>> {
     require(actor, Role::Viewer)?;
     let h = load(state, id).await?;
     Ok(proxmox::list_vms(state, &h).await?)

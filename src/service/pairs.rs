@@ -1,14 +1,13 @@
 //! VM pairs: which DC VM is replicated to which DRC VMID, and how.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::input::{label, nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
 use crate::db::users::User;
-use crate::domain::{Compress, Guest, HypervisorRole, Mode, Role, Timestamp, Vmid};
+use crate::domain::{Compress, Guest, HypervisorId, HypervisorRole, Mode, PairId, Role, Timestamp, Vmid};
 use crate::state::AppState;
 use crate::worker::jobs::backup::MIN_KEEP_LAST;
 
@@ -18,10 +17,10 @@ use crate::worker::jobs::backup::MIN_KEEP_LAST;
 #[serde(deny_unknown_fields)]
 pub struct PairInput {
     pub name: Option<String>,
-    pub src_hypervisor_id: Option<Uuid>,
+    pub src_hypervisor_id: Option<HypervisorId>,
     #[schema(value_type = Option<i64>)]
     pub src_vmid: Option<Vmid>,
-    pub dst_hypervisor_id: Option<Uuid>,
+    pub dst_hypervisor_id: Option<HypervisorId>,
     #[schema(value_type = Option<i64>)]
     pub dst_vmid: Option<Vmid>,
     pub guest: Option<Guest>,
@@ -93,7 +92,7 @@ async fn check_sides(state: &AppState, f: &PairFields) -> ServiceResult<()> {
 }
 
 /// Gives the unique target a clear message naming `dst_vmid`.
-async fn check_target_free(state: &AppState, f: &PairFields, except: Option<Uuid>) -> ServiceResult<()> {
+async fn check_target_free(state: &AppState, f: &PairFields, except: Option<PairId>) -> ServiceResult<()> {
     let clash = state
         .db
         .list_pairs()
@@ -120,7 +119,7 @@ async fn check_idle(state: &AppState, pair: &Pair, what: &str) -> ServiceResult<
     Ok(())
 }
 
-pub async fn load(state: &AppState, id: Uuid) -> ServiceResult<Pair> {
+pub async fn load(state: &AppState, id: PairId) -> ServiceResult<Pair> {
     state.db.pair(id).await?.ok_or(ServiceError::NotFound("pair"))
 }
 
@@ -140,7 +139,7 @@ pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<PairView>
         .collect())
 }
 
-pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<PairView> {
+pub async fn get(state: &AppState, actor: &User, id: PairId) -> ServiceResult<PairView> {
     require(actor, Role::Viewer)?;
     view_one(state, load(state, id).await?).await
 }
@@ -178,7 +177,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
 
 /// Changes only the fields given; changing the target makes the VM there
 /// "not ours" until a restore marks it or an admin adopts it.
-pub async fn update(state: &AppState, actor: &User, id: Uuid, b: PairInput) -> ServiceResult<PairView> {
+pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) -> ServiceResult<PairView> {
     require(actor, Role::Operator)?;
     let p = load(state, id).await?;
     check_idle(state, &p, "changing the pair").await?;
@@ -222,7 +221,7 @@ pub async fn update(state: &AppState, actor: &User, id: Uuid, b: PairInput) -> S
 }
 
 /// Deletes the pair and its schedules; its archives and task history are kept.
-pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+pub async fn delete(state: &AppState, actor: &User, id: PairId) -> ServiceResult<()> {
     require(actor, Role::Operator)?;
     let p = load(state, id).await?;
     if state.db.pair_has_running_task(p.id).await? {
@@ -235,7 +234,7 @@ pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<(
 }
 
 /// Newest first.
-pub async fn archives(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Vec<Archive>> {
+pub async fn archives(state: &AppState, actor: &User, id: PairId) -> ServiceResult<Vec<Archive>> {
     require(actor, Role::Viewer)?;
     let p = load(state, id).await?;
     Ok(state.db.list_archives(p.id).await?)
@@ -244,7 +243,7 @@ pub async fn archives(state: &AppState, actor: &User, id: Uuid) -> ServiceResult
 /// Lets drswitch replace the VM that exists, without drswitch's replica
 /// marker, at the pair's target: the next restore overwrites it and marks
 /// it. Admin only, logged with who did it; changing the target undoes it.
-pub async fn adopt(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<PairView> {
+pub async fn adopt(state: &AppState, actor: &User, id: PairId) -> ServiceResult<PairView> {
     require(actor, Role::Admin)?;
     let p = load(state, id).await?;
     check_idle(state, &p, "adopting its target").await?;

@@ -2,13 +2,12 @@
 //! change wakes the scheduler, so it takes effect at once.
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::input::{nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::schedules::{Schedule, ScheduleFields};
 use crate::db::users::User;
-use crate::domain::{CronExpr, Role, ScheduleKind, TimeZone, Timestamp};
+use crate::domain::{CronExpr, PairId, Role, ScheduleId, ScheduleKind, TimeZone, Timestamp};
 use crate::state::AppState;
 
 /// A schedule runs either daily at `hour`:`minute` or on a five-field
@@ -16,7 +15,7 @@ use crate::state::AppState;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
-    pub pair_id: Option<Uuid>,
+    pub pair_id: Option<PairId>,
     pub kind: Option<ScheduleKind>,
     #[serde(default, deserialize_with = "nullable")]
     pub hour: Option<Option<i64>>,
@@ -74,7 +73,7 @@ fn next_run(enabled: bool, cron: &CronExpr, tz: &TimeZone) -> Option<Timestamp> 
     cron.next_after(Timestamp::now().to_datetime(), tz).map(Timestamp::from_datetime)
 }
 
-async fn check_pair(state: &AppState, pair_id: Uuid) -> ServiceResult<()> {
+async fn check_pair(state: &AppState, pair_id: PairId) -> ServiceResult<()> {
     match state.db.pair(pair_id).await? {
         Some(_) => Ok(()),
         None => Err(ServiceError::invalid("pair_id", "no pair has this id")),
@@ -86,7 +85,7 @@ pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<Schedule>
     Ok(state.db.list_schedules(None).await?)
 }
 
-pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Schedule> {
+pub async fn get(state: &AppState, actor: &User, id: ScheduleId) -> ServiceResult<Schedule> {
     require(actor, Role::Viewer)?;
     state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))
 }
@@ -116,7 +115,7 @@ pub async fn create(state: &AppState, actor: &User, b: ScheduleInput) -> Service
 }
 
 /// Changes only the fields given; a new timing replaces the old one whole.
-pub async fn update(state: &AppState, actor: &User, id: Uuid, b: ScheduleInput) -> ServiceResult<Schedule> {
+pub async fn update(state: &AppState, actor: &User, id: ScheduleId, b: ScheduleInput) -> ServiceResult<Schedule> {
     require(actor, Role::Operator)?;
     let s = state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))?;
     let timing_changed = b.hour.is_some() || b.minute.is_some() || b.cron.is_some();
@@ -145,7 +144,7 @@ pub async fn update(state: &AppState, actor: &User, id: Uuid, b: ScheduleInput) 
     state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))
 }
 
-pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+pub async fn delete(state: &AppState, actor: &User, id: ScheduleId) -> ServiceResult<()> {
     require(actor, Role::Operator)?;
     let s = state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))?;
     state.db.delete_schedule(s.id).await?;

@@ -1,12 +1,10 @@
 //! Putting work on the queue and taking it off: the guards before a task is
 //! queued, cancelling, and reading tasks and their logs.
 
-use uuid::Uuid;
-
 use super::{require, ServiceError, ServiceResult};
 use crate::db::tasks::{LogLine, Task, TaskFilter};
 use crate::db::users::User;
-use crate::domain::{Role, TaskKind};
+use crate::domain::{ArchiveId, PairId, Role, TaskId, TaskKind};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
@@ -14,9 +12,9 @@ use crate::state::AppState;
 pub async fn queue(
     state: &AppState,
     actor: &User,
-    pair_id: Uuid,
+    pair_id: PairId,
     kind: TaskKind,
-    archive_id: Option<Uuid>,
+    archive_id: Option<ArchiveId>,
 ) -> ServiceResult<Task> {
     require(actor, Role::Operator)?;
     let pair = super::pairs::load(state, pair_id).await?;
@@ -44,14 +42,14 @@ pub async fn list(state: &AppState, actor: &User, filter: &TaskFilter) -> Servic
     Ok(state.db.list_tasks(filter).await?)
 }
 
-pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Task> {
+pub async fn get(state: &AppState, actor: &User, id: TaskId) -> ServiceResult<Task> {
     require(actor, Role::Viewer)?;
     state.db.task(id).await?.ok_or(ServiceError::NotFound("task"))
 }
 
 /// Log lines of the task after sequence number `after` (all when None),
 /// each with its sequence number as the next cursor.
-pub async fn log(state: &AppState, actor: &User, id: Uuid, after: Option<i64>) -> ServiceResult<Vec<LogLine>> {
+pub async fn log(state: &AppState, actor: &User, id: TaskId, after: Option<i64>) -> ServiceResult<Vec<LogLine>> {
     let task = get(state, actor, id).await?;
     Ok(state.db.task_log_after(task.id, after.unwrap_or(0)).await?)
 }
@@ -59,7 +57,7 @@ pub async fn log(state: &AppState, actor: &User, id: Uuid, after: Option<i64>) -
 /// A queued task is cancelled at once; a running one is stopped by its
 /// worker, which cleans up and marks it cancelled (a replica being
 /// replaced is first left whole).
-pub async fn cancel(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<Task> {
+pub async fn cancel(state: &AppState, actor: &User, id: TaskId) -> ServiceResult<Task> {
     require(actor, Role::Operator)?;
     let before = state.db.task(id).await?.ok_or(ServiceError::NotFound("task"))?;
     if before.status.is_final() {

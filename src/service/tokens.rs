@@ -2,13 +2,13 @@
 //! revocable.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::input::label;
 use super::{ServiceError, ServiceResult};
 use crate::auth::token;
 use crate::db::tokens::ApiToken;
 use crate::db::users::User;
+use crate::domain::ApiTokenId;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -21,7 +21,7 @@ pub struct TokenInput {
 /// A new token: the only time its secret is shown.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct NewToken {
-    pub id: Uuid,
+    pub id: ApiTokenId,
     pub name: String,
     pub token: String,
 }
@@ -41,7 +41,7 @@ pub async fn create(state: &AppState, actor: &User, b: TokenInput) -> ServiceRes
     Ok(NewToken { id, name, token: secret })
 }
 
-pub async fn revoke(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+pub async fn revoke(state: &AppState, actor: &User, id: ApiTokenId) -> ServiceResult<()> {
     if !state.db.revoke_token(actor.id, id).await? {
         return Err(ServiceError::NotFound("token"));
     }

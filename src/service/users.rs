@@ -2,13 +2,12 @@
 //! never demoted, deactivated or deleted.
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::input::{label, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::auth::password;
 use crate::db::users::{NewUser, User};
-use crate::domain::{LoginName, Role};
+use crate::domain::{LoginName, Role, UserId};
 use crate::state::AppState;
 
 /// Fields of a user; all optional on update.
@@ -32,7 +31,7 @@ async fn hash(field: &str, pw: String) -> ServiceResult<String> {
         .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
-pub async fn load(state: &AppState, id: Uuid) -> ServiceResult<User> {
+pub async fn load(state: &AppState, id: UserId) -> ServiceResult<User> {
     state.db.user(id).await?.ok_or(ServiceError::NotFound("user"))
 }
 
@@ -41,7 +40,7 @@ pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<User>> {
     Ok(state.db.list_users().await?)
 }
 
-pub async fn get(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<User> {
+pub async fn get(state: &AppState, actor: &User, id: UserId) -> ServiceResult<User> {
     require(actor, Role::Admin)?;
     load(state, id).await
 }
@@ -63,7 +62,7 @@ pub async fn create(state: &AppState, actor: &User, b: UserInput) -> ServiceResu
     Ok(user)
 }
 
-pub async fn update(state: &AppState, actor: &User, id: Uuid, b: UserInput) -> ServiceResult<User> {
+pub async fn update(state: &AppState, actor: &User, id: UserId, b: UserInput) -> ServiceResult<User> {
     require(actor, Role::Admin)?;
     let user = load(state, id).await?;
     if b.username.as_ref().is_some_and(|u| u.as_str() != user.username) {
@@ -88,7 +87,7 @@ pub async fn update(state: &AppState, actor: &User, id: Uuid, b: UserInput) -> S
     load(state, id).await
 }
 
-pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<()> {
+pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult<()> {
     require(actor, Role::Admin)?;
     let user = load(state, id).await?;
     if user.role == Role::Admin && user.active && state.db.count_active_admins().await? <= 1 {

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::tasks::Task;
+use crate::domain::TaskId;
 use crate::state::AppState;
 
 /// Remote output lines kept per task: a chatty or looping command must not
@@ -103,7 +104,7 @@ impl TaskCtx {
     }
 }
 
-async fn write_events(state: Arc<AppState>, task_id: uuid::Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn write_events(state: Arc<AppState>, task_id: TaskId, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut last_write = Instant::now() - Duration::from_secs(1);
     let mut pending: Option<(&'static str, i64, i64, i64)> = None;
     let mut last_phase = "";
@@ -151,7 +152,7 @@ async fn write_events(state: Arc<AppState>, task_id: uuid::Uuid, mut rx: mpsc::U
     }
 }
 
-async fn append(state: &AppState, task_id: uuid::Uuid, line: &str) {
+async fn append(state: &AppState, task_id: TaskId, line: &str) {
     if let Err(e) = state.db.append_log(task_id, line).await {
         tracing::warn!(task = %task_id, error = %e, "cannot write task log");
     }

@@ -5,19 +5,18 @@
 //! such a directory is ever removed.
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::context::TaskCtx;
 use super::jobs::{fail, JobError};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
-use crate::domain::{DirPath, ErrorKind};
+use crate::domain::{DirPath, ErrorKind, HypervisorId, TaskId};
 use crate::hypervisor::Hypervisor;
 use crate::state::AppState;
 
 const PREFIX: &str = ".drswitch-";
 
 /// The task's own directory in a host's dump dir.
-pub fn task_dir(dump_dir: &DirPath, task: Uuid) -> String {
+pub fn task_dir(dump_dir: &DirPath, task: TaskId) -> String {
     format!("{}/{PREFIX}{task}", dump_dir.as_str().trim_end_matches('/'))
 }
 
@@ -31,7 +30,7 @@ pub async fn open_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &Hyperviso
 
 /// Removes every directory the task recorded; one that cannot be removed
 /// now (host down) stays recorded for the next sweep.
-pub async fn sweep(state: &AppState, task: Uuid, log: impl Fn(String)) {
+pub async fn sweep(state: &AppState, task: TaskId, log: impl Fn(String)) {
     let files = match state.db.remote_files(task).await {
         Ok(f) => f,
         Err(e) => {
@@ -50,7 +49,7 @@ pub async fn sweep(state: &AppState, task: Uuid, log: impl Fn(String)) {
     }
 }
 
-async fn remove_one(state: &AppState, task: Uuid, host: Uuid, path: &str) -> Result<String, JobError> {
+async fn remove_one(state: &AppState, task: TaskId, host: HypervisorId, path: &str) -> Result<String, JobError> {
     // Only the shape this module creates, whatever the database says.
     if !path.ends_with(&format!("/{PREFIX}{task}")) || path.contains("/../") {
         return Err(fail(

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::tasks::Task;
-use crate::domain::{ErrorKind, TaskKind, TaskStatus};
+use crate::domain::{ErrorKind, TaskId, TaskKind, TaskStatus};
 use crate::state::AppState;
 use context::{Phases, TaskCtx};
 use jobs::{fail, JobError};
@@ -180,7 +180,7 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
 async fn heartbeat(
     state: Arc<AppState>,
     worker_id: String,
-    id: uuid::Uuid,
+    id: TaskId,
     cancel: CancellationToken,
     lost: CancellationToken,
 ) {

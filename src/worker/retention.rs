@@ -6,9 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Utc};
-use uuid::Uuid;
 
-use crate::domain::TimeZone;
+use crate::domain::{ArchiveId, TimeZone};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeepRules {
@@ -19,7 +18,7 @@ pub struct KeepRules {
 }
 
 /// Names the period (day, week, …) an archive falls in.
-type PeriodKey<'a> = dyn Fn(&(Uuid, DateTime<Utc>)) -> String + 'a;
+type PeriodKey<'a> = dyn Fn(&(ArchiveId, DateTime<Utc>)) -> String + 'a;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mark {
@@ -29,18 +28,18 @@ enum Mark {
 
 /// `archives` are (id, taken at); returns the ids to prune. The newest
 /// archive is always kept.
-pub fn to_prune(archives: &[(Uuid, DateTime<Utc>)], rules: KeepRules, tz: &TimeZone) -> Vec<Uuid> {
-    let mut list: Vec<(Uuid, DateTime<Utc>)> = archives.to_vec();
+pub fn to_prune(archives: &[(ArchiveId, DateTime<Utc>)], rules: KeepRules, tz: &TimeZone) -> Vec<ArchiveId> {
+    let mut list: Vec<(ArchiveId, DateTime<Utc>)> = archives.to_vec();
     list.sort_by_key(|a| std::cmp::Reverse(a.1));
-    let mut marks: HashMap<Uuid, Mark> = HashMap::new();
+    let mut marks: HashMap<ArchiveId, Mark> = HashMap::new();
     let local = |t: &DateTime<Utc>| t.with_timezone(&tz.0);
-    let by_id = |(id, _): &(Uuid, DateTime<Utc>)| id.to_string();
-    let by_day = |(_, t): &(Uuid, DateTime<Utc>)| local(t).format("%Y-%m-%d").to_string();
-    let by_week = |(_, t): &(Uuid, DateTime<Utc>)| {
+    let by_id = |(id, _): &(ArchiveId, DateTime<Utc>)| id.to_string();
+    let by_day = |(_, t): &(ArchiveId, DateTime<Utc>)| local(t).format("%Y-%m-%d").to_string();
+    let by_week = |(_, t): &(ArchiveId, DateTime<Utc>)| {
         let w = local(t).iso_week();
         format!("{}-{}", w.year(), w.week())
     };
-    let by_month = |(_, t): &(Uuid, DateTime<Utc>)| local(t).format("%Y-%m").to_string();
+    let by_month = |(_, t): &(ArchiveId, DateTime<Utc>)| local(t).format("%Y-%m").to_string();
     let rules: [(Option<u32>, &PeriodKey); 4] = [
         (Some(rules.last.max(1)), &by_id),
         (rules.daily, &by_day),
@@ -83,7 +82,7 @@ mod tests {
 
     /// Runs the rules over archives named by their time; returns the kept times.
     fn kept(times: &[&str], rules: KeepRules) -> Vec<String> {
-        let list: Vec<(Uuid, DateTime<Utc>)> = times.iter().map(|t| (Uuid::new_v4(), at(t))).collect();
+        let list: Vec<(ArchiveId, DateTime<Utc>)> = times.iter().map(|t| (ArchiveId::new(), at(t))).collect();
         let tz: TimeZone = "UTC".parse().unwrap();
         let gone = to_prune(&list, rules, &tz);
         let mut k: Vec<String> =

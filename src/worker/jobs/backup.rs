@@ -5,14 +5,13 @@
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{fail, size, JobError};
 use crate::archive_store::{sha256_file, StoreError};
 use crate::db::archives::{Archive, NewArchive};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
-use crate::domain::{ArchiveName, DirPath, ErrorKind};
+use crate::domain::{ArchiveId, ArchiveName, DirPath, ErrorKind};
 use crate::hypervisor::{DumpOptions, GuestState, HvError, HvEvent, Hypervisor};
 use crate::worker::context::{Phases, Span, TaskCtx};
 use crate::worker::leftovers;
@@ -226,7 +225,7 @@ async fn remove_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &HypervisorR
 /// Applies the pair's keep rules, except to archives something still
 /// needs: the one just made, the one the replica holds (a rollback restores
 /// it), and any a queued or running task names.
-async fn prune(ctx: &TaskCtx, pair: &Pair, made: Uuid) -> Result<(), JobError> {
+async fn prune(ctx: &TaskCtx, pair: &Pair, made: ArchiveId) -> Result<(), JobError> {
     let archives = ctx.state.db.list_archives(pair.id).await?;
     let verified: Vec<_> =
         archives.iter().filter(|a| a.verified_at.is_some()).map(|a| (a.id, a.created_at.to_datetime())).collect();

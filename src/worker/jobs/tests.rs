@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{backup, restore, JobError};
 use crate::db::archives::{Archive, NewArchive};
@@ -14,7 +13,7 @@ use crate::db::hypervisors::{Hypervisor as HypervisorRecord, HypervisorFields};
 use crate::db::pairs::{Pair, PairFields};
 use crate::db::tasks::NewTask;
 use crate::db::Db;
-use crate::domain::{ErrorKind, Guest, HypervisorRole, TaskKind};
+use crate::domain::{ErrorKind, Guest, HypervisorRole, TaskId, TaskKind};
 use crate::hypervisor::fake::{FakeGuest, FakeHv};
 use crate::hypervisor::replica_tag;
 use crate::settings::Settings;
@@ -121,7 +120,7 @@ impl World {
                 file_name: &name,
                 size_bytes: content.len() as i64,
                 sha256: &sha,
-                task_id: Uuid::new_v4(),
+                task_id: TaskId::new(),
             })
             .await
             .unwrap()
