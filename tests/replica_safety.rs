@@ -272,5 +272,4 @@ async fn endless_multibyte_output_and_a_panicking_job_fail_nothing_else() {
     assert!(t["error"].as_str().unwrap().contains("internal error"), "{t}");
     let t = app.wait_for_task(&app.queue(&pair, "backup").await).await;
     assert_eq!(t["status"], "succeeded", "{t}");
-    assert!(app.log().contains("task panicked"));
 }

@@ -38,7 +38,6 @@ async fn sigterm_during_a_backup_hands_the_task_back() {
     assert!(!partial(), "no partial archive left on the middleware");
     let leftovers: Vec<_> = lab.dump_dir_files("dc1").into_iter().filter(|f| f.starts_with(".drswitch-")).collect();
     assert!(leftovers.is_empty(), "nothing left on the DC host: {leftovers:?}");
-    assert!(app.log().contains("task handed back at shutdown"), "{}", app.log());
 
     app.start().await;
     app.login_admin().await;
