@@ -19,7 +19,7 @@ use crate::db::Db;
 use crate::domain::Role;
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
-use crate::state::{AppState, Wake};
+use crate::state::AppState;
 use crate::supervisor::{supervise, wait_all};
 
 pub const SESSION_COOKIE: &str = "drswitch_session";
@@ -44,7 +44,7 @@ pub async fn state(settings: Settings) -> Result<Arc<AppState>, StartError> {
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     let secrets = SecretBox::load(&settings)?;
-    Ok(Arc::new(AppState { db, settings: Arc::new(settings), secrets, wake: Wake::default() }))
+    Ok(Arc::new(AppState::new(db, settings, secrets)))
 }
 
 /// Creates the first admin when the database has no user at all.
@@ -101,7 +101,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     tokio::select! {
         r = &mut server => {
             shutdown.cancel();
-            let _ = wait_all(siblings, state.settings.shutdown_grace).await;
+            let _ = wait_all(siblings, state.settings.shutdown_grace, in_flux(&state)).await;
             state.db.close().await;
             return match r {
                 Ok(Ok(())) => Ok(()),
@@ -115,7 +115,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     // Stop taking requests at once, finish the ones in flight, while the
     // worker brings its running tasks to a safe point.
     let stop_http = handle.stop(true);
-    let (_, finished) = tokio::join!(stop_http, wait_all(siblings, state.settings.shutdown_grace));
+    let (_, finished) = tokio::join!(stop_http, wait_all(siblings, state.settings.shutdown_grace, in_flux(&state)));
     if !finished {
         tracing::warn!(
             "running tasks did not reach a safe point in time; their leases will expire and they will be retried"
@@ -123,6 +123,18 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     }
     state.db.close().await;
     Ok(())
+}
+
+/// True while a replica is being replaced: shutdown must not cut that.
+fn in_flux(state: &Arc<AppState>) -> impl Fn() -> bool {
+    let state = state.clone();
+    move || {
+        let n = state.replicas_in_flux();
+        if n > 0 {
+            tracing::warn!(replicas = n, "waiting past the grace period: a replica is being replaced");
+        }
+        n > 0
+    }
 }
 
 /// Runs `drswitch worker` (no API, no scheduler) until SIGINT/SIGTERM.
@@ -135,7 +147,7 @@ pub async fn worker_only(settings: Settings) -> Result<(), StartError> {
     shutdown_signal().await;
     tracing::info!("shutting down: no new tasks are claimed");
     shutdown.cancel();
-    if !wait_all(vec![worker], state.settings.shutdown_grace).await {
+    if !wait_all(vec![worker], state.settings.shutdown_grace, in_flux(&state)).await {
         tracing::warn!(
             "running tasks did not reach a safe point in time; their leases will expire and they will be retried"
         );

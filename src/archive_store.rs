@@ -80,6 +80,26 @@ impl ArchiveStore {
         }
     }
 
+    /// Tasks that have partial files in the store.
+    pub fn partial_tasks(&self) -> Vec<TaskId> {
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(&self.root) else { return out };
+        for dir in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                // `.partial-<36-character task id>-<archive name>`
+                if let Some(id) = name.strip_prefix(".partial-").and_then(|r| r.get(..36)).and_then(|r| r.parse().ok())
+                {
+                    if !out.contains(&id) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Free bytes on the file system of the pair's directory.
     pub async fn free_bytes(&self, pair: PairId) -> std::io::Result<u64> {
         free_bytes(&self.pair_dir(pair)).await

@@ -17,9 +17,20 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub secrets: SecretBox,
     pub wake: Wake,
+    /// Replicas this process is replacing right now: shutdown waits for
+    /// them to be whole, whatever its grace period.
+    pub in_flux: std::sync::atomic::AtomicUsize,
 }
 
 impl AppState {
+    pub fn new(db: Db, settings: Settings, secrets: SecretBox) -> Self {
+        Self { db, settings: Arc::new(settings), secrets, wake: Wake::default(), in_flux: Default::default() }
+    }
+
+    pub fn replicas_in_flux(&self) -> usize {
+        self.in_flux.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn archives(&self) -> ArchiveStore {
         ArchiveStore::new(self.settings.archive_dir())
     }

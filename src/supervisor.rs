@@ -39,7 +39,19 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_default()
 }
 
-/// Waits for the siblings to end, at most `grace`; true if all did.
-pub async fn wait_all(siblings: Vec<tokio::task::JoinHandle<()>>, grace: Duration) -> bool {
-    tokio::time::timeout(grace, futures_util::future::join_all(siblings)).await.is_ok()
+/// Waits for the siblings to end, at most `grace`, and again for as long as
+/// `keep_waiting` says so; true if all ended.
+pub async fn wait_all(
+    siblings: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+    keep_waiting: impl Fn() -> bool,
+) -> bool {
+    let mut all = Box::pin(futures_util::future::join_all(siblings));
+    loop {
+        match tokio::time::timeout(grace, &mut all).await {
+            Ok(_) => return true,
+            Err(_) if keep_waiting() => continue,
+            Err(_) => return false,
+        }
+    }
 }

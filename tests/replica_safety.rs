@@ -85,14 +85,28 @@ async fn an_unmarked_vm_is_never_replaced_until_an_admin_adopts_it() {
     assert_eq!(p["adopted"], false, "the marker replaces the adoption: {p}");
     assert!(p["replica_archive_id"].is_string(), "{p}");
 
-    // Pointing the pair at another existing VM makes the target "not ours" again.
+    // An adoption belongs to its target: pointing the pair at another
+    // existing VM makes the target "not ours" again.
     lab.create_vm("drc1", 778, "4M");
     let other = lab.disk_sha("drc1", 778);
-    let (s, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"dst_vmid": 778})).await;
+    let (s, p) = app.post(&format!("/api/v1/pairs/{pair}/adopt"), json!({})).await;
+    assert_eq!((s, &p["adopted"]), (200, &json!(true)));
+    let (s, p) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"dst_vmid": 778})).await;
     assert_eq!(s, 200);
+    assert_eq!(p["adopted"], false, "a new target cancels the adoption: {p}");
     let t = app.wait_for_task(&app.queue(&pair, "restore").await).await;
     assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error_kind"], "not_ours", "{t}");
     assert_eq!(lab.disk_sha("drc1", 778), other);
+
+    // Back to 777, which carries the marker of the pair's earlier target
+    // setting: that marker no longer counts either.
+    let (s, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"dst_vmid": 777})).await;
+    assert_eq!(s, 200);
+    let before = lab.disk_sha("drc1", 777);
+    let t = app.wait_for_task(&app.queue(&pair, "restore").await).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(lab.disk_sha("drc1", 777), before);
 }
 
 #[tokio::test]

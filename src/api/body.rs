@@ -18,13 +18,20 @@ pub struct Body<T>(pub T);
 /// Like `Body`, but an empty body means `T::default()`.
 pub struct OptionalBody<T>(pub T);
 
+/// Reads the body; one that is not empty must be declared JSON (also for
+/// requests whose length the middleware could not see, e.g. over HTTP/2).
 fn read(req: &HttpRequest, payload: &mut Payload) -> impl Future<Output = Result<web::Bytes, AppError>> {
     let bytes = web::Bytes::from_request(req, payload);
+    let json = super::declared_json(req);
     async move {
-        bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
+        let bytes = bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
             Some(PayloadError::Overflow) => AppError::TooLarge(MAX_BODY),
             _ => AppError::Malformed("the request body could not be read".into()),
-        })
+        })?;
+        if !json && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(AppError::NotJson);
+        }
+        Ok(bytes)
     }
 }
 

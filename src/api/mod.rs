@@ -85,17 +85,20 @@ async fn json_only(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim() != "0")
         .unwrap_or_else(|| req.headers().contains_key(header::TRANSFER_ENCODING));
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if has_body && !json {
+    if has_body && !declared_json(req.request()) {
         let resp = actix_web::ResponseError::error_response(&AppError::NotJson);
         return Ok(req.into_response(resp));
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// Whether the request says its body is JSON.
+pub(crate) fn declared_json(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn not_found() -> Result<HttpResponse, AppError> {

@@ -89,7 +89,7 @@ pub struct LoginGuard {
     pub per_addr: Throttle,
     /// argon2 verifications running at once (each takes ~19 MiB and a core
     /// for a moment); further logins wait their turn.
-    pub verify_slots: tokio::sync::Semaphore,
+    pub verify_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Password verifications at once.
@@ -100,7 +100,7 @@ impl Default for LoginGuard {
         Self {
             per_name: Throttle::default(),
             per_addr: Throttle::per_address(),
-            verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
+            verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(VERIFY_SLOTS)),
         }
     }
 }

@@ -97,8 +97,20 @@ impl Db {
         .collect()
     }
 
-    pub async fn delete_archive(&self, id: ArchiveId) -> DbResult<()> {
-        sqlx::query("DELETE FROM archives WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
-        Ok(())
+    /// Deletes the archive's record unless something needs it: the replica
+    /// holds it, or a queued or running task names it. Checked in the same
+    /// statement, so a restore queued meanwhile keeps its archive.
+    pub async fn delete_archive_if_unused(&self, id: ArchiveId) -> DbResult<bool> {
+        let r = sqlx::query(
+            "DELETE FROM archives WHERE id = ? \
+             AND NOT EXISTS (SELECT 1 FROM tasks WHERE archive_id = ? AND status IN ('queued', 'running')) \
+             AND NOT EXISTS (SELECT 1 FROM pairs WHERE replica_archive_id = ?)",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 }

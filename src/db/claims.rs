@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use sqlx::Row;
+
 use super::tasks::{task, Task};
 use super::{get, Db, DbResult};
 use crate::domain::{ArchiveId, ErrorKind, TaskId, TaskStatus, Timestamp};
@@ -34,11 +36,25 @@ impl Db {
         let mut expired = Vec::new();
         for row in &expired_rows {
             let t = task(row)?;
-            let requeue = t.attempt < t.max_attempts && !t.cancel_requested;
+            // A task that died while replacing a replica left that VM
+            // half-written: only its next attempt can make it whole, so it
+            // is queued again even past its attempts (up to twice as many)
+            // and a cancel waits for that.
+            let in_flux = sqlx::query("SELECT COUNT(*) AS n FROM pairs WHERE replica_task_id = ?")
+                .bind(t.id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get::<i64, _>("n"))?
+                > 0;
+            let requeue = if in_flux {
+                t.attempt < 2 * t.max_attempts
+            } else {
+                t.attempt < t.max_attempts && !t.cancel_requested
+            };
             if requeue {
                 sqlx::query(
                     "UPDATE tasks SET status = 'queued', phase = 'queued', worker_id = NULL, lease_until = NULL, \
-                     progress = 0, bytes_done = 0, bytes_total = 0 WHERE id = ?",
+                     progress = 0, bytes_done = 0, bytes_total = 0, cancel_requested = 0 WHERE id = ?",
                 )
                 .bind(t.id.to_string())
                 .execute(&mut *tx)
@@ -63,7 +79,12 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
-            let line = if requeue {
+            let line = if requeue && in_flux {
+                format!(
+                    "the worker running attempt {} stopped while replacing the replica; queued again to make it whole",
+                    t.attempt
+                )
+            } else if requeue {
                 format!("the worker running attempt {} stopped responding; queued again", t.attempt)
             } else {
                 "the worker running this task stopped responding; giving up".to_string()

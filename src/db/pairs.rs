@@ -36,6 +36,9 @@ pub struct Pair {
     /// not left it whole yet.
     #[serde(skip)]
     pub replica_task_id: Option<TaskId>,
+    /// The per-target part of the replica marker (see `replica_tag`).
+    #[serde(skip)]
+    pub replica_marker: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -92,6 +95,7 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
         adopted: flag(row, "adopted")?,
         replica_archive_id: parse_opt(row, "replica_archive_id")?,
         replica_task_id: parse_opt(row, "replica_task_id")?,
+        replica_marker: get(row, "replica_marker")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -118,6 +122,11 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
         .bind(i64::from(f.enabled))
 }
 
+/// A fresh per-target marker part.
+fn new_marker() -> String {
+    hex::encode(rand::random::<[u8; 4]>())
+}
+
 const DUPLICATE: &str = "another pair already targets this VMID on this DRC hypervisor";
 
 impl Db {
@@ -127,46 +136,62 @@ impl Db {
         let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
              mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, updated_at, replica_marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string());
-        bind_fields(q, f).bind(now).bind(now).execute(self.pool()).await.map_err(|e| conflict(e, DUPLICATE))?;
+        bind_fields(q, f)
+            .bind(now)
+            .bind(now)
+            .bind(new_marker())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, DUPLICATE))?;
         Ok(id)
     }
 
-    /// Changing the target makes the VM there "not ours" again: an adoption
-    /// and an unfinished replacement belonged to the old target.
-    pub async fn update_pair(&self, id: PairId, f: &PairFields) -> DbResult<()> {
+    /// Changes the pair unless a task of it is queued or running (false
+    /// then): a task was planned against the pair as it was. A new target
+    /// makes the VM there "not ours": the adoption, an unfinished
+    /// replacement and the marker belonged to the old one.
+    pub async fn update_pair(&self, id: PairId, f: &PairFields, target_changed: bool) -> DbResult<bool> {
         let q = sqlx::query(
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
              keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ?, \
-             adopted = CASE WHEN dst_hypervisor_id = ? AND dst_vmid = ? THEN adopted ELSE 0 END, \
-             replica_task_id = CASE WHEN dst_hypervisor_id = ? AND dst_vmid = ? THEN replica_task_id ELSE NULL END \
-             WHERE id = ?",
+             adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
+             replica_task_id = CASE WHEN ? = 1 THEN NULL ELSE replica_task_id END, \
+             replica_marker = CASE WHEN ? = 1 THEN ? ELSE replica_marker END \
+             WHERE id = ? AND NOT EXISTS (SELECT 1 FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running'))",
         );
-        let target = f.dst_hypervisor_id.to_string();
-        bind_fields(q, f)
+        let changed = i64::from(target_changed);
+        let r = bind_fields(q, f)
             .bind(Timestamp::now().millis())
-            .bind(&target)
-            .bind(i64::from(f.dst_vmid))
-            .bind(&target)
-            .bind(i64::from(f.dst_vmid))
+            .bind(changed)
+            .bind(changed)
+            .bind(changed)
+            .bind(new_marker())
+            .bind(id.to_string())
             .bind(id.to_string())
             .execute(self.pool())
             .await
             .map_err(|e| conflict(e, DUPLICATE))?;
-        Ok(())
+        // MySQL counts only rows whose values changed; tell "busy" apart.
+        Ok(r.rows_affected() > 0 || !self.pair_is_busy(id).await?)
     }
 
-    /// Lets drswitch replace the unmarked VM at the pair's current target.
-    pub async fn set_adopted(&self, id: PairId) -> DbResult<()> {
-        sqlx::query("UPDATE pairs SET adopted = 1, updated_at = ? WHERE id = ?")
-            .bind(Timestamp::now().millis())
-            .bind(id.to_string())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Lets drswitch replace the unmarked VM at the pair's current target,
+    /// unless a task of the pair is queued or running (false then).
+    pub async fn set_adopted(&self, id: PairId) -> DbResult<bool> {
+        let r = sqlx::query(
+            "UPDATE pairs SET adopted = 1, updated_at = ? WHERE id = ? \
+             AND NOT EXISTS (SELECT 1 FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running'))",
+        )
+        .bind(Timestamp::now().millis())
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0 || !self.pair_is_busy(id).await?)
     }
 
     /// Records, before the first destructive step, that `task` is about to

@@ -18,7 +18,8 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
-use crate::domain::{ArchiveName, Compress, DirPath, ErrorKind, Guest, Mode, PairId, StorageId, Vmid};
+use crate::db::pairs::Pair;
+use crate::domain::{ArchiveName, Compress, DirPath, ErrorKind, Guest, Mode, StorageId, Vmid};
 use crate::state::AppState;
 
 /// Why a hypervisor operation failed: a kind for machines and one sentence
@@ -122,7 +123,7 @@ pub trait Hypervisor {
     /// SHA-256 (hex) of a file on the host.
     async fn sha256(&self, path: &str, cancel: &CancellationToken) -> Result<String, HvError>;
     async fn file_size(&self, path: &str, cancel: &CancellationToken) -> Result<u64, HvError>;
-    /// Creates a directory of drswitch's own (and missing parents).
+    /// Creates a directory of drswitch's own; fails if it exists.
     async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
     /// Removes files or directories drswitch made.
@@ -146,14 +147,16 @@ pub trait Hypervisor {
     ) -> Result<(), HvError>;
 }
 
-/// The tag that marks a VM as drswitch's replica of one pair. Proxmox tags
-/// allow `[a-z0-9_][a-z0-9_+.-]*`, which a UUID with a prefix fits.
-pub fn replica_tag(pair: PairId) -> String {
-    format!("drswitch-{pair}")
+/// The tag that marks a VM as drswitch's replica of one pair at its
+/// current target: the pair's id and a part that changes with the target,
+/// so a VM restored for an earlier target (or a clone of one) does not
+/// count. Proxmox tags allow `[a-z0-9_][a-z0-9_+.-]*`, which this fits.
+pub fn replica_tag(pair: &Pair) -> String {
+    format!("drswitch-{}-{}", pair.id, pair.replica_marker)
 }
 
-/// The guest's tags with this pair's marker, and without any other pair's.
-pub fn with_replica_tag(tags: &[String], pair: PairId) -> Vec<String> {
+/// The guest's tags with this pair's marker, and without any other marker.
+pub fn with_replica_tag(tags: &[String], pair: &Pair) -> Vec<String> {
     let mut out: Vec<String> = tags.iter().filter(|t| !t.starts_with("drswitch-")).cloned().collect();
     out.push(replica_tag(pair));
     out

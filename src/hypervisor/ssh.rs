@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sha2::Digest;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -288,9 +288,35 @@ impl SshTarget {
         let what = args.first().copied().unwrap_or("command").to_string();
         let work = async {
             let err_task = tokio::spawn(async move { read_tail(&mut stderr).await });
-            let mut lines = BufReader::new(stdout).lines();
+            // Bytes, not `lines()`: remote output may not be UTF-8 (file
+            // names in vzdump's tar warnings), and a reader that stopped at
+            // the first bad byte would leave the command blocked on a full pipe.
+            let mut stdout = stdout;
             let mut out = Tail::default();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut pending: Vec<u8> = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = match stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let raw: Vec<u8> = pending.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&raw[..end]);
+                    on_line(&line);
+                    out.push_line(&line);
+                }
+                // A line without an end is passed on in pieces, never held whole.
+                if pending.len() > TAIL_BYTES {
+                    let line = String::from_utf8_lossy(&pending).into_owned();
+                    pending.clear();
+                    on_line(&line);
+                    out.push_line(&line);
+                }
+            }
+            if !pending.is_empty() {
+                let line = String::from_utf8_lossy(&pending).into_owned();
                 on_line(&line);
                 out.push_line(&line);
             }

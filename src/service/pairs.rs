@@ -109,14 +109,10 @@ async fn check_target_free(state: &AppState, f: &PairFields, except: Option<Pair
 }
 
 /// A queued or running task was planned against the pair as it is; its
-/// target and hosts must not move under it.
-async fn check_idle(state: &AppState, pair: &Pair, what: &str) -> ServiceResult<()> {
-    if state.db.pair_is_busy(pair.id).await? {
-        return Err(ServiceError::Conflict(format!(
-            "This pair has a queued or running task; wait for it or cancel it before {what}."
-        )));
-    }
-    Ok(())
+/// target and hosts must not move under it (the database checks this in the
+/// same statement that changes the pair).
+fn busy(what: &str) -> ServiceError {
+    ServiceError::Conflict(format!("This pair has a queued or running task; wait for it or cancel it before {what}."))
 }
 
 pub async fn load(state: &AppState, id: PairId) -> ServiceResult<Pair> {
@@ -180,7 +176,6 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
 pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) -> ServiceResult<PairView> {
     require(actor, Role::Operator)?;
     let p = load(state, id).await?;
-    check_idle(state, &p, "changing the pair").await?;
     let f = PairFields {
         name: match b.name {
             Some(n) => label("name", &n)?,
@@ -215,7 +210,10 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
     };
     check_sides(state, &f).await?;
     check_target_free(state, &f, Some(p.id)).await?;
-    state.db.update_pair(p.id, &f).await?;
+    let target_changed = f.dst_hypervisor_id != p.dst_hypervisor_id || f.dst_vmid != p.dst_vmid;
+    if !state.db.update_pair(p.id, &f, target_changed).await? {
+        return Err(busy("changing the pair"));
+    }
     tracing::info!(by = %actor.username, pair = %p.id, "pair updated");
     view_one(state, load(state, id).await?).await
 }
@@ -246,8 +244,9 @@ pub async fn archives(state: &AppState, actor: &User, id: PairId) -> ServiceResu
 pub async fn adopt(state: &AppState, actor: &User, id: PairId) -> ServiceResult<PairView> {
     require(actor, Role::Admin)?;
     let p = load(state, id).await?;
-    check_idle(state, &p, "adopting its target").await?;
-    state.db.set_adopted(p.id).await?;
+    if !state.db.set_adopted(p.id).await? {
+        return Err(busy("adopting its target"));
+    }
     tracing::warn!(target: "audit", by = %actor.username, pair = %p.id, vmid = %p.dst_vmid,
         hypervisor = %p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
     view_one(state, load(state, id).await?).await

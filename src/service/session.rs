@@ -9,6 +9,18 @@ use crate::db::users::User;
 use crate::domain::LoginName;
 use crate::state::AppState;
 
+/// The key a client address is throttled under: IPv6 clients get a /64
+/// each (one host usually has the whole /64), IPv4 clients their address.
+fn address_key(peer: &str) -> String {
+    match peer.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => peer.to_string(),
+    }
+}
+
 /// The user if `username` and `password` match an active user.
 pub async fn login(
     state: &AppState,
@@ -17,7 +29,7 @@ pub async fn login(
     username: &str,
     password: String,
 ) -> ServiceResult<User> {
-    if let Err(secs) = guard.per_addr.begin(peer) {
+    if let Err(secs) = guard.per_addr.begin(&address_key(peer)) {
         tracing::warn!(peer, "login refused: too many attempts from this address");
         return Err(ServiceError::Throttled(secs));
     }
@@ -31,21 +43,20 @@ pub async fn login(
         tracing::warn!(username = name, peer, "login refused: too many failures");
         return Err(ServiceError::Throttled(secs));
     }
-    let _slot = guard.verify_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
     let found = state.db.user_with_hash(name).await?;
     // Every path verifies one hash, so unknown and inactive users take as
     // long as wrong passwords and names cannot be probed by timing.
     let ok = match &found {
-        Some((user, hash)) => verify_off_thread(password, hash.clone()).await && user.active,
+        Some((user, hash)) => verify_off_thread(guard, password, hash.clone()).await? && user.active,
         None => {
-            let _ = verify_off_thread(password, dummy_hash()).await;
+            let _ = verify_off_thread(guard, password, dummy_hash()).await?;
             false
         }
     };
     match (ok, found) {
         (true, Some((user, _))) => {
             guard.per_name.succeeded(name);
-            guard.per_addr.refund(peer);
+            guard.per_addr.refund(&address_key(peer));
             tracing::info!(username = name, peer, "login");
             Ok(user)
         }
@@ -63,6 +74,16 @@ fn dummy_hash() -> String {
     HASH.get_or_init(|| password::hash(&password::random()).unwrap_or_default()).clone()
 }
 
-async fn verify_off_thread(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || password::verify(&password, &hash)).await.unwrap_or(false)
+/// Checks the password on a blocking thread, holding one of the guard's
+/// slots until the check itself ends (not merely until this request is
+/// dropped), so at most that many checks ever run at once.
+async fn verify_off_thread(guard: &LoginGuard, password: String, hash: String) -> ServiceResult<bool> {
+    let slot = guard.verify_slots.clone().acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(tokio::task::spawn_blocking(move || {
+        let ok = password::verify(&password, &hash);
+        drop(slot);
+        ok
+    })
+    .await
+    .unwrap_or(false))
 }

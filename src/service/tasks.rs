@@ -4,7 +4,7 @@
 use super::{require, ServiceError, ServiceResult};
 use crate::db::tasks::{LogLine, Task, TaskFilter};
 use crate::db::users::User;
-use crate::domain::{ArchiveId, PairId, Role, TaskId, TaskKind};
+use crate::domain::{ArchiveId, PairId, Role, TaskId, TaskKind, TaskStatus};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
@@ -62,6 +62,15 @@ pub async fn cancel(state: &AppState, actor: &User, id: TaskId) -> ServiceResult
     let before = state.db.task(id).await?.ok_or(ServiceError::NotFound("task"))?;
     if before.status.is_final() {
         return Err(ServiceError::Conflict(format!("The task already ended ({}).", before.status)));
+    }
+    if before.status == TaskStatus::Queued {
+        let pair = state.db.pair(before.pair_id).await?;
+        if let Some(p) = pair.filter(|p| p.replica_task_id == Some(before.id)) {
+            return Err(ServiceError::Conflict(format!(
+                "This task's previous attempt left VM {} half-restored; it must run to make the replica whole.",
+                p.dst_vmid
+            )));
+        }
     }
     let task = state.db.request_cancel(id).await?.ok_or(ServiceError::NotFound("task"))?;
     state.db.append_log(id, &format!("cancel requested by {}", actor.username)).await?;

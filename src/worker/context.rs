@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -60,7 +61,23 @@ pub struct TaskCtx {
     pub state: Arc<AppState>,
     pub task: Task,
     pub cancel: CancellationToken,
+    /// Set while the job replaces a replica: nothing may stop it then.
+    pub shielded: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<Event>,
+}
+
+/// While alive, the task is replacing a replica: its heartbeat does not give
+/// up on a database outage and shutdown waits for it.
+pub struct Shield {
+    state: Arc<AppState>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Drop for Shield {
+    fn drop(&mut self) {
+        self.flag.store(false, Ordering::SeqCst);
+        self.state.in_flux.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -88,7 +105,13 @@ impl TaskCtx {
     pub fn new(state: Arc<AppState>, task: Task, cancel: CancellationToken) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_events(state.clone(), task.id, rx));
-        (Self { state, task, cancel, tx }, writer)
+        (Self { state, task, cancel, shielded: Arc::new(AtomicBool::new(false)), tx }, writer)
+    }
+
+    pub fn shield(&self) -> Shield {
+        self.shielded.store(true, Ordering::SeqCst);
+        self.state.in_flux.fetch_add(1, Ordering::SeqCst);
+        Shield { state: self.state.clone(), flag: self.shielded.clone() }
     }
 
     pub fn reporter(&self) -> Reporter {

@@ -35,6 +35,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         }
     }
     let worker_id = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let sweeper = tokio::spawn(sweep_now_and_then(state.clone(), shutdown.clone()));
     let concurrency = state.settings.worker_concurrency;
     let slots = Arc::new(Semaphore::new(concurrency));
     let finished = Arc::new(Notify::new());
@@ -49,6 +50,31 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     }
     // Every slot back means every running task has ended.
     let _ = slots.acquire_many(concurrency as u32).await;
+    sweeper.abort();
+}
+
+/// How often files of ended tasks are looked for (a host that was down at
+/// the end, a task cancelled while queued after a crash).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Removes what ended tasks left, on hosts and here: at start, then every
+/// `SWEEP_EVERY`.
+async fn sweep_now_and_then(state: Arc<AppState>, shutdown: CancellationToken) {
+    loop {
+        leftovers::sweep_ended(&state).await;
+        let store = state.archives();
+        for task in store.partial_tasks() {
+            if let Ok(t) = state.db.task(task).await {
+                if t.is_none_or(|t| t.status.is_final()) {
+                    store.sweep_partials(task);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Claims tasks while there are free slots and runnable tasks.
@@ -111,8 +137,13 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
     tracing::info!(task = %id, kind = %task.kind, attempt = task.attempt, "task started");
     let cancel = CancellationToken::new();
     let lost = CancellationToken::new();
-    let heartbeat =
-        AbortOnDrop(tokio::spawn(heartbeat(state.clone(), worker_id.clone(), id, cancel.clone(), lost.clone())));
+    let (ctx, writer) = TaskCtx::new(state.clone(), task, cancel.clone());
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        state.clone(),
+        worker_id.clone(),
+        id,
+        Watch { cancel: cancel.clone(), lost: lost.clone(), shielded: ctx.shielded.clone() },
+    )));
     // A shutdown stops the job like a cancel does; the job's shielded
     // steps (a replica being replaced) still run to their end.
     let stopping = AbortOnDrop(tokio::spawn({
@@ -122,7 +153,6 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
             cancel.cancel();
         }
     }));
-    let (ctx, writer) = TaskCtx::new(state.clone(), task, cancel.clone());
     ctx.log(format!("attempt {} of {} started", ctx.task.attempt, ctx.task.max_attempts));
     // What an earlier attempt of this task left on hosts goes first.
     leftovers::sweep(&state, id, |line| ctx.log(line)).await;
@@ -136,7 +166,10 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
             ))
         }
     };
-    leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    if !lost.is_cancelled() {
+        // Another worker may own the task now: its files are not ours to remove.
+        leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    }
     drop(stopping);
     let handed_back = shutdown.is_cancelled() && matches!(result, Err(JobError::Cancelled));
     let (status, error) = match &result {
@@ -174,16 +207,20 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
     }
 }
 
-/// Renews the lease and watches for cancel requests. If the database
-/// cannot be reached for most of a lease, the job is stopped before another
-/// worker may take the task over, so two workers never act on one VM.
-async fn heartbeat(
-    state: Arc<AppState>,
-    worker_id: String,
-    id: TaskId,
+/// What the heartbeat signals to the job, and how it learns the job is
+/// replacing a replica.
+struct Watch {
     cancel: CancellationToken,
     lost: CancellationToken,
-) {
+    shielded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Renews the lease and watches for cancel requests. If the database
+/// cannot be reached for most of a lease, the job is stopped before another
+/// worker may take the task over, so two workers never act on one VM;
+/// while the job replaces a replica it keeps trying instead, since the
+/// replacement cannot be cut and the lease must not lapse meanwhile.
+async fn heartbeat(state: Arc<AppState>, worker_id: String, id: TaskId, w: Watch) {
     let lease = state.settings.lease;
     let lease_ms = lease.as_millis() as i64;
     let every = (lease / 3).max(Duration::from_millis(300));
@@ -194,19 +231,20 @@ async fn heartbeat(
             Ok((true, false)) => last_renewed = tokio::time::Instant::now(),
             Ok((true, true)) => {
                 last_renewed = tokio::time::Instant::now();
-                cancel.cancel();
+                w.cancel.cancel();
             }
             Ok((false, _)) => {
-                lost.cancel();
-                cancel.cancel();
+                w.lost.cancel();
+                w.cancel.cancel();
                 return;
             }
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "heartbeat failed");
-                if last_renewed.elapsed() >= lease * 2 / 3 {
+                let shielded = w.shielded.load(std::sync::atomic::Ordering::SeqCst);
+                if !shielded && last_renewed.elapsed() >= lease * 2 / 3 {
                     tracing::error!(task = %id, "cannot renew the lease; stopping the task before another worker takes it");
-                    lost.cancel();
-                    cancel.cancel();
+                    w.lost.cancel();
+                    w.cancel.cancel();
                     return;
                 }
             }

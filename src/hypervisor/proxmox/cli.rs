@@ -227,7 +227,9 @@ impl Hypervisor for ProxmoxCli {
     }
 
     async fn make_dir(&self, path: &str, cancel: &CancellationToken) -> Result<(), HvError> {
-        let out = self.ssh.run(&["mkdir", "-p", "-m", "700", "--", path], self.quick_timeout, cancel).await?;
+        // No -p: a directory that is already there was not made by this
+        // call, and drswitch only ever removes what it made.
+        let out = self.ssh.run(&["mkdir", "-m", "700", "--", path], self.quick_timeout, cancel).await?;
         self.check(out, &format!("creating {path}"))
     }
 

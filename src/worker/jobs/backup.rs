@@ -240,11 +240,15 @@ async fn prune(ctx: &TaskCtx, pair: &Pair, made: ArchiveId) -> Result<(), JobErr
     let mut gone = to_prune(&verified, rules, &ctx.state.settings.timezone);
     gone.retain(|id| !protected.contains(id));
     let store = ctx.state.archives();
+    let mut pruned = 0;
     for a in archives.iter().filter(|a| gone.contains(&a.id)) {
-        store.remove(pair.id, &a.file_name);
-        ctx.state.db.delete_archive(a.id).await?;
-        ctx.log(format!("retention: pruned {}", a.file_name));
+        // The record goes first and only if still unused; then the file.
+        if ctx.state.db.delete_archive_if_unused(a.id).await? {
+            store.remove(pair.id, &a.file_name);
+            ctx.log(format!("retention: pruned {}", a.file_name));
+            pruned += 1;
+        }
     }
-    ctx.log(format!("retention: {} archive(s) kept", verified.len() - gone.len()));
+    ctx.log(format!("retention: {} archive(s) kept", verified.len() - pruned));
     Ok(())
 }

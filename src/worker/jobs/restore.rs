@@ -63,11 +63,10 @@ pub async fn run_restore(
     }
 
     ctx.phase("preflight", push.at(0.0));
-    let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
-    ctx.log(format!("preflight: replica VM {} on {} is {before}", pair.dst_vmid, dst.name));
-    if before != GuestState::Missing {
-        check_ours(ctx, pair, hv, dst).await?;
-    }
+    let early = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
+    ctx.log(format!("preflight: replica VM {} on {} is {early}", pair.dst_vmid, dst.name));
+    // Fail before an hour-long push, not after it.
+    ensure_ours(ctx, pair, hv, dst, &early).await?;
     let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
     let bytes = archive.size_bytes.max(0) as u64;
     if free < bytes {
@@ -85,12 +84,19 @@ pub async fn run_restore(
 
     let dir = leftovers::open_task_dir(ctx, hv, dst).await?;
     let remote = send(ctx, hv, dst, &dir, archive, &local, push, cancel).await?;
+    // Look again just before touching anything: the push may have taken long
+    // and the VM may have changed meanwhile.
+    let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
+    ensure_ours(ctx, pair, hv, dst, &before).await?;
 
     // From here on the old replica is touched: neither a cancel nor a lost
     // lease may cut a step, and a crash leaves a record that the VM at the
     // target is ours even if a cut qmrestore wiped its marker.
     let shield = CancellationToken::new();
-    ctx.state.db.replica_touched(pair.id, ctx.task.id).await?;
+    let _shielded = ctx.shield();
+    if before != GuestState::Missing {
+        ctx.state.db.replica_touched(pair.id, ctx.task.id).await?;
+    }
     let outcome = install(ctx, pair, hv, dst, &remote, &before, restore, &shield).await;
     let _ = hv.remove(&[&remote], &shield).await;
     let err = match outcome {
@@ -152,6 +158,24 @@ pub async fn run_restore(
     }
 }
 
+/// A VM at the target must be ours to replace; with none there, a record
+/// of an unfinished replacement is stale (that VM is gone).
+async fn ensure_ours(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    hv: &impl Hypervisor,
+    dst: &HypervisorRecord,
+    state: &GuestState,
+) -> Result<(), JobError> {
+    if *state != GuestState::Missing {
+        return check_ours(ctx, pair, hv, dst).await;
+    }
+    if pair.replica_task_id.is_some() {
+        ctx.state.db.replica_whole(pair.id, None).await?;
+    }
+    Ok(())
+}
+
 /// Refuses to touch a VM that is not this pair's replica: it must carry
 /// the pair's marker, or have been adopted by an admin, or be one a task of
 /// this pair left half-restored.
@@ -161,7 +185,7 @@ async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, dst: &Hype
         return Ok(());
     }
     let tags = hv.tags(pair.guest, pair.dst_vmid, &ctx.cancel).await?;
-    if tags.contains(&replica_tag(pair.id)) {
+    if tags.contains(&replica_tag(pair)) {
         ctx.log(format!("VM {} carries this pair's replica marker", pair.dst_vmid));
         return Ok(());
     }
@@ -267,8 +291,8 @@ async fn install(
 /// config, tags included, with the archive's).
 async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, cancel: &CancellationToken) -> Result<(), JobError> {
     let tags = hv.tags(pair.guest, pair.dst_vmid, cancel).await?;
-    hv.set_tags(pair.guest, pair.dst_vmid, &with_replica_tag(&tags, pair.id), cancel).await?;
-    ctx.log(format!("VM {} marked as this pair's replica (tag {})", pair.dst_vmid, replica_tag(pair.id)));
+    hv.set_tags(pair.guest, pair.dst_vmid, &with_replica_tag(&tags, pair), cancel).await?;
+    ctx.log(format!("VM {} marked as this pair's replica (tag {})", pair.dst_vmid, replica_tag(pair)));
     Ok(())
 }
 

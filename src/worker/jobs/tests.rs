@@ -17,7 +17,7 @@ use crate::domain::{ErrorKind, Guest, HypervisorRole, TaskId, TaskKind};
 use crate::hypervisor::fake::{FakeGuest, FakeHv};
 use crate::hypervisor::replica_tag;
 use crate::settings::Settings;
-use crate::state::{AppState, Wake};
+use crate::state::AppState;
 use crate::worker::context::{Phases, TaskCtx};
 
 struct World {
@@ -40,7 +40,7 @@ async fn world() -> World {
     let db = Db::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
     let secrets = crate::secrets::SecretBox::load(&settings).unwrap();
-    let state = Arc::new(AppState { db, settings: Arc::new(settings), secrets, wake: Wake::default() });
+    let state = Arc::new(AppState::new(db, settings, secrets));
     let host = |name: &str, role| HypervisorFields {
         name: name.into(),
         host: "127.0.0.1".parse().unwrap(),
@@ -138,7 +138,7 @@ impl World {
         let drc = FakeHv::new("drc1");
         drc.with(|h| {
             h.guests
-                .insert(200, FakeGuest { disk: content.to_vec(), running: true, tags: vec![replica_tag(self.pair.id)] })
+                .insert(200, FakeGuest { disk: content.to_vec(), running: true, tags: vec![replica_tag(&self.pair)] })
         });
         self.state.db.replica_whole(self.pair.id, Some(archive.id)).await.unwrap();
         drc
@@ -163,7 +163,7 @@ async fn a_failed_restore_rolls_back_to_the_last_good_archive() {
         let g = &h.guests[&200];
         assert_eq!(g.disk, b"old replica");
         assert!(g.running);
-        assert_eq!(g.tags, [replica_tag(w.pair.id)]);
+        assert_eq!(g.tags, [replica_tag(&w.pair)]);
     });
     let pair = w.state.db.pair(w.pair.id).await.unwrap().unwrap();
     assert_eq!(pair.replica_archive_id, Some(old.id));
@@ -216,7 +216,7 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
     restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES).await.unwrap();
     drc.with(|h| {
         assert_eq!(h.guests[&200].disk, b"new data");
-        assert_eq!(h.guests[&200].tags, [replica_tag(w.pair.id)]);
+        assert_eq!(h.guests[&200].tags, [replica_tag(&w.pair)]);
     });
     assert!(!w.state.db.pair(w.pair.id).await.unwrap().unwrap().adopted);
     w.log(ctx, writer).await;
