@@ -208,10 +208,12 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
         assert!(h.guests[&200].running);
         assert!(h.calls.iter().all(|c| !c.starts_with("stop") && !c.starts_with("restore")), "{:?}", h.calls);
     });
+    let first = ctx.task.id;
     w.log(ctx, writer).await;
+    w.state.db.request_cancel(first).await.unwrap();
 
     // Adopted: replaced and marked.
-    w.state.db.set_adopted(w.pair.id).await.unwrap();
+    assert!(w.state.db.set_adopted(w.pair.id).await.unwrap());
     let (ctx, writer) = w.task(TaskKind::Restore).await;
     restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES).await.unwrap();
     drc.with(|h| {
