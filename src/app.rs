@@ -176,6 +176,7 @@ fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web:
             .wrap(sessions)
             .wrap(tracing_actix())
             .configure(crate::api::routes)
+            .configure(crate::web::routes)
     })
     .listen(listener)
     .map_err(|e| StartError::Other(e.to_string()))?

@@ -18,4 +18,5 @@ pub mod settings;
 pub mod sshkey;
 pub mod state;
 pub mod supervisor;
+pub mod web;
 pub mod worker;

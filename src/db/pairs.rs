@@ -25,6 +25,9 @@ pub struct Pair {
     pub keep_monthly: Option<u32>,
     pub auto_failover: bool,
     pub enabled: bool,
+    /// How old the newest verified archive may get before the recovery
+    /// point counts as breached.
+    pub rpo_target_secs: i64,
     /// An admin let drswitch replace the unmarked VM at the current target
     /// (`POST /pairs/{id}/adopt`); cleared once the VM carries the marker
     /// and whenever the target changes.
@@ -62,6 +65,7 @@ pub struct PairFields {
     pub keep_monthly: Option<u32>,
     pub auto_failover: bool,
     pub enabled: bool,
+    pub rpo_target_secs: i64,
 }
 
 fn vmid(row: &AnyRow, col: &str) -> DbResult<Vmid> {
@@ -92,6 +96,7 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
         keep_monthly: count(row, "keep_monthly")?,
         auto_failover: flag(row, "auto_failover")?,
         enabled: flag(row, "enabled")?,
+        rpo_target_secs: get(row, "rpo_target_secs")?,
         adopted: flag(row, "adopted")?,
         replica_archive_id: parse_opt(row, "replica_archive_id")?,
         replica_task_id: parse_opt(row, "replica_task_id")?,
@@ -120,6 +125,7 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
         .bind(f.keep_monthly.map(i64::from))
         .bind(i64::from(f.auto_failover))
         .bind(i64::from(f.enabled))
+        .bind(f.rpo_target_secs)
 }
 
 /// A fresh per-target marker part.
@@ -136,7 +142,8 @@ impl Db {
         let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
              mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
-             created_at, updated_at, replica_marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             rpo_target_secs, created_at, updated_at, replica_marker) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string());
         bind_fields(q, f)
@@ -157,8 +164,8 @@ impl Db {
         let q = sqlx::query(
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
-             keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, updated_at = ?, \
-             adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
+             keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, rpo_target_secs = ?, \
+             updated_at = ?, adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
              replica_task_id = CASE WHEN ? = 1 THEN NULL ELSE replica_task_id END, \
              replica_marker = CASE WHEN ? = 1 THEN ? ELSE replica_marker END \
              WHERE id = ? AND NOT EXISTS (SELECT 1 FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running'))",

@@ -168,6 +168,18 @@ impl Db {
         Ok(get::<i64>(&row, "n")? > 0)
     }
 
+    /// Each pair's newest task, in one query.
+    pub async fn latest_task_per_pair(&self) -> DbResult<Vec<Task>> {
+        sqlx::query(
+            "SELECT t.* FROM tasks t JOIN (SELECT pair_id, MAX(seq) AS s FROM tasks GROUP BY pair_id) m ON t.seq = m.s",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(task)
+        .collect()
+    }
+
     /// Whether the pair has any queued or running task.
     pub async fn pair_is_busy(&self, pair_id: PairId) -> DbResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running')")

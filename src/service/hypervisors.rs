@@ -13,6 +13,9 @@ use crate::domain::{
 use crate::hypervisor::proxmox::{self, api::VmInfo, CheckReport};
 use crate::state::AppState;
 
+/// Who may register, change, check and delete hypervisors.
+pub const MANAGE: Role = Role::Admin;
+
 /// Fields of a hypervisor. On create, `name`, `host`, `node` and `role` are
 /// required; on update every field is optional and `null` clears the
 /// optional ones. `api_token_secret` is write-only.
@@ -78,7 +81,7 @@ pub async fn get(state: &AppState, actor: &User, id: HypervisorId) -> ServiceRes
 }
 
 pub async fn create(state: &AppState, actor: &User, b: HypervisorInput) -> ServiceResult<Hypervisor> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let fields = HypervisorFields {
         name: label("name", &required("name", b.name)?)?,
         host: required("host", b.host)?,
@@ -100,7 +103,7 @@ pub async fn create(state: &AppState, actor: &User, b: HypervisorInput) -> Servi
 }
 
 pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: HypervisorInput) -> ServiceResult<Hypervisor> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let h = load(state, id).await?;
     let fields = HypervisorFields {
         name: match b.name {
@@ -134,7 +137,7 @@ pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: Hypervi
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<()> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let h = load(state, id).await?;
     let used = state.db.count_pairs_using(h.id).await?;
     if used > 0 {
@@ -148,7 +151,7 @@ pub async fn delete(state: &AppState, actor: &User, id: HypervisorId) -> Service
 /// Pins the SSH host key on first contact (or again with `repin`) and
 /// reports ssh, host key, API and node-name results.
 pub async fn check(state: &AppState, actor: &User, id: HypervisorId, repin: bool) -> ServiceResult<CheckReport> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let h = load(state, id).await?;
     if repin {
         tracing::warn!(target: "audit", by = %actor.username, hypervisor = %h.name, "host key re-pin requested");

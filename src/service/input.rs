@@ -33,3 +33,18 @@ pub fn label(field: &str, s: &str) -> ServiceResult<String> {
 pub fn required<T>(field: &str, v: Option<T>) -> ServiceResult<T> {
     v.ok_or_else(|| ServiceError::invalid(field, "is required"))
 }
+
+/// A JSON value (e.g. built from a web form) as a typed input, with errors
+/// naming the field like the API's.
+pub fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ServiceResult<T> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        let text = e.into_inner().to_string();
+        let field = if path != "." && !path.is_empty() {
+            path
+        } else {
+            text.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "form".into())
+        };
+        ServiceError::invalid(field, text)
+    })
+}

@@ -5,6 +5,7 @@
 
 pub mod hypervisors;
 pub mod input;
+pub mod overview;
 pub mod pairs;
 pub mod schedules;
 pub mod session;

@@ -11,6 +11,11 @@ use crate::domain::{Compress, Guest, HypervisorId, HypervisorRole, Mode, PairId,
 use crate::state::AppState;
 use crate::worker::jobs::backup::MIN_KEEP_LAST;
 
+/// Who may create, change, delete pairs (the UI shows the buttons by this).
+pub const MANAGE: Role = Role::Operator;
+/// Who may let drswitch replace an unmarked VM.
+pub const ADOPT: Role = Role::Admin;
+
 /// Fields of a VM pair. On create, the two hypervisors and VMIDs are
 /// required; on update every field is optional.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -36,6 +41,8 @@ pub struct PairInput {
     pub keep_monthly: Option<Option<i64>>,
     pub auto_failover: Option<bool>,
     pub enabled: Option<bool>,
+    /// Seconds the newest verified archive may age before the pair's RPO is breached (60 to 2678400; default 90000).
+    pub rpo_target_secs: Option<i64>,
 }
 
 /// A pair as shown to people, with its current recovery point age.
@@ -64,6 +71,17 @@ fn keep(field: &str, n: i64, min: u32) -> ServiceResult<u32> {
         Ok(n as u32)
     } else {
         Err(ServiceError::invalid(field, format!("must be an integer from {min} to 1000")))
+    }
+}
+
+/// SPEC: 25 h, a nightly backup with an hour to spare.
+pub const DEFAULT_RPO_TARGET: i64 = 90_000;
+
+fn rpo_target(n: i64) -> ServiceResult<i64> {
+    if (60..=31 * 86_400).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ServiceError::invalid("rpo_target_secs", "must be from 60 to 2678400 seconds (31 days)"))
     }
 }
 
@@ -141,7 +159,7 @@ pub async fn get(state: &AppState, actor: &User, id: PairId) -> ServiceResult<Pa
 }
 
 pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResult<PairView> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let src_vmid = required("src_vmid", b.src_vmid)?;
     let dst_vmid = required("dst_vmid", b.dst_vmid)?;
     let f = PairFields {
@@ -163,6 +181,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
         keep_monthly: keep_opt("keep_monthly", b.keep_monthly.flatten())?,
         auto_failover: b.auto_failover.unwrap_or(false),
         enabled: b.enabled.unwrap_or(true),
+        rpo_target_secs: rpo_target(b.rpo_target_secs.unwrap_or(DEFAULT_RPO_TARGET))?,
     };
     check_sides(state, &f).await?;
     check_target_free(state, &f, None).await?;
@@ -174,7 +193,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
 /// Changes only the fields given; changing the target makes the VM there
 /// "not ours" until a restore marks it or an admin adopts it.
 pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) -> ServiceResult<PairView> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let p = load(state, id).await?;
     let f = PairFields {
         name: match b.name {
@@ -207,6 +226,10 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
         },
         auto_failover: b.auto_failover.unwrap_or(p.auto_failover),
         enabled: b.enabled.unwrap_or(p.enabled),
+        rpo_target_secs: match b.rpo_target_secs {
+            Some(n) => rpo_target(n)?,
+            None => p.rpo_target_secs,
+        },
     };
     check_sides(state, &f).await?;
     check_target_free(state, &f, Some(p.id)).await?;
@@ -220,7 +243,7 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
 
 /// Deletes the pair and its schedules; its archives and task history are kept.
 pub async fn delete(state: &AppState, actor: &User, id: PairId) -> ServiceResult<()> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let p = load(state, id).await?;
     if state.db.pair_has_running_task(p.id).await? {
         return Err(ServiceError::Conflict("A task of this pair is running; cancel it or wait for it first.".into()));
@@ -242,7 +265,7 @@ pub async fn archives(state: &AppState, actor: &User, id: PairId) -> ServiceResu
 /// marker, at the pair's target: the next restore overwrites it and marks
 /// it. Admin only, logged with who did it; changing the target undoes it.
 pub async fn adopt(state: &AppState, actor: &User, id: PairId) -> ServiceResult<PairView> {
-    require(actor, Role::Admin)?;
+    require(actor, ADOPT)?;
     let p = load(state, id).await?;
     if !state.db.set_adopted(p.id).await? {
         return Err(busy("adopting its target"));

@@ -10,6 +10,9 @@ use crate::db::users::User;
 use crate::domain::{CronExpr, PairId, Role, ScheduleId, ScheduleKind, TimeZone, Timestamp};
 use crate::state::AppState;
 
+/// Who may create, change and delete schedules.
+pub const MANAGE: Role = Role::Operator;
+
 /// A schedule runs either daily at `hour`:`minute` or on a five-field
 /// `cron` expression, in `timezone` (default: the server's `TZ`).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -80,6 +83,28 @@ async fn check_pair(state: &AppState, pair_id: PairId) -> ServiceResult<()> {
     }
 }
 
+/// The next `n` run times of a timing as the form would store it (for the
+/// preview beside the form), checked by the same rules as a save.
+pub fn preview(
+    state: &AppState,
+    hour: Option<i64>,
+    minute: Option<i64>,
+    cron: Option<String>,
+    timezone: Option<TimeZone>,
+    n: usize,
+) -> ServiceResult<Vec<Timestamp>> {
+    let (_, _, cron) = timing(hour, minute, cron, state.settings.schedule_seconds)?;
+    let tz = timezone.unwrap_or(state.settings.timezone);
+    let mut out = Vec::new();
+    let mut after = Timestamp::now().to_datetime();
+    while out.len() < n {
+        let Some(next) = cron.next_after(after, &tz) else { break };
+        out.push(Timestamp::from_datetime(next));
+        after = next;
+    }
+    Ok(out)
+}
+
 pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<Schedule>> {
     require(actor, Role::Viewer)?;
     Ok(state.db.list_schedules(None).await?)
@@ -91,7 +116,7 @@ pub async fn get(state: &AppState, actor: &User, id: ScheduleId) -> ServiceResul
 }
 
 pub async fn create(state: &AppState, actor: &User, b: ScheduleInput) -> ServiceResult<Schedule> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let pair_id = required("pair_id", b.pair_id)?;
     let (hour, minute, cron) =
         timing(b.hour.flatten(), b.minute.flatten(), b.cron.flatten(), state.settings.schedule_seconds)?;
@@ -116,7 +141,7 @@ pub async fn create(state: &AppState, actor: &User, b: ScheduleInput) -> Service
 
 /// Changes only the fields given; a new timing replaces the old one whole.
 pub async fn update(state: &AppState, actor: &User, id: ScheduleId, b: ScheduleInput) -> ServiceResult<Schedule> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let s = state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))?;
     let timing_changed = b.hour.is_some() || b.minute.is_some() || b.cron.is_some();
     let (hour, minute, cron) = if timing_changed {
@@ -145,7 +170,7 @@ pub async fn update(state: &AppState, actor: &User, id: ScheduleId, b: ScheduleI
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: ScheduleId) -> ServiceResult<()> {
-    require(actor, Role::Operator)?;
+    require(actor, MANAGE)?;
     let s = state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))?;
     state.db.delete_schedule(s.id).await?;
     state.wake.schedules_changed();

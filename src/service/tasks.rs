@@ -8,6 +8,9 @@ use crate::domain::{ArchiveId, PairId, Role, TaskId, TaskKind, TaskStatus};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
+/// Who may queue and cancel tasks.
+pub const RUN: Role = Role::Operator;
+
 /// Queues `kind` for the pair; `archive_id` names the archive to restore.
 pub async fn queue(
     state: &AppState,
@@ -16,7 +19,7 @@ pub async fn queue(
     kind: TaskKind,
     archive_id: Option<ArchiveId>,
 ) -> ServiceResult<Task> {
-    require(actor, Role::Operator)?;
+    require(actor, RUN)?;
     let pair = super::pairs::load(state, pair_id).await?;
     if !pair.enabled {
         return Err(ServiceError::Conflict("This pair is disabled; enable it first.".into()));
@@ -58,7 +61,7 @@ pub async fn log(state: &AppState, actor: &User, id: TaskId, after: Option<i64>)
 /// worker, which cleans up and marks it cancelled (a replica being
 /// replaced is first left whole).
 pub async fn cancel(state: &AppState, actor: &User, id: TaskId) -> ServiceResult<Task> {
-    require(actor, Role::Operator)?;
+    require(actor, RUN)?;
     let before = state.db.task(id).await?.ok_or(ServiceError::NotFound("task"))?;
     if before.status.is_final() {
         return Err(ServiceError::Conflict(format!("The task already ended ({}).", before.status)));

@@ -10,6 +10,9 @@ use crate::db::users::{NewUser, User};
 use crate::domain::{LoginName, Role, UserId};
 use crate::state::AppState;
 
+/// Who may manage users.
+pub const MANAGE: Role = Role::Admin;
+
 /// Fields of a user; all optional on update.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,17 +39,17 @@ pub async fn load(state: &AppState, id: UserId) -> ServiceResult<User> {
 }
 
 pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<User>> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     Ok(state.db.list_users().await?)
 }
 
 pub async fn get(state: &AppState, actor: &User, id: UserId) -> ServiceResult<User> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     load(state, id).await
 }
 
 pub async fn create(state: &AppState, actor: &User, b: UserInput) -> ServiceResult<User> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let username = required("username", b.username)?;
     let full_name = match b.full_name {
         Some(n) => label("full_name", &n)?,
@@ -63,7 +66,7 @@ pub async fn create(state: &AppState, actor: &User, b: UserInput) -> ServiceResu
 }
 
 pub async fn update(state: &AppState, actor: &User, id: UserId, b: UserInput) -> ServiceResult<User> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let user = load(state, id).await?;
     if b.username.as_ref().is_some_and(|u| u.as_str() != user.username) {
         return Err(ServiceError::invalid("username", "cannot be changed; create a new user instead"));
@@ -88,12 +91,26 @@ pub async fn update(state: &AppState, actor: &User, id: UserId, b: UserInput) ->
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult<()> {
-    require(actor, Role::Admin)?;
+    require(actor, MANAGE)?;
     let user = load(state, id).await?;
     if user.role == Role::Admin && user.active && state.db.count_active_admins().await? <= 1 {
         return Err(ServiceError::Conflict("This is the last active admin; make another admin first.".into()));
     }
     state.db.delete_user(user.id).await?;
     tracing::info!(by = %actor.username, username = %user.username, "user deleted");
+    Ok(())
+}
+
+/// Changes the acting user's own password after checking the current one.
+pub async fn change_own_password(state: &AppState, actor: &User, current: String, new: String) -> ServiceResult<()> {
+    password::check_strength(&new).map_err(|m| ServiceError::invalid("password", m))?;
+    let (_, stored) = state.db.user_with_hash(&actor.username).await?.ok_or(ServiceError::NotFound("user"))?;
+    let ok = tokio::task::spawn_blocking(move || password::verify(&current, &stored)).await.unwrap_or(false);
+    if !ok {
+        return Err(ServiceError::BadCredentials);
+    }
+    let new_hash = hash("password", new).await?;
+    state.db.update_user(actor.id, &actor.full_name, actor.role, actor.active, Some(&new_hash)).await?;
+    tracing::info!(username = %actor.username, "password changed");
     Ok(())
 }

@@ -76,6 +76,7 @@ async fn world() -> World {
             keep_monthly: None,
             auto_failover: false,
             enabled: true,
+            rpo_target_secs: 90_000,
         })
         .await
         .unwrap();

@@ -1,0 +1,37 @@
+// drswitch: the little script the pages use (no inline scripts: the
+// Content-Security-Policy forbids them). Everything works without it except
+// the live refresh and the copy buttons.
+document.addEventListener("submit", function (e) {
+  var form = e.target;
+  var question = form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    e.preventDefault();
+  }
+}, true);
+document.addEventListener("click", function (e) {
+  var button = e.target.closest("[data-copy]");
+  if (!button) return;
+  var source = document.getElementById(button.getAttribute("data-copy"));
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+    var old = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(function () { button.textContent = old; }, 1500);
+  });
+});
+// Keep a growing task log scrolled to its end unless the reader scrolled up.
+document.addEventListener("htmx:beforeSwap", function (e) {
+  var log = document.getElementById("task-log");
+  if (log) log.dataset.stick = (log.scrollTop + log.clientHeight >= log.scrollHeight - 8) ? "1" : "0";
+});
+document.addEventListener("htmx:afterSwap", function () {
+  var log = document.getElementById("task-log");
+  if (log && log.dataset.stick !== "0") log.scrollTop = log.scrollHeight;
+});
+// The VM picker fills the VMID field it names.
+document.addEventListener("change", function (e) {
+  var target = e.target.getAttribute && e.target.getAttribute("data-fills");
+  if (!target || !e.target.value) return;
+  var field = document.querySelector("[name='" + target + "']");
+  if (field) field.value = e.target.value;
+});

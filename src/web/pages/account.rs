@@ -1,0 +1,104 @@
+//! The user's own account: change the password, create and revoke API
+//! tokens (a new token is shown once, with a copy button).
+
+use actix_session::Session;
+use actix_web::web;
+use maud::{html, Markup};
+
+use crate::domain::ApiTokenId;
+use crate::service::tokens::{self, TokenInput};
+use crate::service::ServiceError;
+use crate::state::AppState;
+use crate::web::auth::{flash, PageUser};
+use crate::web::form::Form;
+use crate::web::layout::page;
+use crate::web::view::{post_button, redirect, when};
+use crate::web::Page;
+
+async fn render(state: &AppState, me: &PageUser, new_token: Option<&str>, pw_error: Option<&str>) -> Page {
+    let list = tokens::list(state, &me.user).await?;
+    let body: Markup = html! {
+        h1 { "Account" }
+        div.row {
+            div.panel {
+                h2 { "Change password" }
+                @if let Some(e) = pw_error { div.flash.error role="alert" { (e) } }
+                form.stack method="post" action="/account/password" {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    label { "Current password" input type="password" name="current_password" autocomplete="current-password" required; }
+                    label { "New password" span.hint { "at least 8 characters" } input type="password" name="password" autocomplete="new-password" required; }
+                    div.actions { button type="submit" { "Change password" } }
+                }
+            }
+            div.panel {
+                h2 { "API tokens" }
+                p.muted { "For scripts and cron: " code { "curl -H 'Authorization: Bearer drs_…'" } }
+                @if let Some(t) = new_token {
+                    div.flash.ok role="status" {
+                        "New token — copy it now, it is shown only once:"
+                        div.copy-row { code #new-token { (t) } button.secondary type="button" data-copy="new-token" { "Copy" } }
+                    }
+                }
+                form.filters method="post" action="/account/tokens" {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    label { "Name" input type="text" name="name" placeholder="e.g. nightly cron on host x"; }
+                    button type="submit" { "Create token" }
+                }
+                @if list.is_empty() { p.muted { "No tokens yet." } } @else {
+                    div.table-wrap { table {
+                        thead { tr { th { "Name" } th { "Created" } th { "Last used" } th {} } }
+                        tbody { @for t in &list { tr {
+                            td { (t.name) }
+                            td { (when(t.created_at)) }
+                            td { @match t.last_used_at { Some(at) => { (when(at)) } None => { "never" } } }
+                            td { (post_button(&format!("/account/tokens/{}/revoke", t.id), "Revoke", &me.csrf, "danger", Some("Revoke this token? Scripts using it stop working."))) }
+                        } } }
+                    } }
+                }
+            }
+        }
+    };
+    Ok(page(me, "/account", "Account", body))
+}
+
+pub async fn page_(state: web::Data<AppState>, me: PageUser) -> Page {
+    render(&state, &me, None, None).await
+}
+
+pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
+    let current = f.get("current_password").unwrap_or_default().to_string();
+    let new = f.get("password").unwrap_or_default().to_string();
+    match crate::service::users::change_own_password(&state, &me.user, current, new).await {
+        Ok(()) => {
+            flash(&session, "ok", "Password changed.");
+            Ok(redirect("/account"))
+        }
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::BadCredentials)) => {
+            let text = match e {
+                ServiceError::BadCredentials => "The current password is not right.".to_string(),
+                other => other.to_string(),
+            };
+            render(&state, &me, None, Some(&text)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create_token(state: web::Data<AppState>, me: PageUser, f: Form) -> Page {
+    let input = TokenInput { name: f.get("name").map(str::to_string) };
+    let t = tokens::create(&state, &me.user, input).await?;
+    render(&state, &me, Some(&t.token), None).await
+}
+
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    me: PageUser,
+    session: Session,
+    path: web::Path<String>,
+    _f: Form,
+) -> Page {
+    let id: ApiTokenId = path.parse().map_err(|_| ServiceError::NotFound("token"))?;
+    tokens::revoke(&state, &me.user, id).await?;
+    flash(&session, "ok", "Token revoked.");
+    Ok(redirect("/account"))
+}

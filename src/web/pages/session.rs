@@ -1,0 +1,83 @@
+//! Logging in and out.
+
+use actix_session::Session;
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, DOCTYPE};
+
+use crate::auth::{LoginGuard, SESSION_USER};
+use crate::service::ServiceError;
+use crate::state::AppState;
+use crate::web::auth::csrf_token;
+use crate::web::form::Form;
+use crate::web::layout::head;
+use crate::web::view::redirect;
+use crate::web::Page;
+
+fn login_page(csrf: &str, username: &str, error: Option<&str>, status: actix_web::http::StatusCode) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("Log in"))
+            body {
+                main.login {
+                    h1 { "drswitch" }
+                    div.panel {
+                        @if let Some(e) = error { div.flash.error role="alert" { (e) } }
+                        form.stack method="post" action="/login" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            label { "Username" input type="text" name="username" value=(username) autocomplete="username" autofocus required; }
+                            label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                            button type="submit" { "Log in" }
+                        }
+                    }
+                    p.muted { "Disaster-recovery switch for Proxmox VE" }
+                }
+            }
+        }
+    };
+    HttpResponse::build(status).content_type("text/html; charset=utf-8").body(markup.into_string())
+}
+
+pub async fn login_form(session: Session) -> HttpResponse {
+    if matches!(session.get::<String>(SESSION_USER), Ok(Some(_))) {
+        return redirect("/");
+    }
+    login_page(&csrf_token(&session), "", None, actix_web::http::StatusCode::OK)
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    guard: web::Data<LoginGuard>,
+    session: Session,
+    req: HttpRequest,
+    form: Form,
+) -> Page {
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let username = form.get("username").unwrap_or_default().to_string();
+    let password = form.get("password").unwrap_or_default().to_string();
+    match crate::service::session::login(&state, &guard, &peer, &username, password).await {
+        Ok(user) => {
+            session.renew();
+            session.insert(SESSION_USER, user.id.to_string()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            // A new token for the logged-in session.
+            session.remove("csrf");
+            Ok(redirect("/"))
+        }
+        Err(e @ (ServiceError::BadCredentials | ServiceError::Throttled(_))) => {
+            let status = if matches!(e, ServiceError::Throttled(_)) {
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS
+            } else {
+                actix_web::http::StatusCode::UNAUTHORIZED
+            };
+            let text = e.to_string();
+            let text = text.get(..1).map(|f| f.to_uppercase() + &text[1..]).unwrap_or(text);
+            Ok(login_page(&csrf_token(&session), &username, Some(&text), status))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn logout(session: Session, _form: Form) -> HttpResponse {
+    session.purge();
+    redirect("/login")
+}

@@ -1,0 +1,118 @@
+//! Users (admin): register, change role, deactivate, reset a password.
+
+use actix_session::Session;
+use actix_web::web;
+use maud::html;
+
+use crate::domain::UserId;
+use crate::service::users::{self as svc, UserInput, MANAGE};
+use crate::service::ServiceError;
+use crate::state::AppState;
+use crate::web::auth::{flash, PageUser};
+use crate::web::form::{Form, Kind};
+use crate::web::layout::page;
+use crate::web::view::{form_error, input, redirect, select, when};
+use crate::web::Page;
+
+const FIELDS: &[(&str, Kind)] = &[
+    ("username", Kind::Text),
+    ("full_name", Kind::Text),
+    ("password", Kind::Text),
+    ("role", Kind::Text),
+    ("active", Kind::Flag),
+];
+
+fn roles() -> Vec<(String, String)> {
+    ["viewer", "operator", "admin"].iter().map(|r| (r.to_string(), r.to_string())).collect()
+}
+
+async fn render(state: &AppState, me: &PageUser, values: &dyn Fn(&str) -> String, err: Option<&ServiceError>) -> Page {
+    let users = svc::list(state, &me.user).await?;
+    let fields: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+    let body = html! {
+        h1 { "Users" }
+        div.table-wrap { table {
+            thead { tr { th { "Username" } th { "Name" } th { "Role" } th { "Active" } th { "Since" } th { "Change" } } }
+            tbody { @for u in &users { tr {
+                td { (u.username) }
+                td { (u.full_name) }
+                td { (u.role) }
+                td { @if u.active { span.badge.ok { "active" } } @else { span.badge.muted { "deactivated" } } }
+                td { (when(u.created_at)) }
+                td {
+                    form.filters method="post" action={ "/users/" (u.id) } {
+                        input type="hidden" name="csrf" value=(me.csrf);
+                        select name="role" { @for (r, _) in roles() { option value=(r) selected[r == u.role.as_str()] { (r) } } }
+                        select name="active" { option value="true" selected[u.active] { "active" } option value="false" selected[!u.active] { "deactivated" } }
+                        input type="password" name="password" placeholder="new password (optional)" autocomplete="new-password";
+                        button.secondary type="submit" { "Save" }
+                    }
+                }
+            } } }
+        } }
+        div.panel {
+            h2 { "Register user" }
+            @if let Some(e) = form_error(err, &fields) { div.flash.error role="alert" { (e) } }
+            form.stack method="post" action="/users" {
+                input type="hidden" name="csrf" value=(me.csrf);
+                div.two {
+                    (input("Username", "username", "text", &values("username"), None, err))
+                    (input("Full name", "full_name", "text", &values("full_name"), None, err))
+                }
+                div.two {
+                    (input("Password", "password", "password", "", Some("at least 8 characters"), err))
+                    (select("Role", "role", &roles(), &values("role"), err))
+                }
+                div.actions { button type="submit" { "Register user" } }
+            }
+        }
+    };
+    let mut resp = page(me, "/users", "Users", body);
+    if err.is_some() {
+        *resp.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(resp)
+}
+
+pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
+    crate::service::require(&me.user, MANAGE)?;
+    render(&state, &me, &|n| if n == "role" { "operator".into() } else { String::new() }, None).await
+}
+
+pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
+    let result = match f.input::<UserInput>(FIELDS) {
+        Ok(input) => svc::create(&state, &me.user, input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(u) => {
+            flash(&session, "ok", format!("User {} registered.", u.username));
+            Ok(redirect("/users"))
+        }
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
+            let values = f.values();
+            render(&state, &me, &values, Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    me: PageUser,
+    session: Session,
+    path: web::Path<String>,
+    f: Form,
+) -> Page {
+    let uid: UserId = path.parse().map_err(|_| ServiceError::NotFound("user"))?;
+    let result = match f.input::<UserInput>(FIELDS) {
+        Ok(input) => svc::update(&state, &me.user, uid, input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(u) => flash(&session, "ok", format!("User {} saved.", u.username)),
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Conflict(_))) => flash(&session, "error", e.to_string()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(redirect("/users"))
+}

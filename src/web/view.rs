@@ -1,0 +1,136 @@
+//! Small pieces every page uses: buttons that post, fields with their
+//! error, badges, human sizes and ages.
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use maud::{html, Markup};
+
+use crate::domain::{TaskStatus, Timestamp};
+use crate::service::ServiceError;
+
+/// A button that posts to `action` with the CSRF token; `confirm` asks
+/// first (a destructive action).
+pub fn post_button(action: &str, label: &str, csrf: &str, class: &str, confirm: Option<&str>) -> Markup {
+    html! {
+        form method="post" action=(action) data-confirm=[confirm] {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// After a POST: to `to` with a 303, so a reload does not post again.
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
+}
+
+/// The error of one form field, if the service named it.
+pub fn field_error<'a>(err: Option<&'a ServiceError>, name: &str) -> Option<&'a str> {
+    match err {
+        Some(ServiceError::Invalid { field, message } | ServiceError::Taken { field, message }) if field == name => {
+            Some(message.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// A labelled input that shows its error and keeps what was typed.
+pub fn input(
+    label: &str,
+    name: &str,
+    kind: &str,
+    value: &str,
+    hint: Option<&str>,
+    err: Option<&ServiceError>,
+) -> Markup {
+    let error = field_error(err, name);
+    html! {
+        label {
+            (label)
+            @if let Some(h) = hint { span.hint { (h) } }
+            input type=(kind) name=(name) value=(value) class=[error.map(|_| "invalid")];
+            @if let Some(e) = error { span.field-error { (e) } }
+        }
+    }
+}
+
+/// A select with the current value chosen.
+pub fn select(
+    label: &str,
+    name: &str,
+    options: &[(String, String)],
+    value: &str,
+    err: Option<&ServiceError>,
+) -> Markup {
+    let error = field_error(err, name);
+    html! {
+        label {
+            (label)
+            select name=(name) class=[error.map(|_| "invalid")] {
+                @for (v, text) in options {
+                    option value=(v) selected[v == value] { (text) }
+                }
+            }
+            @if let Some(e) = error { span.field-error { (e) } }
+        }
+    }
+}
+
+/// A checkbox that also sends "false" when unticked.
+pub fn checkbox(label: &str, name: &str, checked: bool) -> Markup {
+    html! {
+        input type="hidden" name=(name) value="false";
+        label.check { input type="checkbox" name=(name) value="true" checked[checked]; (label) }
+    }
+}
+
+/// The message of an error that no field shows.
+pub fn form_error(err: Option<&ServiceError>, fields: &[&str]) -> Option<String> {
+    let e = err?;
+    match e {
+        ServiceError::Invalid { field, .. } | ServiceError::Taken { field, .. } if fields.contains(&field.as_str()) => {
+            None
+        }
+        ServiceError::Internal(cause) => {
+            tracing::error!(%cause, "form failed");
+            Some("drswitch hit an internal error; the server log has the details.".into())
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+pub fn status_badge(status: TaskStatus) -> Markup {
+    let class = match status {
+        TaskStatus::Succeeded => "ok",
+        TaskStatus::Failed => "bad",
+        TaskStatus::Cancelled => "muted",
+        TaskStatus::Running => "info",
+        TaskStatus::Queued => "warn",
+    };
+    html! { span class={ "badge " (class) } { (status) } }
+}
+
+pub fn size(bytes: i64) -> String {
+    crate::worker::jobs::size(bytes.max(0) as u64)
+}
+
+/// "3 min ago" (rounded down; never negative).
+pub fn ago(t: Timestamp) -> String {
+    let secs = (Timestamp::now().millis() - t.millis()).max(0) / 1000;
+    duration(secs) + " ago"
+}
+
+/// 59 s, 12 min, 5 h 3 min, 2 d 4 h.
+pub fn duration(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// A timestamp as people read it (UTC).
+pub fn when(t: Timestamp) -> String {
+    t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
