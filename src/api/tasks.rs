@@ -36,6 +36,7 @@ pub struct TaskPage {
 pub struct TaskQuery {
     status: Option<String>,
     pair_id: Option<String>,
+    kind: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -96,7 +97,12 @@ pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<Tas
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<PairId>().map_err(|e| AppError::invalid("pair_id", e.0)))
         .transpose()?;
-    let filter = TaskFilter { status, pair_id, limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
+    let kind = q
+        .kind
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<TaskKind>().map_err(|e| AppError::invalid("kind", e.0)))
+        .transpose()?;
+    let filter = TaskFilter { status, pair_id, kind, limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
     let (items, total) = tasks::list(&state, &me.0, &filter).await?;
     Ok(HttpResponse::Ok().json(TaskPage { items, total, limit: filter.limit, offset: filter.offset }))
 }

@@ -92,6 +92,7 @@ pub struct NewTask<'a> {
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub pair_id: Option<PairId>,
+    pub kind: Option<TaskKind>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -132,25 +133,31 @@ impl Db {
     pub async fn list_tasks(&self, f: &TaskFilter) -> DbResult<(Vec<Task>, i64)> {
         let status = f.status.map(|s| s.as_str());
         let pair = f.pair_id.map(|p| p.to_string());
+        let kind = f.kind.map(|k| k.as_str());
         let rows = sqlx::query(
             "SELECT * FROM tasks WHERE (? IS NULL OR status = ?) AND (? IS NULL OR pair_id = ?) \
-             ORDER BY seq DESC LIMIT ? OFFSET ?",
+             AND (? IS NULL OR kind = ?) ORDER BY seq DESC LIMIT ? OFFSET ?",
         )
         .bind(status)
         .bind(status)
         .bind(pair.clone())
         .bind(pair.clone())
+        .bind(kind)
+        .bind(kind)
         .bind(f.limit)
         .bind(f.offset)
         .fetch_all(self.pool())
         .await?;
         let total = sqlx::query(
-            "SELECT COUNT(*) AS n FROM tasks WHERE (? IS NULL OR status = ?) AND (? IS NULL OR pair_id = ?)",
+            "SELECT COUNT(*) AS n FROM tasks WHERE (? IS NULL OR status = ?) AND (? IS NULL OR pair_id = ?) \
+             AND (? IS NULL OR kind = ?)",
         )
         .bind(status)
         .bind(status)
         .bind(pair.clone())
         .bind(pair)
+        .bind(kind)
+        .bind(kind)
         .fetch_one(self.pool())
         .await?;
         Ok((rows.iter().map(task).collect::<DbResult<_>>()?, get(&total, "n")?))

@@ -27,6 +27,8 @@ pub fn head(title: &str) -> Markup {
             meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
             title { (title) " · drswitch" }
             link rel="stylesheet" href="/static/style.css";
+            // No favicon request: the tab shows the title.
+            link rel="icon" href="data:,";
             script src="/static/htmx.min.js" defer {}
             script src="/static/app.js" defer {}
         }

@@ -342,7 +342,7 @@ fn charts(points: &[(String, i64, i64)]) -> Markup {
     if points.len() < 2 {
         return html! { p.muted { "Charts appear after two backups." } };
     }
-    let (w, h, pad) = (600.0_f64, 140.0_f64, 18.0_f64);
+    let (w, h, pad) = (600.0_f64, 150.0_f64, 22.0_f64);
     let n = points.len() as f64;
     let max_size = points.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64;
     let max_secs = points.iter().map(|p| p.2).max().unwrap_or(1).max(1) as f64;
@@ -365,7 +365,7 @@ fn charts(points: &[(String, i64, i64)]) -> Markup {
                     width=(format!("{:.1}", (step - 4.0).max(1.0))) height=(format!("{:.1}", bh)) { title { (p.0) ": " (size(p.1)) } }
             }
             polyline.line points=(line) {}
-            text x="4" y="12" { "size up to " (size(max_size as i64)) " · duration up to " (duration(max_secs as i64)) }
+            text x="4" y="13" { "bars: archive size (up to " (size(max_size as i64)) ") · line: backup duration (up to " (duration(max_secs as i64)) ")" }
         }
     }
 }
@@ -379,7 +379,7 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
     let (tasks, _) = crate::service::tasks::list(
         &state,
         &me.user,
-        &TaskFilter { status: None, pair_id: Some(p.id), limit: 50, offset: 0 },
+        &TaskFilter { status: None, pair_id: Some(p.id), kind: None, limit: 50, offset: 0 },
     )
     .await?;
     let schedules: Vec<_> =
@@ -460,7 +460,7 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
             (crate::web::pages::schedules::form(&me, p.id, &|_| String::new(), None))
         }
         h2 { "Recent tasks" }
-        (crate::web::pages::tasks::table(&tasks))
+        (crate::web::pages::tasks::table(&tasks, &|_| None))
     };
     Ok(page(&me, "/pairs", &p.name, body))
 }

@@ -23,18 +23,21 @@ fn id(raw: &str) -> Result<TaskId, ServiceError> {
     raw.parse().map_err(|_| ServiceError::NotFound("task"))
 }
 
-/// Tasks as a table, newest first.
-pub fn table(tasks: &[Task]) -> Markup {
+/// Tasks as a table, newest first; `pair` names a task's pair when the
+/// table mixes pairs.
+pub fn table(tasks: &[Task], pair: &dyn Fn(PairId) -> Option<String>) -> Markup {
+    let show_pair = tasks.iter().any(|t| pair(t.pair_id).is_some());
     html! {
         @if tasks.is_empty() { div.empty { "No tasks yet — queue one from a pair's page with Backup now." } } @else {
             div.table-wrap { table {
-                thead { tr { th { "Task" } th { "Kind" } th { "Status" } th { "Progress" } th { "Queued" } th { "By" } th { "Result" } } }
+                thead { tr { th { "Task" } @if show_pair { th { "Pair" } } th { "Kind" } th { "Status" } th { "Progress" } th { "Queued" } th { "By" } th { "Result" } } }
                 tbody { @for t in tasks { tr {
                     td { a.mono href={ "/tasks/" (t.id) } { (t.id.to_string().get(..8).unwrap_or("")) } }
+                    @if show_pair { td { (pair(t.pair_id).unwrap_or_default()) } }
                     td { (t.kind) }
                     td { (status_badge(t.status)) }
                     td { @if t.status == TaskStatus::Running { progress max="100" value=(t.progress) {} " " (t.phase) } @else { (t.progress) "%" } }
-                    td { (ago(t.created_at)) }
+                    td.nowrap { (ago(t.created_at)) }
                     td { (t.requested_by) }
                     td { (t.error.clone().unwrap_or_default()) }
                 } } }
@@ -56,11 +59,8 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
     let pair_id = q.pair_id.as_deref().filter(|s| !s.is_empty()).and_then(|s| s.parse::<PairId>().ok());
     let kind = q.kind.as_deref().filter(|s| !s.is_empty()).and_then(|s| s.parse::<TaskKind>().ok());
     let page_no = q.page.unwrap_or(1).max(1);
-    let filter = TaskFilter { status, pair_id, limit: PAGE, offset: (page_no - 1) * PAGE };
-    let (mut tasks, total) = svc::list(&state, &me.user, &filter).await?;
-    if let Some(k) = kind {
-        tasks.retain(|t| t.kind == k);
-    }
+    let filter = TaskFilter { status, pair_id, kind, limit: PAGE, offset: (page_no - 1) * PAGE };
+    let (tasks, total) = svc::list(&state, &me.user, &filter).await?;
     let pairs = crate::service::pairs::list(&state, &me.user).await?;
     let pages = (total + PAGE - 1) / PAGE;
     let link = |n: i64| {
@@ -89,7 +89,7 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
             button.secondary type="submit" { "Filter" }
         }
         div #task-table hx-get=(link(page_no)) hx-select="#task-table" hx-target="this" hx-swap="outerHTML" hx-trigger="every 5s" {
-            (table(&tasks))
+            (table(&tasks, &|p| pairs.iter().find(|v| v.pair.id == p).map(|v| v.pair.name.clone())))
         }
         div.pager {
             @if page_no > 1 { a.button.secondary href=(link(page_no - 1)) { "Newer" } }
