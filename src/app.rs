@@ -174,6 +174,8 @@ fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web:
             .app_data(guard.clone())
             .app_data(web::PayloadConfig::new(crate::api::body::MAX_BODY))
             .wrap(sessions)
+            // Pages, assets and JSON travel compressed when the client asks.
+            .wrap(actix_web::middleware::Compress::default())
             .wrap(tracing_actix())
             .configure(crate::api::routes)
             .configure(crate::web::routes)
