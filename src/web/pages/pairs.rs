@@ -467,7 +467,7 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
 
 fn archive_table(me: &PageUser, pair: PairId, archives: &[Archive], run: bool) -> Markup {
     html! {
-        @if archives.is_empty() { p.muted { "No archive yet — " "Backup now" " makes the first." } } @else {
+        @if archives.is_empty() { p.muted { "No archive yet." @if run { " Backup now makes the first." } } } @else {
             div.table-wrap { table {
                 thead { tr { th { "Archive" } th { "Taken" } th { "Size" } th { "SHA-256" } @if run { th {} } } }
                 tbody { @for a in archives { tr {

@@ -28,7 +28,7 @@ fn id(raw: &str) -> Result<TaskId, ServiceError> {
 pub fn table(tasks: &[Task], pair: &dyn Fn(PairId) -> Option<String>) -> Markup {
     let show_pair = tasks.iter().any(|t| pair(t.pair_id).is_some());
     html! {
-        @if tasks.is_empty() { div.empty { "No tasks yet — queue one from a pair's page with Backup now." } } @else {
+        @if tasks.is_empty() { div.empty { "No tasks yet — they appear here when a pair is backed up, replicated or restored." } } @else {
             div.table-wrap { table {
                 thead { tr { th { "Task" } @if show_pair { th { "Pair" } } th { "Kind" } th { "Status" } th { "Progress" } th { "Queued" } th { "By" } th { "Result" } } }
                 tbody { @for t in tasks { tr {
