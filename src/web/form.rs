@@ -48,6 +48,8 @@ impl FromRequest for Form {
 #[derive(Clone, Copy)]
 pub enum Kind {
     Text,
+    /// A password or secret: taken exactly as typed (spaces count).
+    Secret,
     Number,
     /// A checkbox: present means true; the form sends a hidden "false" first.
     Flag,
@@ -56,7 +58,12 @@ pub enum Kind {
 impl Form {
     /// The last value sent under `name`, trimmed; None when empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+        self.raw(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The last value sent under `name` exactly as typed; None when empty.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     /// The fields named in `schema` as the JSON object the API would take:
@@ -64,14 +71,18 @@ impl Form {
     pub fn json(&self, schema: &[(&str, Kind)]) -> ServiceResult<Value> {
         let mut map = Map::new();
         for (name, kind) in schema {
-            let Some(raw) = self.get(name) else { continue };
             let value = match kind {
-                Kind::Text => Value::String(raw.to_string()),
-                Kind::Number => match raw.parse::<i64>() {
+                Kind::Secret => match self.raw(name) {
+                    Some(raw) => Value::String(raw.to_string()),
+                    None => continue,
+                },
+                _ if self.get(name).is_none() => continue,
+                Kind::Text => Value::String(self.get(name).unwrap_or_default().to_string()),
+                Kind::Number => match self.get(name).unwrap_or_default().parse::<i64>() {
                     Ok(n) => Value::from(n),
                     Err(_) => return Err(ServiceError::invalid(*name, "must be a whole number")),
                 },
-                Kind::Flag => Value::Bool(matches!(raw, "true" | "on" | "1")),
+                Kind::Flag => Value::Bool(matches!(self.get(name), Some("true" | "on" | "1"))),
             };
             map.insert(name.to_string(), value);
         }

@@ -66,8 +66,8 @@ pub async fn page_(state: web::Data<AppState>, me: PageUser) -> Page {
 }
 
 pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let current = f.get("current_password").unwrap_or_default().to_string();
-    let new = f.get("password").unwrap_or_default().to_string();
+    let current = f.raw("current_password").unwrap_or_default().to_string();
+    let new = f.raw("password").unwrap_or_default().to_string();
     match crate::service::users::change_own_password(&state, &me.user, current, new).await {
         Ok(()) => {
             flash(&session, "ok", "Password changed.");

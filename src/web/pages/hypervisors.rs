@@ -27,7 +27,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("role", Kind::Text),
     ("api_port", Kind::Number),
     ("api_token_id", Kind::Text),
-    ("api_token_secret", Kind::Text),
+    ("api_token_secret", Kind::Secret),
     ("tls_fingerprint", Kind::Text),
     ("dump_dir", Kind::Text),
     ("restore_storage", Kind::Text),

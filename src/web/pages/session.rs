@@ -54,7 +54,7 @@ pub async fn login(
 ) -> Page {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let username = form.get("username").unwrap_or_default().to_string();
-    let password = form.get("password").unwrap_or_default().to_string();
+    let password = form.raw("password").unwrap_or_default().to_string();
     match crate::service::session::login(&state, &guard, &peer, &username, password).await {
         Ok(user) => {
             session.renew();

@@ -17,7 +17,7 @@ use crate::web::Page;
 const FIELDS: &[(&str, Kind)] = &[
     ("username", Kind::Text),
     ("full_name", Kind::Text),
-    ("password", Kind::Text),
+    ("password", Kind::Secret),
     ("role", Kind::Text),
     ("active", Kind::Flag),
 ];

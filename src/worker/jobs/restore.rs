@@ -110,8 +110,10 @@ pub async fn run_restore(
             }
             return Ok(());
         }
-        // No VM was there before: nothing to roll back to. What the failed
-        // qmrestore may have left stays ours to replace (the record stays).
+        // No VM was there before: nothing to roll back to. No record is
+        // kept either: a VM found there later may not be one this task made
+        // (someone may have created it meanwhile), so replacing it takes the
+        // marker or an admin's adoption.
         Err((e, false)) => return Err(e),
         Err((e, true)) => e,
     };
