@@ -101,9 +101,16 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
 }
 
 /// The part of a task's page that changes while it runs.
-fn live_part(t: &Task, rate: Option<f64>, oob: bool) -> Markup {
+fn live_part(me: &PageUser, t: &Task, oob: bool) -> Markup {
+    let rate = rate(t);
     html! {
         div #task-live hx-swap-oob=[oob.then_some("outerHTML")] {
+            // Only while the task can still be stopped.
+            @if !t.status.is_final() && me.user.role.allows(RUN) {
+                div.actions {
+                    (post_button(&format!("/tasks/{}/cancel", t.id), "Cancel", &me.csrf, "danger", Some("Cancel this task?")))
+                }
+            }
             p {
                 "Status " span #task-status { (status_badge(t.status)) }
                 " · phase " strong #task-phase { (t.phase) }
@@ -138,16 +145,13 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
         h1 { "Task " span.mono { (t.id.to_string().get(..8).unwrap_or("")) } " · " (t.kind) }
         div.actions {
             @if let Some(p) = &pair { a.button.secondary href={ "/pairs/" (p.id) } { "Pair " (p.name) } }
-            @if running && me.user.role.allows(RUN) {
-                (post_button(&format!("/tasks/{}/cancel", t.id), "Cancel", &me.csrf, "danger", Some("Cancel this task?")))
-            }
         }
         div.panel {
             // Polls while the task runs: the status part is replaced, new log
             // lines are appended after the last one shown.
             div hx-get={ "/tasks/" (t.id) "/live?after=" (last) } hx-trigger=[running.then_some("every 1s")]
                 hx-swap="none" #task-poller {}
-            (live_part(&t, rate(&t), false))
+            (live_part(&me, &t, false))
             dl.facts {
                 dt { "Queued" } dd { (when(t.created_at)) " by " (t.requested_by) }
                 @if let Some(s) = t.started_at { dt { "Started" } dd { (when(s)) } }
@@ -179,7 +183,7 @@ pub async fn live(state: web::Data<AppState>, me: PageUser, path: web::Path<Stri
     let body = html! {
         div #task-poller hx-swap-oob="true" hx-get={ "/tasks/" (t.id) "/live?after=" (last) }
             hx-trigger=[running.then_some("every 1s")] hx-swap="none" {}
-        (live_part(&t, rate(&t), true))
+        (live_part(&me, &t, true))
         @if !lines.is_empty() {
             pre #task-log hx-swap-oob="beforeend" {
                 @for l in &lines { span.line data-seq=(l.seq) { (when(l.at)) "  " (l.line) "\n" } }
