@@ -3,7 +3,8 @@
 # when they are missing. Safe to run again.
 set -euo pipefail
 
-packages=(openssh-server openssh-client rsync mariadb-server mariadb-client lzop zstd openssl python3 iproute2)
+packages=(openssh-server openssh-client rsync mariadb-server mariadb-client lzop zstd openssl python3 iproute2
+          chromium chromium-driver python3-selenium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

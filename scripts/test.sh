@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every drswitch test: installs what the tests need when missing,
 # starts a throwaway MariaDB on loopback, then runs the Rust suite against
-# SQLite and against MariaDB, and the lab's own tests.
+# SQLite and against MariaDB, the lab's own tests, and the web UI in a
+# real browser (tests/ui).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,11 @@ DRSWITCH_TEST_MYSQL_URL="$url" cargo test --quiet --test '*' 2>&1 | tee "$work/m
 echo "== Lab and break-glass script tests"
 /usr/bin/python3 -m unittest discover -s lab/tests 2>&1 | tee "$work/lab.out"
 
+echo "== Web UI in headless Chromium"
+/usr/bin/python3 -m unittest discover -s tests/ui 2>&1 | tee "$work/ui.out"
+
 passed=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$work/sqlite.out" "$work/mysql.out")
 lab=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/lab.out")
-echo "$((passed + lab)) passed, 0 failed"
+ui=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/ui.out")
+ui_skipped=$(sed -n 's/^OK (.*skipped=\([0-9]*\).*/\1/p' "$work/ui.out")
+echo "$((passed + lab + ui - ${ui_skipped:-0})) passed, 0 failed"

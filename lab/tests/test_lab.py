@@ -111,7 +111,7 @@ class Shutdown(unittest.TestCase):
         session = lab.ssh_popen("solo", "sleep 600")  # a session must not outlive the lab
         wait_for(lambda: "sleep 600" in subprocess.run(["ps", "ax"], capture_output=True, text=True).stdout)
         lab.proc.stdin.close()
-        self.assertEqual(lab.proc.wait(timeout=20), 0)
+        self.assertEqual(lab.proc.wait(timeout=60), 0)
         self.assertFalse(any(port_open(*p) for p in ports))
         session.communicate(timeout=10)
         wait_for(lambda: "sleep 600" not in subprocess.run(["ps", "ax"], capture_output=True, text=True).stdout)
@@ -121,7 +121,7 @@ class Shutdown(unittest.TestCase):
         lab = Lab("solo")
         ports = self._ports(lab)
         lab.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(lab.proc.wait(timeout=20), 0)
+        self.assertEqual(lab.proc.wait(timeout=60), 0)
         self.assertFalse(any(port_open(*p) for p in ports))
         lab.close()
 

@@ -99,11 +99,11 @@ impl Hypervisor for FakeHv {
             Ok::<_, HvError>((path, name, std::mem::take(&mut h.cancel_next_dump)))
         })?;
         on(HvEvent::Line("INFO: creating vzdump archive"));
-        on(HvEvent::Percent(50));
+        on(HvEvent::Progress { percent: 50, done: 0, total: 0 });
         if cancelled || cancel.is_cancelled() {
             return Err(HvError::Cancelled);
         }
-        on(HvEvent::Percent(100));
+        on(HvEvent::Progress { percent: 100, done: 0, total: 0 });
         Ok(Dumped { path, name: name.parse().map_err(|_| failed("bad archive name"))? })
     }
 
@@ -134,7 +134,7 @@ impl Hypervisor for FakeHv {
             h.guests.insert(v, FakeGuest::default());
             Ok((data, h.fail_next_restore.take(), h.cancel_during_restore.take()))
         })?;
-        on(HvEvent::Percent(50));
+        on(HvEvent::Progress { percent: 50, done: 0, total: 0 });
         if let Some(token) = user_cancel {
             token.cancel();
         }
@@ -149,7 +149,7 @@ impl Hypervisor for FakeHv {
             return Err(failed(msg));
         }
         self.with(|h| h.guests.insert(v, FakeGuest { disk: data, running: false, tags: Vec::new() }));
-        on(HvEvent::Percent(100));
+        on(HvEvent::Progress { percent: 100, done: 0, total: 0 });
         Ok(())
     }
 

@@ -68,8 +68,9 @@ pub struct DumpOptions {
 pub enum HvEvent<'a> {
     /// A line of the host's own output, for the task log.
     Line(&'a str),
-    /// How far the operation is, 0–100.
-    Percent(u8),
+    /// How far the operation is: percent 0–100 and, when the host says,
+    /// bytes done of bytes in all.
+    Progress { percent: u8, done: u64, total: u64 },
 }
 
 /// The archive a dump produced.

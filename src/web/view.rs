@@ -120,17 +120,32 @@ pub fn ago(t: Timestamp) -> String {
     duration(secs) + " ago"
 }
 
-/// 59 s, 12 min, 5 h 3 min, 2 d 4 h.
+/// 59 s, 12 min, 5 h 3 min, 25 h, 2 d 4 h: hours up to two days, the way
+/// RPO targets are usually given.
 pub fn duration(secs: i64) -> String {
+    let unit =
+        |n: i64, u: &str, m: i64, mu: &str| if m == 0 { format!("{n} {u}") } else { format!("{n} {u} {m} {mu}") };
     match secs {
         s if s < 60 => format!("{s} s"),
         s if s < 3600 => format!("{} min", s / 60),
-        s if s < 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s < 172_800 => unit(s / 3600, "h", s % 3600 / 60, "min"),
+        s => unit(s / 86_400, "d", s % 86_400 / 3600, "h"),
     }
 }
 
 /// A timestamp as people read it (UTC).
 pub fn when(t: Timestamp) -> String {
     t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_like_people_say_them() {
+        assert_eq!(super::duration(42), "42 s");
+        assert_eq!(super::duration(90_000), "25 h");
+        assert_eq!(super::duration(3_660), "1 h 1 min");
+        assert_eq!(super::duration(2 * 86_400), "2 d");
+        assert_eq!(super::duration(2 * 86_400 + 7_200), "2 d 2 h");
+    }
 }

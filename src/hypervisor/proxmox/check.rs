@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -19,13 +19,13 @@ use crate::hypervisor::ssh::SshTarget;
 use crate::hypervisor::HvError;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Probe {
     pub ok: bool,
     pub message: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckReport {
     /// True when ssh, the host key, the API and the node name all check out.
     pub ok: bool,

@@ -36,8 +36,9 @@ impl ProxmoxCli {
 /// Passes a line of Proxmox output on, with its percent when it has one.
 fn report(on: &mut (dyn FnMut(HvEvent<'_>) + Send), line: &str) {
     on(HvEvent::Line(line));
-    if let Some(p) = percent(line) {
-        on(HvEvent::Percent(p));
+    if let Some(percent) = percent(line) {
+        let (done, total) = bytes(line, percent).unwrap_or((0, 0));
+        on(HvEvent::Progress { percent, done, total });
     }
 }
 
@@ -57,6 +58,36 @@ pub fn percent(line: &str) -> Option<u8> {
         return None;
     }
     num.trim().parse::<u8>().ok().filter(|p| *p <= 100)
+}
+
+/// Bytes done and in all from a progress line: vzdump's `(1.0 MiB of 8.0
+/// MiB)`, or qmrestore's `(read 343605248 bytes, …)` with the total worked
+/// out from the percent.
+pub fn bytes(line: &str, percent: u8) -> Option<(u64, u64)> {
+    let inside = line.split_once(" (")?.1;
+    if let Some(read) = inside.strip_prefix("read ") {
+        let done: u64 = read.split_whitespace().next()?.parse().ok()?;
+        let total = if percent > 0 { done * 100 / u64::from(percent) } else { 0 };
+        return Some((done, total));
+    }
+    let (done, rest) = inside.split_once(" of ")?;
+    let total = rest.split_once(')')?.0;
+    Some((size_text(done)?, size_text(total)?))
+}
+
+/// `1.0 MiB`, `32.0 GiB`, `0.0 B` → bytes.
+fn size_text(s: &str) -> Option<u64> {
+    let (num, unit) = s.trim().split_once(' ')?;
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0_f64.powi(4),
+        _ => return None,
+    };
+    Some((n * scale) as u64)
 }
 
 /// `INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-…'` → the path.
@@ -371,6 +402,12 @@ mod tests {
         assert_eq!(percent("progress 7% (read 343605248 bytes, duration 0 sec)"), Some(7));
         assert_eq!(percent("INFO: backup is sparse: 27.51 GiB (85%) total zero data"), None);
         assert_eq!(percent("INFO: status = stopped"), None);
+        assert_eq!(
+            bytes("INFO:  12% (1.0 MiB of 8.0 MiB) in 5s, read: 195.3 KiB/s, write: 97.7 KiB/s", 12),
+            Some((1 << 20, 8 << 20))
+        );
+        assert_eq!(bytes("progress 50% (read 4194304 bytes, duration 1 sec)", 50), Some((4 << 20, 8 << 20)));
+        assert_eq!(bytes("INFO: backup is sparse: 27.51 GiB (85%) total zero data", 85), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn tiles(o: &Overview) -> Markup {
                                     (Some(_), Some(at)) => { strong { (ago(at)) } }
                                     _ => { strong { "no archive yet" } }
                                 }
-                                " · target " (duration(v.pair.rpo_target_secs))
+                                " · " span.nowrap { "target " (duration(v.pair.rpo_target_secs)) }
                             }
                             @if let Some(t) = task {
                                 span {

@@ -263,14 +263,28 @@ async fn detail_page(state: &AppState, me: &PageUser, raw: &str, report: Option<
     Ok(page(me, "/hypervisors", &h.name, body))
 }
 
-pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<String>) -> Page {
-    detail_page(&state, &me, &path, None).await
+/// The report of the last connection test, shown once after the redirect.
+const SESSION_REPORT: &str = "check_report";
+
+pub async fn detail(state: web::Data<AppState>, me: PageUser, session: Session, path: web::Path<String>) -> Page {
+    let report = session.remove_as::<CheckReport>(SESSION_REPORT).and_then(Result::ok);
+    detail_page(&state, &me, &path, report.as_ref()).await
 }
 
-pub async fn check(state: web::Data<AppState>, me: PageUser, path: web::Path<String>, f: Form) -> Page {
+/// Runs the test, then shows the hypervisor's page with its report (a
+/// reload of that page does not test again).
+pub async fn check(
+    state: web::Data<AppState>,
+    me: PageUser,
+    session: Session,
+    path: web::Path<String>,
+    f: Form,
+) -> Page {
+    let hid = id(&path)?;
     let repin = f.get("repin") == Some("true");
-    let report = svc::check(&state, &me.user, id(&path)?, repin).await?;
-    detail_page(&state, &me, &path, Some(&report)).await
+    let report = svc::check(&state, &me.user, hid, repin).await?;
+    session.insert(SESSION_REPORT, &report).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(redirect(&format!("/hypervisors/{hid}")))
 }
 
 pub async fn edit_form(state: web::Data<AppState>, me: PageUser, path: web::Path<String>) -> Page {

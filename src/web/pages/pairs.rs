@@ -365,7 +365,13 @@ fn charts(points: &[(String, i64, i64)]) -> Markup {
                     width=(format!("{:.1}", (step - 4.0).max(1.0))) height=(format!("{:.1}", bh)) { title { (p.0) ": " (size(p.1)) } }
             }
             polyline.line points=(line) {}
-            text x="4" y="13" { "bars: archive size (up to " (size(max_size as i64)) ") · line: backup duration (up to " (duration(max_secs as i64)) ")" }
+            @for (i, p) in points.iter().enumerate() {
+                circle.dot cx=(format!("{:.1}", pad + step * (i as f64 + 0.5)))
+                    cy=(format!("{:.1}", h - pad - (h - 2.0 * pad) * p.2 as f64 / max_secs)) r="3" { title { (p.0) ": " (duration(p.2)) } }
+            }
+            text x="4" y="14" { "bars: archive size, up to " (size(max_size as i64)) " · line: backup duration, up to " (duration(max_secs as i64)) }
+            text x="4" y=(format!("{:.0}", h - 5.0)) { (points.first().map(|p| p.0.as_str()).unwrap_or("")) }
+            text x=(format!("{:.0}", w - 4.0)) y=(format!("{:.0}", h - 5.0)) text-anchor="end" { (points.last().map(|p| p.0.as_str()).unwrap_or("")) }
         }
     }
 }

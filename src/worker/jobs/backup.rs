@@ -99,7 +99,9 @@ pub async fn run_backup(
     let dumped = {
         let mut on = |e: HvEvent<'_>| match e {
             HvEvent::Line(line) => rep.output(line),
-            HvEvent::Percent(p) => rep.progress("dumping", dump.at(f64::from(p) / 100.0), 0, 0),
+            HvEvent::Progress { percent, done, total } => {
+                rep.progress("dumping", dump.at(f64::from(percent) / 100.0), done as i64, total as i64)
+            }
         };
         hv.dump(pair.src_vmid, &opts, cancel, &mut on).await
     };

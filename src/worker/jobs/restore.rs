@@ -276,7 +276,9 @@ async fn install(
     let rep = ctx.reporter();
     let mut on = |e: HvEvent<'_>| match e {
         HvEvent::Line(line) => rep.output(line),
-        HvEvent::Percent(p) => rep.progress("restoring", span.at(f64::from(p) / 100.0 * 0.9), 0, 0),
+        HvEvent::Progress { percent, done, total } => {
+            rep.progress("restoring", span.at(f64::from(percent) / 100.0 * 0.9), done as i64, total as i64)
+        }
     };
     // Over an existing VM, --force may have wiped it whatever the error.
     hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, shield, &mut on)

@@ -1,0 +1,807 @@
+"""The web UI in a real browser (headless Chromium through Selenium) against
+`drswitch serve` and the simulated Proxmox lab.
+
+One lab, one drswitch and one browser serve the whole module. The tests are
+numbered in the order a sysadmin would go: later ones reuse what earlier
+ones made, and make it through the JSON API themselves when run alone.
+
+Run: /usr/bin/python3 -m unittest discover -s tests/ui -v
+"""
+import datetime
+import os
+import re
+import unittest
+import urllib.parse
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
+
+import harness
+from harness import ADMIN, ADMIN_PW, FINAL, UUID, Api, Page, wait_until
+
+SUITE = None
+FAILURES = "/tmp/drswitch-ui-failures"
+
+
+def setUpModule():
+    global SUITE
+    SUITE = harness.Suite().start()
+
+
+def tearDownModule():
+    if SUITE is not None:
+        SUITE.stop()
+
+
+# What several tests need, made through the API when no earlier test made it.
+
+def hypervisors():
+    """dc1 (role dc) and drc1 (role drc) registered from the lab's details."""
+    for name, role in (("dc1", "dc"), ("drc1", "drc")):
+        if name not in SUITE.ids:
+            h = SUITE.api.post("/api/v1/hypervisors", SUITE.lab.hypervisor_body(name, role), expect=201)
+            SUITE.ids[name] = h["id"]
+    return SUITE.ids["dc1"], SUITE.ids["drc1"]
+
+
+def pinned():
+    """Both lab hosts registered and their SSH host keys pinned."""
+    dc, drc = hypervisors()
+    for hid in (dc, drc):
+        if not SUITE.api.get(f"/api/v1/hypervisors/{hid}").get("host_key_fingerprint"):
+            report = SUITE.api.post(f"/api/v1/hypervisors/{hid}/check", {}, expect=200)
+            assert report["ok"], report
+    return dc, drc
+
+
+def vm100():
+    if "vm100" not in SUITE.ids:
+        SUITE.lab.create_vm("dc1", 100, "8M")
+        SUITE.ids["vm100"] = True
+
+
+def pair():
+    """The main pair: dc1 VM 100 to drc1 VM 9100, its keys pinned."""
+    dc, drc = pinned()
+    vm100()
+    if "pair" not in SUITE.ids:
+        p = SUITE.api.post("/api/v1/pairs", {"name": "web01", "src_hypervisor_id": dc, "src_vmid": 100,
+                                             "dst_hypervisor_id": drc, "dst_vmid": 9100}, expect=201)
+        SUITE.ids["pair"] = p["id"]
+    return SUITE.ids["pair"]
+
+
+def archive():
+    """At least one verified archive of the main pair; returns the newest."""
+    pid = pair()
+    archives = SUITE.api.get(f"/api/v1/pairs/{pid}/archives")
+    archives = archives["items"] if isinstance(archives, dict) else archives
+    if not archives:
+        task = SUITE.api.post(f"/api/v1/pairs/{pid}/backup", {}, expect=202)
+        assert SUITE.api.wait_task(task["id"])["status"] == "succeeded"
+        archives = SUITE.api.get(f"/api/v1/pairs/{pid}/archives")
+        archives = archives["items"] if isinstance(archives, dict) else archives
+    return archives[0]
+
+
+def api_tasks(**query):
+    q = urllib.parse.urlencode({"limit": 500, **query})
+    return SUITE.api.get(f"/api/v1/tasks?{q}")
+
+
+class UiTest(unittest.TestCase):
+    """Logged in as the admin unless a test says otherwise."""
+
+    login_as_admin = True
+
+    def setUp(self):
+        self.s = SUITE
+        self.p = Page(SUITE)
+        self.d = SUITE.driver
+        if self.login_as_admin:
+            self.p.ensure_user(ADMIN, ADMIN_PW)
+
+    def tearDown(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        failed = result is not None and any(t is self for t, _ in result.errors + result.failures)
+        if failed:
+            os.makedirs(FAILURES, exist_ok=True)
+            shot = os.path.join(FAILURES, self.id().rsplit(".", 1)[-1] + ".png")
+            try:
+                self.d.save_screenshot(shot)
+                print(f"\n  failure screenshot: {shot} (page {self.d.current_url})")
+            except Exception:
+                pass
+            server = self.s.server
+            if server and server.proc.poll() is not None:
+                print(f"\n  drswitch exited with {server.proc.returncode}; its log ends:\n{server.log()[-3000:]}")
+        # Never leave a dialog open for the next test.
+        try:
+            self.d.switch_to.alert.dismiss()
+        except Exception:
+            pass
+        # Whatever the test did, the browser saw nothing break the page's policy.
+        violations = [e["message"] for e in self.p.console_errors()
+                      if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
+        if not failed:
+            self.assertEqual(violations, [], "the browser blocked something on these pages")
+
+    # Page readers
+
+    def facts(self, scope=None):
+        """A `dl.facts` as {dt text: dd text}."""
+        dl = (scope or self.d).find_element(By.CSS_SELECTOR, "dl.facts")
+        dts = dl.find_elements(By.TAG_NAME, "dt")
+        dds = dl.find_elements(By.TAG_NAME, "dd")
+        return {dt.text: dd.text for dt, dd in zip(dts, dds)}
+
+    def h1(self):
+        return self.p.css("h1").text
+
+    def row_with_link(self, text):
+        """The table row whose link says `text`, as a list of cell texts."""
+        for tr in self.d.find_elements(By.CSS_SELECTOR, "table tbody tr"):
+            links = tr.find_elements(By.TAG_NAME, "a")
+            if any(a.text == text for a in links):
+                return [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        return None
+
+    def post_form_actions(self):
+        return sorted(urllib.parse.urlsplit(f.get_attribute("action")).path
+                      for f in self.d.find_elements(By.CSS_SELECTOR, "form[method='post']"))
+
+    def task_state(self):
+        """(progress value, status text, phase text, log line seqs) of a task page."""
+        progress = int(float(self.p.css("#task-progress").get_attribute("value")))
+        status = self.p.css("#task-status").text.strip()
+        phase = self.p.css("#task-phase").text.strip()
+        seqs = [int(s) for s in self.d.execute_script(
+            "return Array.from(document.querySelectorAll('#task-log .line')).map(l => l.dataset.seq)")]
+        return progress, status, phase, seqs
+
+    def task_id_from_path(self):
+        m = re.fullmatch(f"/tasks/({UUID})", self.p.path())
+        self.assertIsNotNone(m, f"not a task page: {self.p.path()}")
+        return m.group(1)
+
+
+class T01Login(UiTest):
+    login_as_admin = False
+
+    def test_01_log_in(self):
+        self.d.delete_all_cookies()
+        self.p.open("/pairs")
+        self.assertEqual(self.p.path(), "/login", "a page sends a stranger to the login form")
+        self.assertEqual(self.p.who(), None)
+        self.p.fill({"username": ADMIN, "password": ADMIN_PW})
+        self.p.click_and_wait_load(self.p.button("Log in"))
+        self.assertEqual(self.p.path(), "/")
+        self.assertEqual(self.h1(), "Dashboard")
+        self.assertEqual(self.p.who(), "admin · admin")
+        nav = [a.text for a in self.p.css_all("header nav a")]
+        self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Tasks", "Schedules", "Archives", "Users",
+                               "Account"])
+        self.assertEqual(self.p.css("header nav a.active").text, "Dashboard")
+        self.assertEqual(len(self.p.buttons("Log out")), 1)
+
+    def test_02_log_out(self):
+        self.p.ensure_user(ADMIN, ADMIN_PW)
+        self.p.open("/hypervisors")
+        self.assertEqual(self.p.path(), "/hypervisors")
+        self.p.click_and_wait_load(self.p.button("Log out"))
+        self.assertEqual(self.p.path(), "/login")
+        self.assertEqual(self.p.who(), None)
+        self.assertEqual(len(self.p.buttons("Log in")), 1)
+        # Logged out: pages send to the login form again.
+        self.p.open("/hypervisors")
+        self.assertEqual(self.p.path(), "/login")
+        self.p.open("/")
+        self.assertEqual(self.p.path(), "/login")
+
+    def test_03_wrong_password_shows_an_error(self):
+        self.d.delete_all_cookies()
+        self.p.open("/login")
+        self.p.fill({"username": ADMIN, "password": "not-the-password"})
+        self.p.click_and_wait_load(self.p.button("Log in"))
+        self.assertEqual(self.p.path(), "/login")
+        error = self.p.css(".flash.error")
+        self.assertEqual(error.text, "Wrong username or password.")
+        self.assertEqual(self.p.field("username").get_attribute("value"), ADMIN, "the username is kept")
+        self.assertEqual(self.p.field("password").get_attribute("value"), "", "the password is not echoed")
+        self.assertEqual(self.p.who(), None)
+        self.p.open("/")
+        self.assertEqual(self.p.path(), "/login", "a failed login does not log in")
+
+
+class T04Hypervisors(UiTest):
+    def add_through_form(self, name, role):
+        lab = self.s.lab.hosts[name]
+        self.p.open("/hypervisors")
+        self.p.click_and_wait_load(self.p.link("Add hypervisor"))
+        self.assertEqual(self.p.path(), "/hypervisors/new")
+        # The defaults a sysadmin starts from.
+        self.assertEqual(self.p.field("ssh_port").get_attribute("value"), "22")
+        self.assertEqual(self.p.field("ssh_user").get_attribute("value"), "root")
+        self.assertEqual(self.p.field("api_port").get_attribute("value"), "8006")
+        self.assertTrue(self.p.field("enabled").is_selected())
+        self.p.fill({
+            "name": name, "role": role, "host": lab["address"], "node": lab["node"],
+            "ssh_port": lab["ssh_port"], "api_port": lab["api_port"], "api_token_id": lab["api_token_id"],
+            "api_token_secret": lab["api_token_secret"], "tls_fingerprint": lab["tls_fingerprint"],
+            "dump_dir": lab["dump_dir"],
+        })
+        self.p.click_and_wait_load(self.p.button("Add hypervisor"))
+        m = re.fullmatch(f"/hypervisors/({UUID})", self.p.path())
+        self.assertIsNotNone(m, f"after adding: {self.p.path()} {self.p.flash()}")
+        self.assertIn(f"Hypervisor {name} added.", self.p.flash())
+        self.assertEqual(self.h1(), f"{name} {role}")
+        facts = self.facts()
+        self.assertEqual(facts["Address"], f"{lab['address']}:{lab['ssh_port']} (ssh user root)")
+        self.assertEqual(facts["Proxmox node"], lab["node"])
+        self.assertEqual(facts["API"], f"https://{lab['address']}:{lab['api_port']}")
+        self.assertEqual(facts["API token"], f"{lab['api_token_id']} (secret stored)")
+        self.assertEqual(facts["TLS pin"], lab["tls_fingerprint"])
+        self.assertEqual(facts["Dump directory"], lab["dump_dir"])
+        self.assertEqual(facts["Restore storage"], "local-lvm")
+        self.assertEqual(facts["Enabled"], "yes")
+        self.assertIn("not checked yet", facts["SSH host key"])
+        self.assertNotIn(lab["api_token_secret"], self.d.page_source, "the token secret is write-only")
+        stored = self.s.api.get(f"/api/v1/hypervisors/{m.group(1)}")
+        self.assertEqual((stored["name"], stored["role"], stored["ssh_port"], stored["api_port"]),
+                         (name, role, lab["ssh_port"], lab["api_port"]))
+        return m.group(1)
+
+    def test_04_add_hypervisors_through_the_form(self):
+        for name, role in (("dc1", "dc"), ("drc1", "drc")):
+            if name in self.s.ids:
+                self.skipTest(f"{name} exists already")
+            self.s.ids[name] = self.add_through_form(name, role)
+
+    def test_05_list_shows_them(self):
+        dc, drc = hypervisors()
+        names = {h: self.s.api.get(f"/api/v1/hypervisors/{h}")["name"] for h in (dc, drc)}
+        self.p.open("/hypervisors")
+        self.assertEqual(self.h1(), "Hypervisors")
+        header = [self.p.text_of(th) for th in self.p.css_all("table thead th")]
+        self.assertEqual(header, ["Name", "Role", "Address", "Node", "Host key", "State"])
+        for hid, lab_name, role in ((dc, "dc1", "dc"), (drc, "drc1", "drc")):
+            lab = self.s.lab.hosts[lab_name]
+            row = self.row_with_link(names[hid])
+            self.assertIsNotNone(row, f"{names[hid]} is not listed")
+            self.assertEqual(row[1:4], [role, f"{lab['address']}:{lab['ssh_port']}", lab["node"]])
+            self.assertIn(row[4], ("pinned", "not checked yet"))
+            self.assertEqual(row[5], "enabled")
+            href = self.p.link(names[hid]).get_attribute("href")
+            self.assertTrue(href.endswith(f"/hypervisors/{hid}"), href)
+        # The middleware's key, to install on each host.
+        with open(os.path.join(self.s.server.env["DATA_DIR"], "ssh", "id_ed25519.pub")) as f:
+            key = f.read().strip()
+        self.assertEqual(self.p.css("#install-key").text, f"echo '{key}' >> /root/.ssh/authorized_keys")
+
+    def test_06_edit_a_hypervisor(self):
+        _, drc = hypervisors()
+        self.p.open(f"/hypervisors/{drc}")
+        self.p.click_and_wait_load(self.p.link("Edit"))
+        self.assertEqual(self.p.path(), f"/hypervisors/{drc}/edit")
+        lab = self.s.lab.hosts["drc1"]
+        self.assertEqual(self.p.field("host").get_attribute("value"), lab["address"])
+        self.assertEqual(self.p.field("ssh_port").get_attribute("value"), str(lab["ssh_port"]))
+        self.assertEqual(self.p.field("role").get_attribute("value"), "drc")
+        self.assertEqual(self.p.field("tls_fingerprint").get_attribute("value"), lab["tls_fingerprint"])
+        self.assertEqual(self.p.field("api_token_secret").get_attribute("value"), "", "secrets are never sent back")
+        self.p.fill({"name": "drc1-recovery", "restore_storage": "local-lvm"})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.assertEqual(self.p.path(), f"/hypervisors/{drc}")
+        self.assertIn("Hypervisor drc1-recovery saved.", self.p.flash())
+        self.assertEqual(self.h1(), "drc1-recovery drc")
+        facts = self.facts()
+        self.assertEqual(facts["API token"], f"{lab['api_token_id']} (secret stored)",
+                         "saving without retyping the secret keeps the stored one")
+        self.assertEqual(facts["Address"], f"{lab['address']}:{lab['ssh_port']} (ssh user root)")
+        self.p.open("/hypervisors")
+        self.assertIsNotNone(self.row_with_link("drc1-recovery"))
+        self.assertIsNone(self.row_with_link("drc1"))
+
+    def test_07_delete_a_spare_hypervisor(self):
+        spare = self.s.api.post("/api/v1/hypervisors", {"name": "spare-drc", "host": "127.0.0.1", "node": "spare",
+                                                         "role": "drc"}, expect=201)
+        self.p.open(f"/hypervisors/{spare['id']}")
+        self.assertEqual(self.h1(), "spare-drc drc")
+        # Dismissing the question keeps it.
+        self.p.button("Delete").click()
+        question = self.p.confirm(accept=False)
+        self.assertIn("Delete this hypervisor?", question)
+        self.assertEqual(self.p.path(), f"/hypervisors/{spare['id']}")
+        self.s.api.get(f"/api/v1/hypervisors/{spare['id']}", expect=200)
+        # Accepting deletes it.
+        self.p.click_confirm_and_wait_load(self.p.button("Delete"), accept=True)
+        self.assertEqual(self.p.path(), "/hypervisors")
+        self.assertIn("Hypervisor deleted.", self.p.flash())
+        self.assertIsNone(self.row_with_link("spare-drc"))
+        self.s.api.get(f"/api/v1/hypervisors/{spare['id']}", expect=404)
+
+    def test_08_test_connection_pins_the_host_key(self):
+        dc, drc = hypervisors()
+        for hid, lab_name in ((dc, "dc1"), (drc, "drc1")):
+            lab = self.s.lab.hosts[lab_name]
+            self.p.open(f"/hypervisors/{hid}")
+            self.p.click_and_wait_load(self.p.button("Test connection"))
+            report = self.p.css("#check-report")
+            rows = {r[0]: (r[1], r[2]) for r in self.p.table_rows(report)}
+            self.assertEqual(list(rows), ["Host key", "SSH", "Proxmox API", "Node name"])
+            for what, (badge, message) in rows.items():
+                self.assertEqual(badge, "ok", f"{lab_name} {what}: {message}")
+            self.assertIn("all good", report.find_element(By.TAG_NAME, "h2").text)
+            self.assertIn(f"Host key fingerprint: {lab['host_key_sha256']}", report.text)
+            if lab_name == "dc1":
+                self.p.screenshot("hypervisor.png")
+            # Pinned: the page shows the key from now on.
+            self.p.open(f"/hypervisors/{hid}")
+            self.assertEqual(self.facts()["SSH host key"], lab["host_key_sha256"])
+            self.assertEqual(len(self.p.buttons("Re-pin host key")), 1)
+        self.p.open("/hypervisors")
+        for hid in (dc, drc):
+            name = self.s.api.get(f"/api/v1/hypervisors/{hid}")["name"]
+            self.assertEqual(self.row_with_link(name)[4], "pinned")
+
+
+class T09Pairs(UiTest):
+    def test_09_add_a_pair(self):
+        if "pair" in self.s.ids:
+            self.skipTest("the pair exists already")
+        dc, drc = pinned()
+        vm100()
+        drc_name = self.s.api.get(f"/api/v1/hypervisors/{drc}")["name"]
+        self.p.open("/pairs")
+        self.p.click_and_wait_load(self.p.link("Add pair"))
+        self.assertEqual(self.p.path(), "/pairs/new")
+        self.p.fill({"src_hypervisor_id": dc})
+        # The picker lists the DC host's VMs from its Proxmox API and fills the VMID.
+        pick = self.p.until(lambda d: self.p.css("#vm-picker select[name='src_vmid_pick']"),
+                            message="the VM picker did not list the DC host's VMs")
+        options = [o.text for o in pick.find_elements(By.TAG_NAME, "option")]
+        self.assertIn("100 · vm100 (running)", options)
+        Select(pick).select_by_value("100")
+        self.assertEqual(self.p.field("src_vmid").get_attribute("value"), "100")
+        self.p.fill({"name": "web01", "dst_hypervisor_id": drc, "dst_vmid": 9100})
+        self.p.click_and_wait_load(self.p.button("Add pair"))
+        m = re.fullmatch(f"/pairs/({UUID})", self.p.path())
+        self.assertIsNotNone(m, f"after adding: {self.p.path()} {self.p.flash()}")
+        self.s.ids["pair"] = m.group(1)
+        self.assertIn("Pair web01 added.", self.p.flash())
+        self.assertTrue(self.h1().startswith("web01"), self.h1())
+        facts = self.facts()
+        self.assertEqual(facts["DC VM"], "dc1 / VM 100 (qemu)")
+        self.assertEqual(facts["DRC replica"], f"{drc_name} / VM 9100")
+        self.assertEqual(facts["Backup"], "snapshot mode, zstd, keep 3")
+        self.assertEqual(facts["After restore"], "start the replica")
+        self.assertEqual(facts["RPO target"], "25 h")
+        self.assertIn("No archive yet.", self.d.find_element(By.TAG_NAME, "main").text)
+
+    def test_10_list_pairs(self):
+        pid = pair()
+        dc, drc = pinned()
+        drc_name = self.s.api.get(f"/api/v1/hypervisors/{drc}")["name"]
+        name = self.s.api.get(f"/api/v1/pairs/{pid}")["name"]
+        self.p.open("/pairs")
+        self.assertEqual(self.h1(), "VM pairs")
+        header = [self.p.text_of(th) for th in self.p.css_all("table thead th")]
+        self.assertEqual(header, ["Name", "DC VM", "DRC replica", "Recovery point", "State"])
+        row = self.row_with_link(name)
+        self.assertIsNotNone(row, f"pair {name} is not listed")
+        self.assertEqual(row[1:3], ["dc1 / 100", f"{drc_name} / 9100"])
+        self.assertRegex(row[3], r"^(no archive|.+ old)$")
+        self.assertEqual(row[4], "enabled")
+        self.p.click_and_wait_load(self.p.link(name))
+        self.assertEqual(self.p.path(), f"/pairs/{pid}")
+
+    def test_11_edit_a_pair(self):
+        pid = pair()
+        self.p.open(f"/pairs/{pid}")
+        self.p.click_and_wait_load(self.p.link("Edit"))
+        self.assertEqual(self.p.path(), f"/pairs/{pid}/edit")
+        self.assertEqual(self.p.field("src_vmid").get_attribute("value"), "100")
+        self.assertEqual(self.p.field("dst_vmid").get_attribute("value"), "9100")
+        self.assertEqual(self.p.field("compress").get_attribute("value"), "zstd")
+        self.p.fill({"keep_last": 4, "rpo_target_secs": 86400})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.assertEqual(self.p.path(), f"/pairs/{pid}")
+        self.assertIn("saved.", self.p.flash())
+        facts = self.facts()
+        self.assertEqual(facts["Backup"], "snapshot mode, zstd, keep 4")
+        self.assertEqual(facts["RPO target"], "24 h")
+        stored = self.s.api.get(f"/api/v1/pairs/{pid}")
+        self.assertEqual((stored["keep_last"], stored["rpo_target_secs"], stored["src_vmid"], stored["dst_vmid"]),
+                         (4, 86400, 100, 9100))
+
+    def test_12_delete_a_pair(self):
+        dc, drc = hypervisors()
+        spare = self.s.api.post("/api/v1/pairs", {"name": "spare-pair", "src_hypervisor_id": dc, "src_vmid": 101,
+                                                  "dst_hypervisor_id": drc, "dst_vmid": 9101}, expect=201)
+        self.p.open("/pairs")
+        self.assertIsNotNone(self.row_with_link("spare-pair"))
+        self.p.open(f"/pairs/{spare['id']}")
+        question = self.p.click_confirm_and_wait_load(self.p.button("Delete"), accept=True)
+        self.assertIn("Delete this pair", question)
+        self.assertEqual(self.p.path(), "/pairs")
+        self.assertIn("Pair deleted", self.p.flash())
+        self.assertIsNone(self.row_with_link("spare-pair"))
+        self.s.api.get(f"/api/v1/pairs/{spare['id']}", expect=404)
+
+
+class T13Users(UiTest):
+    def test_13_register_a_user_and_log_in_as_them(self):
+        self.p.open("/users")
+        self.assertEqual(self.h1(), "Users")
+        form = self.p.css("form[action='/users']")
+        self.assertEqual(self.p.field("role", form).get_attribute("value"), "operator", "operator is the default role")
+        self.p.fill({"username": "olivia", "full_name": "Olivia Operator", "password": "olivia-password-1",
+                     "role": "operator"}, form)
+        self.p.click_and_wait_load(self.p.button("Register user", form))
+        self.assertEqual(self.p.path(), "/users")
+        self.assertIn("User olivia registered.", self.p.flash())
+        rows = {r[0]: r for r in self.p.table_rows()}
+        self.assertIn("olivia", rows)
+        self.assertEqual(rows["olivia"][1:4], ["Olivia Operator", "operator", "active"])
+        self.p.click_and_wait_load(self.p.button("Log out"))
+        self.p.fill({"username": "olivia", "password": "olivia-password-1"})
+        self.p.click_and_wait_load(self.p.button("Log in"))
+        self.assertEqual(self.p.path(), "/")
+        self.assertEqual(self.p.who(), "olivia · operator")
+        nav = [a.text for a in self.p.css_all("header nav a")]
+        self.assertNotIn("Users", nav)
+        self.p.open("/users")
+        self.assertIn("Forbidden", self.h1(), "an operator may not manage users")
+
+
+class T14Tasks(UiTest):
+    def queue_from_pair_page(self, label, pid, confirm=False):
+        self.p.open(f"/pairs/{pid}")
+        if confirm:
+            self.p.click_confirm_and_wait_load(self.p.button(label), accept=True)
+        else:
+            self.p.click_and_wait_load(self.p.button(label))
+        return self.task_id_from_path()
+
+    def test_14_backup_now_and_watch_it_live(self):
+        pid = pair()
+        self.s.lab.hook("dc1", "vzdump-slow", "2500000")  # ~3 s of dumping: several progress steps
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "vzdump-slow")
+        tid = self.queue_from_pair_page("Backup now", pid)
+        self.assertIn("backup", self.h1())
+        self.d.execute_script("window.__marker = 1;")
+        first = self.task_state()
+        samples = [first]
+
+        def finished(_):
+            state = self.task_state()
+            if state != samples[-1]:
+                samples.append(state)
+            return state[1] in FINAL
+
+        self.p.until(finished, timeout=60, message="the task page never showed a final status")
+        progress, status, phase, seqs = samples[-1]
+        self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the page was reloaded")
+        self.assertEqual(status, "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
+        self.assertTrue(any(s[1] == "running" for s in samples), f"never seen running: {samples}")
+        self.assertEqual(self.p.buttons("Cancel"), [], "a finished task still offers Cancel")
+        self.assertEqual(progress, 100)
+        self.assertEqual(self.p.css("#task-percent").text, "100%")
+        running = [s[0] for s in samples if s[1] == "running"]
+        self.assertEqual(running, sorted(running), f"progress went backwards: {running}")
+        self.assertGreaterEqual(len(set(p for p in running if 0 < p < 100)), 2,
+                                f"the bar did not move while running: {running}")
+        self.assertGreater(len(seqs), len(first[3]), "no log lines were appended")
+        self.assertEqual(seqs[:len(first[3])], first[3], "the lines shown at first were replaced")
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "log lines are missing or doubled")
+        api_log = self.s.api.get(f"/api/v1/tasks/{tid}/log")
+        api_log = api_log["items"] if isinstance(api_log, dict) else api_log
+        self.assertEqual(len(seqs), len(api_log), "the page's log differs from the task's log")
+        self.assertIn("Backup job finished successfully", self.p.css("#task-log").text)
+        self.assertEqual(self.s.api.get(f"/api/v1/tasks/{tid}")["status"], "succeeded")
+        self.s.ids["backup_task"] = tid
+
+    def test_14a_running_task_shows_bytes_and_rate(self):
+        # SPEC 6.1: a running task shows its progress bar, its phase, bytes and rate.
+        pid = pair()
+        self.s.lab.hook("dc1", "vzdump-slow", "1000000")
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "vzdump-slow")
+        tid = self.queue_from_pair_page("Backup now", pid)
+        self.addCleanup(lambda: self.s.api.wait_task(tid))
+        self.addCleanup(self.s.api.post, f"/api/v1/tasks/{tid}/cancel")
+        self.p.until(lambda d: (lambda s: s[1] == "running" and s[2] == "dumping" and 10 <= s[0] < 100)(
+            self.task_state()), timeout=30, message="the backup never got going")
+        line = self.p.css(".progress-line").text
+        self.assertRegex(line, r"\d+(\.\d+)? (B|KiB|MiB|GiB) of \d+(\.\d+)? (B|KiB|MiB|GiB)",
+                         f"no bytes done of total while {self.task_state()[2]}: {line!r}")
+        self.assertRegex(line, r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", f"no transfer rate: {line!r}")
+
+    def test_15_restore_from_the_pair_page(self):
+        pid = pair()
+        newest = archive()
+        self.p.open(f"/pairs/{pid}")
+        table = self.d.find_element(By.XPATH, "//h2[normalize-space()='Archives']/following-sibling::div[1]")
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        self.assertGreaterEqual(len(rows), 1)
+        self.assertEqual(rows[0].find_element(By.TAG_NAME, "td").text, newest["file_name"])
+        self.assertRegex(newest["file_name"], r"^vzdump-qemu-100-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d\.vma\.zst$")
+        question = self.p.click_confirm_and_wait_load(self.p.button("Restore", rows[0]), accept=True)
+        self.assertIn("Restore this archive", question)
+        tid = self.task_id_from_path()
+        self.assertIn("restore", self.h1())
+        self.p.until(lambda d: self.task_state()[1] in FINAL, timeout=90,
+                     message="the restore never showed a final status")
+        progress, status, _, _ = self.task_state()
+        self.assertEqual(status, "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
+        self.assertEqual(progress, 100)
+        task = self.s.api.get(f"/api/v1/tasks/{tid}")
+        self.assertEqual((task["kind"], task["status"], task["archive_id"]), ("restore", "succeeded", newest["id"]))
+        self.assertEqual(self.s.lab.vm_status("drc1", 9100), "running")
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(self.facts()["Replica marker"], "replica restored by drswitch")
+
+    def test_16_schedule_a_daily_backup(self):
+        pid = pair()
+        name = self.s.api.get(f"/api/v1/pairs/{pid}")["name"]
+        # Half a day away, so it cannot fall due while the suite runs.
+        # Europe/Istanbul is UTC+3 all year.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        local_hour = (now.hour + 3 + 12) % 24
+        utc_hour = (local_hour - 3) % 24
+        self.p.open(f"/pairs/{pid}")
+        form = self.p.css("#schedule-form")
+        self.assertEqual(form.find_element(By.TAG_NAME, "h2").text, "Schedule backup")
+        self.p.fill({"kind": "backup", "hour": local_hour, "minute": 30, "timezone": "Europe/Istanbul"}, form)
+        # The preview follows the typing: wait for the one of the whole input.
+        expected = re.compile(r"Next runs: (\d{4}-\d\d-\d\d %02d:30:00) UTC(, \d{4}-\d\d-\d\d %02d:30:00 UTC){4}$"
+                              % (utc_hour, utc_hour))
+        preview = self.p.until(
+            lambda d: (lambda t: t if expected.match(t) else None)(self.p.css("#schedule-preview").text),
+            message=f"the preview never showed five daily runs at {utc_hour:02}:30 UTC")
+        runs = re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", preview)
+        self.p.click_and_wait_load(self.p.button("Schedule backup", form))
+        self.assertEqual(self.p.path(), f"/pairs/{pid}")
+        self.assertIn(f"Scheduled; the next run is {runs[0]} UTC.", self.p.flash())
+        self.p.open("/schedules")
+        self.assertEqual(self.h1(), "Schedules")
+        row = self.row_with_link(name)
+        self.assertIsNotNone(row, "the schedule is not listed")
+        when = f"daily {local_hour:02}:30 Europe/Istanbul"
+        self.assertEqual(row[1:6], ["backup", when, f"{runs[0]} UTC", "never", ""])
+        next_run = datetime.datetime.strptime(runs[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        self.assertTrue(now < next_run <= now + datetime.timedelta(hours=24), runs[0])
+        # Disable shows no next run; Enable brings it back.
+        self.p.click_and_wait_load(self.p.button("Disable"))
+        row = self.row_with_link(name)
+        self.assertEqual(row[3], "disabled")
+        self.assertEqual(len(self.p.buttons("Enable")), 1)
+        self.p.click_and_wait_load(self.p.button("Enable"))
+        row = self.row_with_link(name)
+        self.assertEqual(row[3], f"{runs[0]} UTC")
+        self.assertEqual(len(self.p.buttons("Disable")), 1)
+
+    def test_17_task_list_and_status_filter(self):
+        pid = pair()
+        archive()
+        # One failed backup, so the filter has something to tell apart.
+        self.s.lab.hook("dc1", "vzdump-fail", "disk on fire")
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "vzdump-fail")
+        failed = self.s.api.post(f"/api/v1/pairs/{pid}/backup", {}, expect=202)
+        self.assertEqual(self.s.api.wait_task(failed["id"])["status"], "failed")
+        everything = api_tasks()
+        self.p.open("/tasks")
+        self.assertEqual(self.h1(), "Tasks")
+        links = [a.text for a in self.p.css_all("#task-table tbody tr td:first-child a")]
+        self.assertEqual(links, [t["id"][:8] for t in everything["items"]], "newest first, all of them")
+        self.assertIn(f"{everything['total']} tasks", self.p.css(".pager").text)
+        failed_row = [r for r in self.p.table_rows(self.p.css("#task-table")) if r[0] == failed["id"][:8]][0]
+        self.assertIn("failed", failed_row)
+        self.assertTrue(any("disk on fire" in c for c in failed_row), failed_row)
+        for status in ("succeeded", "failed"):
+            self.p.fill({"status": status}, self.p.css("form.filters"))
+            self.p.click_and_wait_load(self.p.button("Filter"))
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.d.current_url).query)
+            self.assertEqual(query.get("status"), [status])
+            self.assertEqual(self.p.field("status").get_attribute("value"), status, "the filter stays chosen")
+            expected = [t["id"][:8] for t in api_tasks(status=status)["items"]]
+            self.assertGreaterEqual(len(expected), 1)
+            rows = self.p.table_rows(self.p.css("#task-table"))
+            self.assertEqual([r[0] for r in rows], expected)
+            status_col = [self.p.text_of(th) for th in self.p.css_all("#task-table thead th")].index("Status")
+            self.assertEqual({r[status_col] for r in rows}, {status})
+        self.assertIn(failed["id"][:8], [r[0] for r in rows])
+
+    def test_18_cancel_a_running_task(self):
+        pid = pair()
+        self.s.lab.hook("dc1", "vzdump-slow", "200000")  # 8 MiB at 200 kB/s: ~40 s unless cancelled
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "vzdump-slow")
+        tid = self.queue_from_pair_page("Backup now", pid)
+        self.p.until(lambda d: (lambda s: s[1] == "running" and s[2] == "dumping" and 0 < s[0] < 100)(
+            self.task_state()), timeout=30, message="the backup never showed progress")
+        self.assertEqual(len(self.p.buttons("Cancel")), 1)
+        self.p.screenshot("task-running.png")
+        progress, status, _, _ = self.task_state()
+        self.assertEqual(status, "running", "the screenshot must show a running task")
+        self.assertLess(progress, 100)
+        question = self.p.click_confirm_and_wait_load(self.p.button("Cancel"), accept=True)
+        self.assertEqual(question, "Cancel this task?")
+        self.assertEqual(self.p.path(), f"/tasks/{tid}")
+        self.assertIn("Cancel requested", self.p.flash())
+        self.p.until(lambda d: self.task_state()[1] == "cancelled", timeout=30,
+                     message="the page never showed the task cancelled")
+        self.assertEqual(self.s.api.get(f"/api/v1/tasks/{tid}")["status"], "cancelled")
+        self.assertEqual(self.p.buttons("Cancel"), [], "a cancelled task still offers Cancel")
+        # Nothing half-written is left on the DC host.
+        wait_until(lambda: self.s.lab.dump_files("dc1") == [], timeout=15, what="dc1's dump dir emptied")
+
+
+class T19Access(UiTest):
+    def test_19_a_viewer_sees_no_action_buttons(self):
+        pid = pair()
+        dc, _ = hypervisors()
+        self.s.api.post("/api/v1/users", {"username": "vera", "full_name": "Vera Viewer",
+                                          "password": "vera-password-1", "role": "viewer"}, expect=201)
+        self.p.login("vera", "vera-password-1")
+        self.assertEqual(self.p.who(), "vera · viewer")
+        self.assertNotIn("Users", [a.text for a in self.p.css_all("header nav a")])
+        pair_name = self.s.api.get(f"/api/v1/pairs/{pid}")["name"]
+        pages = {
+            "/pairs": "VM pairs",
+            f"/pairs/{pid}": pair_name,
+            "/hypervisors": "Hypervisors",
+            f"/hypervisors/{dc}": "dc1",
+            "/schedules": "Schedules",
+            "/archives": "Archives",
+            "/tasks": "Tasks",
+            "/": "Dashboard",
+        }
+        for path, heading in pages.items():
+            self.p.open(path)
+            self.assertTrue(self.h1().startswith(heading), f"{path}: {self.h1()}")
+            main = self.d.find_element(By.TAG_NAME, "main")
+            for label in ("Backup now", "Replicate now", "Restore", "Delete", "Cancel", "Test connection",
+                          "Schedule backup", "Disable", "Enable", "Add pair", "Add hypervisor", "Edit"):
+                found = main.find_elements(
+                    By.XPATH, f".//*[(self::button or self::a) and normalize-space()={harness.xpath_str(label)}]")
+                self.assertEqual(found, [], f"{path} offers {label!r} to a viewer")
+            self.assertEqual(self.post_form_actions(), ["/logout"], f"{path} has forms a viewer may not post")
+        # The pages still show the data.
+        self.p.open("/pairs")
+        self.assertIsNotNone(self.row_with_link(pair_name))
+        self.p.open("/pairs/new")
+        self.assertIn("Forbidden", self.h1())
+
+    def test_20_form_post_without_csrf_is_refused(self):
+        dc, drc = hypervisors()
+        admin = Api(self.s.base).login(ADMIN, ADMIN_PW)
+        page = admin.request("GET", "/pairs/new")
+        self.assertEqual(page.status, 200, "the API login's cookie opens pages too")
+        self.assertIn("Add pair", page.text)
+        before = len(self.s.api.get("/api/v1/pairs"))
+        fields = {"name": "csrf-less", "src_hypervisor_id": dc, "src_vmid": "100", "dst_hypervisor_id": drc,
+                  "dst_vmid": "9300"}
+        form = "application/x-www-form-urlencoded"
+        r = admin.request("POST", "/pairs", fields, content_type=form)
+        self.assertEqual(r.status, 403, r.text[:500])
+        self.assertIn("The form expired or did not come from drswitch", r.text)
+        r = admin.request("POST", "/pairs", {**fields, "csrf": "0" * 64}, content_type=form)
+        self.assertEqual(r.status, 403, "a wrong token is refused too")
+        self.assertEqual(len(self.s.api.get("/api/v1/pairs")), before, "nothing was created")
+        # The same post with the page's token is taken: the token was what was missing.
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+        r = admin.request("POST", "/pairs", {**fields, "csrf": token}, content_type=form)
+        self.assertEqual(r.status, 303, r.text[:500])
+        created = r.headers["Location"].rsplit("/", 1)[-1]
+        self.s.api.delete(f"/api/v1/pairs/{created}", expect=204)
+
+    def test_21_a_script_in_a_name_shows_as_text(self):
+        evil = "<script>alert(1)</script>"
+        h = self.s.api.post("/api/v1/hypervisors", {"name": evil, "host": "127.0.0.1", "node": "xss",
+                                                    "role": "drc"}, expect=201)
+        self.addCleanup(self.s.api.delete, f"/api/v1/hypervisors/{h['id']}")
+        for path in ("/hypervisors", f"/hypervisors/{h['id']}", "/"):
+            self.p.open(path)
+            self.assertTrue(self.p.no_alert(), f"{path} ran the script in a name")
+            if path == f"/hypervisors/{h['id']}":
+                self.assertEqual(self.h1(), f"{evil} drc")
+            else:
+                self.assertEqual([a.text for a in self.p.links(evil)], [evil], f"{path} does not show the name")
+            inline = self.d.execute_script(
+                "return Array.from(document.scripts).filter(s => !s.src).map(s => s.textContent)")
+            self.assertEqual(inline, [], f"{path} has inline scripts")
+            self.assertTrue(self.p.no_alert(), f"{path} ran the script in a name")
+
+    def test_22_field_error_keeps_what_was_typed(self):
+        dc, drc = hypervisors()
+        before = len(self.s.api.get("/api/v1/pairs"))
+        self.p.open("/pairs/new")
+        typed = {"name": "typo-pair", "src_hypervisor_id": dc, "src_vmid": 100, "dst_hypervisor_id": drc,
+                 "dst_vmid": 99, "keep_last": 5, "compress": "lzo", "mode": "stop"}
+        self.p.fill(typed)
+        self.p.click_and_wait_load(self.p.button("Add pair"))
+        self.assertEqual(self.p.path(), "/pairs")
+        self.assertEqual(self.h1(), "Add pair")
+        dst = self.p.field("dst_vmid")
+        self.assertIn("invalid", dst.get_attribute("class").split())
+        errors = dst.find_elements(By.XPATH, "./ancestor::label[1]//*[contains(@class,'field-error')]")
+        self.assertEqual(len(errors), 1, "the error is not next to dst_vmid")
+        self.assertIn("100", errors[0].text, f"the message should give the allowed range: {errors[0].text}")
+        self.assertEqual(len(self.p.css_all(".field-error")), 1, "only the faulty field is marked")
+        for name, value in typed.items():
+            self.assertEqual(self.p.field(name).get_attribute("value"), str(value), f"{name} was not kept")
+        self.assertEqual(len(self.s.api.get("/api/v1/pairs")), before, "nothing was created")
+
+
+class T23More(UiTest):
+    def test_23_create_a_token_shown_once(self):
+        self.p.open("/account")
+        self.assertEqual(self.h1(), "Account")
+        self.p.fill({"name": "nightly cron"}, self.p.css("form[action='/account/tokens']"))
+        self.p.click_and_wait_load(self.p.button("Create token"))
+        token = self.p.css("#new-token").text.strip()
+        self.assertTrue(token.startswith("drs_"), token)
+        api = Api(self.s.base)
+        me = api.request("GET", "/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(me.status, 200, me.text)
+        self.assertEqual(me.json()["username"], ADMIN)
+        self.p.open("/account")
+        self.assertEqual(self.p.css_all("#new-token"), [], "the token is shown only once")
+        self.assertIn("nightly cron", [r[0] for r in self.p.table_rows()])
+
+    def test_24_pages_forbid_inline_scripts(self):
+        admin = Api(self.s.base).login(ADMIN, ADMIN_PW)
+        anonymous = Api(self.s.base)
+        for client, path in ((anonymous, "/login"), (admin, "/"), (admin, "/pairs"), (admin, "/tasks")):
+            r = client.request("GET", path)
+            self.assertEqual(r.status, 200, path)
+            csp = r.headers.get("Content-Security-Policy", "")
+            self.assertIn("script-src 'self'", csp, path)
+            self.assertNotIn("unsafe-inline", csp, path)
+            self.assertIsNone(re.search(r"<script(?![^>]*\bsrc=)[^>]*>", r.text), f"{path} has an inline script")
+        cookie = Api(self.s.base).request("POST", "/api/v1/auth/login", {"username": ADMIN, "password": ADMIN_PW})
+        self.assertIn("HttpOnly", cookie.headers.get("Set-Cookie", ""))
+        self.assertIn("SameSite=Strict", cookie.headers.get("Set-Cookie", ""))
+        # The browser agrees: no page so far broke the policy.
+        self.p.open("/")
+        violations = [e["message"] for e in self.p.console_errors() if "Content Security Policy" in e["message"]]
+        self.assertEqual(violations, [])
+
+    def test_25_dashboard_refreshes_itself(self):
+        pid = pair()
+        archive()
+        self.p.open("/")
+        self.d.execute_script("window.__marker = 1;")
+        tile = f".tile[data-pair='{pid}']"
+        self.assertNotIn("replicate", self.p.css(tile).text)
+        task = self.s.api.post(f"/api/v1/pairs/{pid}/replicate", {}, expect=202)
+        self.assertEqual(self.s.api.wait_task(task["id"])["status"], "succeeded")
+        self.p.until(lambda d: "Last task: replicate succeeded" in self.p.css(tile).text, timeout=15,
+                     message="the dashboard did not show the new task by itself")
+        self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the dashboard was reloaded")
+        self.assertEqual(self.s.lab.vm_status("drc1", 9100), "running")
+
+    def test_30_screenshots(self):
+        pid = pair()
+        # The pair's chart needs two backups to draw.
+        while len([t for t in api_tasks(pair_id=pid, status="succeeded")["items"]
+                   if t["kind"] in ("backup", "replicate")]) < 2:
+            task = self.s.api.post(f"/api/v1/pairs/{pid}/backup", {}, expect=202)
+            self.assertEqual(self.s.api.wait_task(task["id"])["status"], "succeeded")
+        self.p.open("/")
+        self.p.until(lambda d: self.p.css_all(".tile"), message="the dashboard shows no tiles")
+        self.p.screenshot("dashboard.png")
+        self.p.open("/pairs")
+        self.p.screenshot("pairs.png")
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(len(self.p.css_all("svg.chart")), 1, "two backups draw the chart")
+        self.p.screenshot("pair.png")
+        for name in ("dashboard.png", "pairs.png", "pair.png"):
+            with open(os.path.join(harness.SCREENSHOTS, name), "rb") as f:
+                head = f.read(24)
+            self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            self.assertEqual((width, height), (harness.WIDTH, harness.HEIGHT), name)
+
+
+if __name__ == "__main__":
+    unittest.main()
