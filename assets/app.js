@@ -35,3 +35,24 @@ document.addEventListener("change", function (e) {
   var field = document.querySelector("[name='" + target + "']");
   if (field) field.value = e.target.value;
 });
+// A live refresh that failed leaves the old figures on screen: say so
+// instead of showing them as current.
+function staleBanner(show) {
+  var banner = document.getElementById("stale-banner");
+  if (!show) { if (banner) banner.remove(); return; }
+  if (!banner) {
+    banner = document.createElement("div");
+    banner.id = "stale-banner";
+    banner.className = "flash error stale";
+    banner.setAttribute("role", "alert");
+    var main = document.querySelector("main");
+    if (main) main.insertBefore(banner, main.firstChild);
+  }
+  banner.textContent = "Live updates stopped at " + new Date().toLocaleTimeString() +
+    " (drswitch did not answer); what this page shows may be out of date. Reload to try again.";
+}
+document.addEventListener("htmx:responseError", function () { staleBanner(true); });
+document.addEventListener("htmx:sendError", function () { staleBanner(true); });
+document.addEventListener("htmx:afterRequest", function (e) {
+  if (e.detail && e.detail.successful) staleBanner(false);
+});

@@ -32,6 +32,8 @@ pub enum AppError {
     TooLarge(usize),
     #[error("a request body to the API must be JSON sent as Content-Type: application/json")]
     NotJson,
+    #[error("requests from another site may not change anything here")]
+    CrossSite,
     #[error("too many failed logins; try again in {0} seconds")]
     Throttled(u64),
     #[error("{0}")]
@@ -64,6 +66,7 @@ impl AppError {
             AppError::Taken { .. } => "conflict",
             AppError::TooLarge(_) => "payload_too_large",
             AppError::NotJson => "unsupported_media_type",
+            AppError::CrossSite => "cross_site_request",
             AppError::Throttled(_) => "too_many_requests",
             AppError::NotImplemented(_) => "not_implemented",
             AppError::Upstream(_) => "hypervisor_error",
@@ -119,6 +122,7 @@ impl ResponseError for AppError {
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,

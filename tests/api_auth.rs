@@ -191,3 +191,26 @@ async fn the_api_takes_bodies_only_as_json() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+#[tokio::test]
+async fn a_browser_request_from_another_site_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.login_admin().await;
+    let dc = app.create_hypervisor("dc1", "dc").await;
+    let drc = app.create_hypervisor("drc1", "drc").await;
+    let pair = app.create_pair(&dc, 100, &drc, 200).await;
+    let url = app.url(&format!("/api/v1/pairs/{pair}/backup"));
+    // A bodiless form post from elsewhere: no content type to refuse.
+    let r = app.client.post(&url).header("origin", "http://evil.example").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app.client.post(&url).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, tasks) = app.get("/api/v1/tasks").await;
+    assert_eq!(tasks["total"], 0, "nothing was queued");
+    // The same request from drswitch's own pages, or from a script, works.
+    let host = app.base.trim_start_matches("http://").to_string();
+    let r = app.client.post(&url).header("origin", format!("http://{host}")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = app.client.post(&url).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+}

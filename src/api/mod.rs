@@ -89,7 +89,29 @@ async fn json_only(
         let resp = actix_web::ResponseError::error_response(&AppError::NotJson);
         return Ok(req.into_response(resp));
     }
+    if cross_site(req.request()) {
+        let resp = actix_web::ResponseError::error_response(&AppError::CrossSite);
+        return Ok(req.into_response(resp));
+    }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A browser request that another origin started and that would change
+/// something (bodiless posts included): browsers say where a request comes
+/// from (`Sec-Fetch-Site`, `Origin`); scripts and curl send neither.
+fn cross_site(req: &actix_web::HttpRequest) -> bool {
+    if matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD) {
+        return false;
+    }
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// Whether the request says its body is JSON.

@@ -247,8 +247,22 @@ impl Db {
 
     /// Deletes the pair and its schedules (queued tasks of it are cancelled;
     /// archives and task history stay on disk and in the database).
+    /// Returns false (and changes nothing) while a task of the pair runs.
     pub async fn delete_pair(&self, id: PairId) -> DbResult<bool> {
         let mut tx = self.pool().begin().await?;
+        // Deleting the pair row first, conditionally, decides it in one step.
+        let n = sqlx::query(
+            "DELETE FROM pairs WHERE id = ? AND NOT EXISTS \
+             (SELECT 1 FROM tasks WHERE pair_id = ? AND status = 'running')",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if n.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM schedules WHERE pair_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ? WHERE pair_id = ? AND status = 'queued'",
@@ -258,8 +272,7 @@ impl Db {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        let n = sqlx::query("DELETE FROM pairs WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(n.rows_affected() > 0)
+        Ok(true)
     }
 }

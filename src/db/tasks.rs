@@ -248,8 +248,15 @@ impl Db {
         Ok(())
     }
 
+    /// The whole log (bounded per task by what the worker writes).
     pub async fn task_log(&self, task_id: TaskId) -> DbResult<Vec<LogLine>> {
-        self.task_log_after(task_id, 0).await
+        sqlx::query("SELECT seq, at, line FROM task_logs WHERE task_id = ? ORDER BY seq")
+            .bind(task_id.to_string())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok(LogLine { seq: get(r, "seq")?, at: ts(r, "at")?, line: get(r, "line")? }))
+            .collect()
     }
 
     /// Lines written after the line numbered `after` (at most 5000 at once).

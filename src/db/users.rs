@@ -100,6 +100,18 @@ impl Db {
             .collect()
     }
 
+    /// Replaces only the password hash (role and active flag stay as the
+    /// database has them now).
+    pub async fn set_password(&self, id: UserId, password_hash: &str) -> DbResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(Timestamp::now().millis())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_user(
         &self,
         id: UserId,

@@ -245,10 +245,15 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
 pub async fn delete(state: &AppState, actor: &User, id: PairId) -> ServiceResult<()> {
     require(actor, MANAGE)?;
     let p = load(state, id).await?;
-    if state.db.pair_has_running_task(p.id).await? {
+    if p.replica_task_id.is_some() {
+        return Err(ServiceError::Conflict(format!(
+            "VM {} was left half-restored by a task of this pair; restore it before deleting the pair.",
+            p.dst_vmid
+        )));
+    }
+    if !state.db.delete_pair(p.id).await? {
         return Err(ServiceError::Conflict("A task of this pair is running; cancel it or wait for it first.".into()));
     }
-    state.db.delete_pair(p.id).await?;
     state.wake.schedules_changed();
     tracing::info!(by = %actor.username, pair = %p.id, "pair deleted");
     Ok(())

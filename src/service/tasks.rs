@@ -54,7 +54,10 @@ pub async fn get(state: &AppState, actor: &User, id: TaskId) -> ServiceResult<Ta
 /// each with its sequence number as the next cursor.
 pub async fn log(state: &AppState, actor: &User, id: TaskId, after: Option<i64>) -> ServiceResult<Vec<LogLine>> {
     let task = get(state, actor, id).await?;
-    Ok(state.db.task_log_after(task.id, after.unwrap_or(0)).await?)
+    Ok(match after {
+        Some(after) => state.db.task_log_after(task.id, after).await?,
+        None => state.db.task_log(task.id).await?,
+    })
 }
 
 /// A queued task is cancelled at once; a running one is stopped by its

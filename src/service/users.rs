@@ -110,7 +110,7 @@ pub async fn change_own_password(state: &AppState, actor: &User, current: String
         return Err(ServiceError::BadCredentials);
     }
     let new_hash = hash("password", new).await?;
-    state.db.update_user(actor.id, &actor.full_name, actor.role, actor.active, Some(&new_hash)).await?;
+    state.db.set_password(actor.id, &new_hash).await?;
     tracing::info!(username = %actor.username, "password changed");
     Ok(())
 }

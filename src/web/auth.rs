@@ -55,20 +55,27 @@ impl FromRequest for PageUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let session = req.get_session();
+        let live = req.headers().contains_key("hx-request");
+        let login = if live { PageError::LoginLive } else { PageError::Login };
         Box::pin(async move {
             let state = state.ok_or_else(|| ServiceError::Internal("application state missing".into()))?;
-            let id = session
-                .get::<String>(SESSION_USER)
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<UserId>().ok())
-                .ok_or(PageError::Login)?;
+            let id = session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<UserId>().ok());
+            let Some(id) = id else { return Err(login) };
             match state.db.user(id).await.map_err(ServiceError::from)? {
                 Some(user) if user.active => {
-                    let flash = session.remove_as::<(String, String)>(SESSION_FLASH).and_then(Result::ok);
+                    // A live refresh must not eat the message meant for the next page.
+                    let flash = if live {
+                        None
+                    } else {
+                        session.remove_as::<(String, String)>(SESSION_FLASH).and_then(Result::ok)
+                    };
                     Ok(PageUser { user, csrf: csrf_token(&session), flash })
                 }
-                _ => Err(PageError::Login),
+                _ => {
+                    // A deactivated or deleted user: the session is over.
+                    session.purge();
+                    Err(login)
+                }
             }
         })
     }

@@ -12,6 +12,11 @@ pub enum PageError {
     /// Not logged in.
     #[error("login required")]
     Login,
+    /// Not logged in, asked by htmx (a live refresh): htmx follows
+    /// `HX-Redirect` with a full page load instead of swapping the login
+    /// form into the page.
+    #[error("login required")]
+    LoginLive,
     /// A form without the session's CSRF token.
     #[error("The form expired or did not come from drswitch; go back, reload the page and try again.")]
     Csrf,
@@ -23,6 +28,7 @@ impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
             PageError::Login => StatusCode::SEE_OTHER,
+            PageError::LoginLive => StatusCode::OK,
             PageError::Csrf => StatusCode::FORBIDDEN,
             PageError::Service(e) => match e {
                 ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -38,8 +44,10 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let PageError::Login = self {
-            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+        match self {
+            PageError::Login => return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish(),
+            PageError::LoginLive => return HttpResponse::Ok().insert_header(("HX-Redirect", "/login")).finish(),
+            _ => {}
         }
         let message = match self {
             PageError::Service(ServiceError::Internal(cause)) => {

@@ -290,8 +290,32 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0)).await
         }
         TaskKind::Replicate => {
-            let src = load(pair.src_hypervisor_id).await?;
             let dst = load(pair.dst_hypervisor_id).await?;
+            // An earlier attempt died while replacing the replica with its
+            // already verified archive: repair with that archive instead of
+            // dumping the DC VM again (the DC may be what is down).
+            let resumed = match (pair.replica_task_id, ctx.task.archive_id) {
+                (Some(t), Some(a)) if t == ctx.task.id => db.archive(a).await?,
+                _ => None,
+            };
+            if let Some(archive) = resumed {
+                ctx.log(format!(
+                    "resuming with {}: an earlier attempt was replacing the replica with it",
+                    archive.file_name
+                ));
+                let dst_hv = connect(&dst)?;
+                return jobs::restore::run_restore(
+                    ctx,
+                    &pair,
+                    &dst,
+                    &dst_hv,
+                    &archive,
+                    true,
+                    Phases::new(50.0, 75.0, 100.0),
+                )
+                .await;
+            }
+            let src = load(pair.src_hypervisor_id).await?;
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
             let archive = jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
             // Just verified on arrival; no need to read it again.

@@ -538,7 +538,7 @@ class T14Tasks(UiTest):
         self.assertEqual((task["kind"], task["status"], task["archive_id"]), ("restore", "succeeded", newest["id"]))
         self.assertEqual(self.s.lab.vm_status("drc1", 9100), "running")
         self.p.open(f"/pairs/{pid}")
-        self.assertEqual(self.facts()["Replica marker"], "replica restored by drswitch")
+        self.assertEqual(self.facts()["Replica"], "replica restored by drswitch")
 
     def test_16_schedule_a_daily_backup(self):
         pid = pair()

@@ -61,8 +61,9 @@ async fn render(state: &AppState, me: &PageUser, new_token: Option<&str>, pw_err
     Ok(page(me, "/account", "Account", body))
 }
 
-pub async fn page_(state: web::Data<AppState>, me: PageUser) -> Page {
-    render(&state, &me, None, None).await
+pub async fn page_(state: web::Data<AppState>, me: PageUser, session: Session) -> Page {
+    let token = session.remove_as::<String>(SESSION_NEW_TOKEN).and_then(Result::ok);
+    render(&state, &me, token.as_deref(), None).await
 }
 
 pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
@@ -78,16 +79,23 @@ pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session
                 ServiceError::BadCredentials => "The current password is not right.".to_string(),
                 other => other.to_string(),
             };
-            render(&state, &me, None, Some(&text)).await
+            let mut resp = render(&state, &me, None, Some(&text)).await?;
+            *resp.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(resp)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn create_token(state: web::Data<AppState>, me: PageUser, f: Form) -> Page {
+/// The new token waits in the session for the one page that shows it, so
+/// reloading that page neither shows it again nor makes another.
+const SESSION_NEW_TOKEN: &str = "new_token";
+
+pub async fn create_token(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
     let input = TokenInput { name: f.get("name").map(str::to_string) };
     let t = tokens::create(&state, &me.user, input).await?;
-    render(&state, &me, Some(&t.token), None).await
+    session.insert(SESSION_NEW_TOKEN, &t.token).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(redirect("/account"))
 }
 
 pub async fn revoke_token(

@@ -37,7 +37,7 @@ pub async fn live(state: web::Data<AppState>, me: PageUser) -> Page {
 }
 
 fn tiles(o: &Overview) -> Markup {
-    let healthy = o.pairs.iter().filter(|p| rpo_health(p) == RpoHealth::Good).count();
+    let healthy = o.pairs.iter().filter(|p| rpo_health(p) != RpoHealth::Breached).count();
     html! {
         @if o.hypervisors.is_empty() {
             div.empty { "No hypervisors yet — " a href="/hypervisors/new" { "add the DC host first" } "." }
@@ -49,7 +49,7 @@ fn tiles(o: &Overview) -> Markup {
             div.tiles {
                 @for v in &o.pairs {
                     @let health = rpo_health(v);
-                    @let class = match health { RpoHealth::Good => "ok", RpoHealth::Near => "warn", RpoHealth::Breached => "bad" };
+                    @let class = if v.pair.replica_task_id.is_some() { "bad" } else { match health { RpoHealth::Good => "ok", RpoHealth::Near => "warn", RpoHealth::Breached => "bad" } };
                     @let task = o.latest.get(&v.pair.id);
                     div class={ "tile " (class) } data-pair=(v.pair.id) {
                         h3 { a href={ "/pairs/" (v.pair.id) } { (v.pair.name) } }
@@ -75,6 +75,7 @@ fn tiles(o: &Overview) -> Markup {
                             } @else {
                                 span { "No task yet" }
                             }
+                            @if v.pair.replica_task_id.is_some() { span { span.badge.bad { "replica incomplete — restore it" } } }
                             @if !v.pair.enabled { span { span.badge.muted { "disabled" } } }
                         }
                     }
@@ -86,7 +87,8 @@ fn tiles(o: &Overview) -> Markup {
             div.tiles {
                 @for h in &o.hypervisors {
                     @let pinned = h.host_key_fingerprint.is_some();
-                    div class={ "tile " (if !h.enabled { "warn" } else if pinned { "ok" } else { "" }) } {
+                    // Neutral: a pinned key says nothing about whether the host is up.
+                    div class={ "tile " (if !h.enabled { "warn" } else { "" }) } {
                         h3 { a href={ "/hypervisors/" (h.id) } { (h.name) } }
                         div.meta {
                             span { (h.role) " · " (h.host) ":" (h.ssh_port) " · node " (h.node) }

@@ -369,7 +369,7 @@ fn charts(points: &[(String, i64, i64)]) -> Markup {
                 circle.dot cx=(format!("{:.1}", pad + step * (i as f64 + 0.5)))
                     cy=(format!("{:.1}", h - pad - (h - 2.0 * pad) * p.2 as f64 / max_secs)) r="3" { title { (p.0) ": " (duration(p.2)) } }
             }
-            text x="4" y="14" { "bars: archive size, up to " (size(max_size as i64)) " · line: backup duration, up to " (duration(max_secs as i64)) }
+            text x="4" y="14" { "bars: archive size, up to " (size(max_size as i64)) " · line: task duration (backup or replicate), up to " (duration(max_secs as i64)) }
             text x="4" y=(format!("{:.0}", h - 5.0)) { (points.first().map(|p| p.0.as_str()).unwrap_or("")) }
             text x=(format!("{:.0}", w - 4.0)) y=(format!("{:.0}", h - 5.0)) text-anchor="end" { (points.last().map(|p| p.0.as_str()).unwrap_or("")) }
         }
@@ -430,7 +430,9 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                     dt { "Backup" } dd { (p.mode) " mode, " (p.compress) ", keep " (p.keep_last) }
                     dt { "After restore" } dd { (if p.start_after_restore { "start the replica" } else { "leave it stopped" }) }
                     dt { "RPO target" } dd { (duration(p.rpo_target_secs)) }
-                    dt { "Replica marker" } dd { @if p.adopted { span.badge.warn { "adopted: the next restore replaces the VM there" } }
+                    dt { "Replica" } dd { @if let Some(t) = p.replica_task_id {
+                            span.badge.bad { "incomplete: " a href={ "/tasks/" (t) } { "a task" } " stopped while replacing it — Restore makes it whole" } }
+                        @else if p.adopted { span.badge.warn { "adopted: the next restore replaces the VM there" } }
                         @else if p.replica_archive_id.is_some() { span.badge.ok { "replica restored by drswitch" } }
                         @else { span.badge.muted { "no restore yet" } } }
                 }

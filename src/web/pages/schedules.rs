@@ -107,7 +107,11 @@ pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
                     td { @match s.last_run { Some(t) => { (when(t)) } None => { "never" } } }
                     td { (s.last_result.clone().unwrap_or_default()) }
                     @if can { td { div.actions {
-                        (post_button(&format!("/schedules/{}/toggle", s.id), if s.enabled { "Disable" } else { "Enable" }, &me.csrf, "secondary", None))
+                        form method="post" action={ "/schedules/" (s.id) "/toggle" } {
+                            input type="hidden" name="csrf" value=(me.csrf);
+                            input type="hidden" name="enabled" value=(!s.enabled);
+                            button.secondary type="submit" { (if s.enabled { "Disable" } else { "Enable" }) }
+                        }
                         (post_button(&format!("/schedules/{}/delete", s.id), "Delete", &me.csrf, "danger", Some("Delete this schedule?")))
                     } } }
                 } } }
@@ -144,10 +148,12 @@ pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, 
     }
 }
 
-pub async fn toggle(state: web::Data<AppState>, me: PageUser, path: web::Path<String>, _f: Form) -> Page {
+/// Enables or disables as the button said (not "the opposite of now": the
+/// schedule may have changed since the page was drawn).
+pub async fn toggle(state: web::Data<AppState>, me: PageUser, path: web::Path<String>, f: Form) -> Page {
     let sid = id(&path)?;
-    let s = svc::get(&state, &me.user, sid).await?;
-    let input = ScheduleInput { enabled: Some(!s.enabled), ..Default::default() };
+    let enabled = f.get("enabled") == Some("true");
+    let input = ScheduleInput { enabled: Some(enabled), ..Default::default() };
     svc::update(&state, &me.user, sid, input).await?;
     Ok(redirect("/schedules"))
 }

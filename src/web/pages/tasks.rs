@@ -58,17 +58,18 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
     let status = q.status.as_deref().filter(|s| !s.is_empty()).and_then(|s| s.parse::<TaskStatus>().ok());
     let pair_id = q.pair_id.as_deref().filter(|s| !s.is_empty()).and_then(|s| s.parse::<PairId>().ok());
     let kind = q.kind.as_deref().filter(|s| !s.is_empty()).and_then(|s| s.parse::<TaskKind>().ok());
-    let page_no = q.page.unwrap_or(1).max(1);
+    let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let filter = TaskFilter { status, pair_id, kind, limit: PAGE, offset: (page_no - 1) * PAGE };
     let (tasks, total) = svc::list(&state, &me.user, &filter).await?;
     let pairs = crate::service::pairs::list(&state, &me.user).await?;
     let pages = (total + PAGE - 1) / PAGE;
+    // Built from the parsed values only: nothing typed into the URL is echoed.
     let link = |n: i64| {
         format!(
             "/tasks?status={}&pair_id={}&kind={}&page={n}",
-            q.status.clone().unwrap_or_default(),
-            q.pair_id.clone().unwrap_or_default(),
-            q.kind.clone().unwrap_or_default()
+            status.map(|s| s.to_string()).unwrap_or_default(),
+            pair_id.map(|p| p.to_string()).unwrap_or_default(),
+            kind.map(|k| k.to_string()).unwrap_or_default()
         )
     };
     let body = html! {
