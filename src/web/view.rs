@@ -19,6 +19,40 @@ pub fn post_button(action: &str, label: &str, csrf: &str, class: &str, confirm: 
     }
 }
 
+/// The same response with another status (a form shown again with its
+/// errors is a 422).
+pub fn with_status(status: actix_web::http::StatusCode, mut resp: HttpResponse) -> HttpResponse {
+    *resp.status_mut() = status;
+    resp
+}
+
+/// After a button's action: on success the message and `done`; refused
+/// (a conflict), the reason and `back`; anything else is an error page.
+pub fn after_action(
+    session: &actix_session::Session,
+    result: Result<(), ServiceError>,
+    message: &str,
+    done: &str,
+    back: &str,
+) -> crate::web::Page {
+    match result {
+        Ok(()) => {
+            crate::web::auth::flash(session, "ok", message);
+            Ok(redirect(done))
+        }
+        Err(ServiceError::Conflict(m)) => {
+            crate::web::auth::flash(session, "error", m);
+            Ok(redirect(back))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A path's id, or "not found" naming `what`.
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ServiceError> {
+    raw.parse().map_err(|_| ServiceError::NotFound(what))
+}
+
 /// After a POST: to `to` with a 303, so a reload does not post again.
 pub fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()

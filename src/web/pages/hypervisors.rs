@@ -3,7 +3,7 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 use maud::{html, Markup};
 
 use crate::db::hypervisors::Hypervisor;
@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{checkbox, form_error, input, post_button, redirect, select};
+use crate::web::view::{after_action, checkbox, form_error, input, post_button, redirect, select};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -35,7 +35,7 @@ const FIELDS: &[(&str, Kind)] = &[
 ];
 
 fn id(raw: &str) -> Result<HypervisorId, ServiceError> {
-    raw.parse().map_err(|_| ServiceError::NotFound("hypervisor"))
+    crate::web::view::path_id(raw, "hypervisor")
 }
 
 /// The middleware's public key and the line that installs it on a host.
@@ -158,11 +158,6 @@ fn current(h: &Hypervisor) -> impl Fn(&str) -> String + '_ {
     }
 }
 
-fn with_status(status: StatusCode, mut resp: HttpResponse) -> HttpResponse {
-    *resp.status_mut() = status;
-    resp
-}
-
 pub async fn new_form(me: PageUser) -> Page {
     crate::service::require(&me.user, MANAGE)?;
     Ok(page(
@@ -187,7 +182,10 @@ pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, 
             let values = f.values();
             let body =
                 html! { h1 { "Add hypervisor" } div.panel { (form(&me, "/hypervisors", &values, Some(&e), true)) } };
-            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/hypervisors", "Add hypervisor", body)))
+            Ok(crate::web::view::with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(&me, "/hypervisors", "Add hypervisor", body),
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -315,7 +313,10 @@ pub async fn update(
         Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
             let values = f.values();
             let body = html! { h1 { "Edit hypervisor" } div.panel { (form(&me, &format!("/hypervisors/{hid}"), &values, Some(&e), false)) } };
-            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/hypervisors", "Edit hypervisor", body)))
+            Ok(crate::web::view::with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(&me, "/hypervisors", "Edit hypervisor", body),
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -328,15 +329,7 @@ pub async fn delete(
     path: web::Path<String>,
     _f: Form,
 ) -> Page {
-    match svc::delete(&state, &me.user, id(&path)?).await {
-        Ok(()) => {
-            flash(&session, "ok", "Hypervisor deleted.");
-            Ok(redirect("/hypervisors"))
-        }
-        Err(ServiceError::Conflict(m)) => {
-            flash(&session, "error", m);
-            Ok(redirect(&format!("/hypervisors/{}", path.as_str())))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let hid = id(&path)?;
+    let result = svc::delete(&state, &me.user, hid).await;
+    after_action(&session, result, "Hypervisor deleted.", "/hypervisors", &format!("/hypervisors/{hid}"))
 }

@@ -17,7 +17,9 @@ use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{checkbox, duration, form_error, input, post_button, redirect, select, size, when};
+use crate::web::view::{
+    after_action, checkbox, duration, form_error, input, post_button, redirect, select, size, when,
+};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -36,12 +38,7 @@ const FIELDS: &[(&str, Kind)] = &[
 ];
 
 fn id(raw: &str) -> Result<PairId, ServiceError> {
-    raw.parse().map_err(|_| ServiceError::NotFound("pair"))
-}
-
-fn with_status(status: StatusCode, mut resp: HttpResponse) -> HttpResponse {
-    *resp.status_mut() = status;
-    resp
+    crate::web::view::path_id(raw, "pair")
 }
 
 pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
@@ -209,7 +206,7 @@ pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, 
             let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
             let values = f.values();
             let body = html! { h1 { "Add pair" } div.panel { (form(&me, &hosts, "/pairs", &values, Some(&e), true)) } };
-            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Add pair", body)))
+            Ok(crate::web::view::with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Add pair", body)))
         }
         Err(e) => Err(e.into()),
     }
@@ -264,7 +261,7 @@ pub async fn update(
             let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
             let values = f.values();
             let body = html! { h1 { "Edit pair" } div.panel { (form(&me, &hosts, &format!("/pairs/{pid}"), &values, Some(&e), false)) } };
-            Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Edit pair", body)))
+            Ok(crate::web::view::with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Edit pair", body)))
         }
         Err(e) => Err(e.into()),
     }
@@ -277,17 +274,15 @@ pub async fn delete(
     path: web::Path<String>,
     _f: Form,
 ) -> Page {
-    match svc::delete(&state, &me.user, id(&path)?).await {
-        Ok(()) => {
-            flash(&session, "ok", "Pair deleted; its archives and task history are kept.");
-            Ok(redirect("/pairs"))
-        }
-        Err(ServiceError::Conflict(m)) => {
-            flash(&session, "error", m);
-            Ok(redirect(&format!("/pairs/{}", path.as_str())))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let pid = id(&path)?;
+    let result = svc::delete(&state, &me.user, pid).await;
+    after_action(
+        &session,
+        result,
+        "Pair deleted; its archives and task history are kept.",
+        "/pairs",
+        &format!("/pairs/{pid}"),
+    )
 }
 
 pub async fn adopt(

@@ -26,7 +26,7 @@ const FIELDS: &[(&str, Kind)] = &[
 ];
 
 fn id(raw: &str) -> Result<ScheduleId, ServiceError> {
-    raw.parse().map_err(|_| ServiceError::NotFound("schedule"))
+    crate::web::view::path_id(raw, "schedule")
 }
 
 /// The "Schedule backup" form for one pair.

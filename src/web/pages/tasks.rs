@@ -20,7 +20,7 @@ use crate::web::Page;
 const PAGE: i64 = 50;
 
 fn id(raw: &str) -> Result<TaskId, ServiceError> {
-    raw.parse().map_err(|_| ServiceError::NotFound("task"))
+    crate::web::view::path_id(raw, "task")
 }
 
 /// Tasks as a table, newest first; `pair` names a task's pair when the
