@@ -64,6 +64,8 @@ pub struct Settings {
     pub command_timeout: Duration,
     pub schedule_grace: Duration,
     pub poll_interval: Duration,
+    /// A login lasts at most this long (seconds), however active.
+    pub session_max_age: u64,
     /// How long SIGTERM waits for running tasks to reach a safe point.
     pub shutdown_grace: Duration,
     /// rsync --bwlimit in KiB/s; 0 means no limit.
@@ -182,6 +184,7 @@ impl Settings {
             schedule_grace: secs(r.number("SCHEDULE_GRACE_SECS", 3600, 0, 604_800)?),
             poll_interval: Duration::from_millis(r.number("WORKER_POLL_MS", 500, 50, 60_000)?),
             shutdown_grace: secs(r.number("SHUTDOWN_GRACE_SECS", 30, 1, 3600)?),
+            session_max_age: r.number("SESSION_MAX_AGE_SECS", 43_200, 60, 2_592_000)?,
             transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
             schedule_seconds: r.flag("SCHEDULE_SECONDS", false)?,
         })

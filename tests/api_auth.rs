@@ -214,3 +214,18 @@ async fn a_browser_request_from_another_site_changes_nothing() {
     let r = app.client.post(&url).send().await.unwrap();
     assert_eq!(r.status(), 202);
 }
+
+#[tokio::test]
+async fn logout_ends_every_copy_of_the_session() {
+    let app = TestApp::spawn().await;
+    let r = app.login_response(ADMIN, ADMIN_PW).await;
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let copy = reqwest::Client::new();
+    let me = |c: &reqwest::Client| c.get(app.url("/api/v1/auth/me")).header("cookie", cookie.clone()).send();
+    assert_eq!(me(&copy).await.unwrap().status(), 200, "the copied cookie works while the session lives");
+    let r = app.client.post(app.url("/api/v1/auth/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(me(&copy).await.unwrap().status(), 401, "and not after logout");
+    assert_eq!(app.login(ADMIN, ADMIN_PW).await, 200, "a new login works");
+}

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::Body;
-use crate::auth::SESSION_USER;
+use crate::auth::login_session;
 use crate::auth::{CurrentUser, LoginGuard};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -41,15 +41,17 @@ pub async fn login(
 ) -> AppResult<HttpResponse> {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let user = crate::service::session::login(&state, &guard, &peer, &body.username, body.password).await?;
-    session.renew();
-    session.insert(SESSION_USER, user.id.to_string()).map_err(AppError::internal)?;
+    login_session::start(&session, &user).map_err(AppError::internal)?;
     Ok(HttpResponse::Ok().json(user))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)))]
-pub async fn logout(session: Session) -> HttpResponse {
+pub async fn logout(state: web::Data<AppState>, session: Session) -> AppResult<HttpResponse> {
+    if let Some(id) = login_session::user_id(&session) {
+        crate::service::session::logout(&state, id).await?;
+    }
     session.purge();
-    HttpResponse::NoContent().finish()
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = crate::db::users::User), (status = 401)))]

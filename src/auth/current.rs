@@ -4,12 +4,10 @@ use std::pin::Pin;
 use actix_session::SessionExt;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
+use crate::auth::login_session;
 use crate::db::users::User;
-use crate::domain::UserId;
 use crate::error::AppError;
 use crate::state::AppState;
-
-pub const SESSION_USER: &str = "user_id";
 
 /// The logged-in, active user behind a request: from the session cookie or
 /// an `Authorization: Bearer` API token.
@@ -31,12 +29,19 @@ impl FromRequest for CurrentUser {
         let session = req.get_session();
         Box::pin(async move {
             let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
+            let from_session = bearer.is_none();
             let user_id = match bearer {
                 Some(token) => state.db.token_owner(&crate::auth::token::digest(&token)).await?,
-                None => session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<UserId>().ok()),
+                None => login_session::user_id(&session),
             };
             let user_id = user_id.ok_or(AppError::Unauthorized)?;
             match state.db.user(user_id).await? {
+                Some(u)
+                    if from_session && !login_session::still_valid(&session, &u, state.settings.session_max_age) =>
+                {
+                    session.purge();
+                    Err(AppError::Unauthorized)
+                }
                 Some(u) if u.active => Ok(CurrentUser(u)),
                 _ => Err(AppError::Unauthorized),
             }

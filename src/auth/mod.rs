@@ -6,5 +6,8 @@ pub mod password;
 mod throttle;
 pub mod token;
 
-pub use current::{CurrentUser, SESSION_USER};
+pub mod login_session;
+
+pub use current::CurrentUser;
+pub use login_session::SESSION_USER;
 pub use throttle::{LoginGuard, Throttle};

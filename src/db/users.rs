@@ -11,6 +11,10 @@ pub struct User {
     pub full_name: String,
     pub role: Role,
     pub active: bool,
+    /// Sessions carrying another epoch are over (logout, password change,
+    /// deactivation bump it).
+    #[serde(skip)]
+    pub session_epoch: i64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -24,6 +28,7 @@ fn user(row: &AnyRow) -> DbResult<User> {
         full_name: get(row, "full_name")?,
         role: parse(row, "role")?,
         active: flag(row, "active")?,
+        session_epoch: get(row, "session_epoch")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -32,7 +37,7 @@ fn user(row: &AnyRow) -> DbResult<User> {
 /// The columns of `User`, spliced into queries at compile time.
 macro_rules! cols {
     () => {
-        "id, username, full_name, role, active, created_at, updated_at"
+        "id, username, full_name, role, active, session_epoch, created_at, updated_at"
     };
 }
 
@@ -103,9 +108,20 @@ impl Db {
     /// Replaces only the password hash (role and active flag stay as the
     /// database has them now).
     pub async fn set_password(&self, id: UserId, password_hash: &str) -> DbResult<()> {
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(password_hash)
-            .bind(Timestamp::now().millis())
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(password_hash)
+        .bind(Timestamp::now().millis())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the user.
+    pub async fn end_sessions(&self, id: UserId) -> DbResult<()> {
+        sqlx::query("UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ?")
             .bind(id.to_string())
             .execute(self.pool())
             .await?;
@@ -122,13 +138,16 @@ impl Db {
     ) -> DbResult<()> {
         let now = Timestamp::now().millis();
         sqlx::query(
-            "UPDATE users SET full_name = ?, role = ?, active = ?, \
-             password_hash = COALESCE(?, password_hash), updated_at = ? WHERE id = ?",
+            "UPDATE users SET full_name = ?, role = ?, active = ?, password_hash = COALESCE(?, password_hash), \
+             session_epoch = CASE WHEN ? IS NOT NULL OR ? = 0 THEN session_epoch + 1 ELSE session_epoch END, \
+             updated_at = ? WHERE id = ?",
         )
         .bind(full_name)
         .bind(role.as_str())
         .bind(i64::from(active))
         .bind(password_hash)
+        .bind(password_hash)
+        .bind(i64::from(active))
         .bind(now)
         .bind(id.to_string())
         .execute(self.pool())

@@ -87,3 +87,10 @@ async fn verify_off_thread(guard: &LoginGuard, password: String, hash: String) -
     .await
     .unwrap_or(false))
 }
+
+/// Ends every session of the user, this one and any copy of its cookie.
+pub async fn logout(state: &AppState, user: crate::domain::UserId) -> ServiceResult<()> {
+    state.db.end_sessions(user).await?;
+    tracing::info!(user = %user, "logout");
+    Ok(())
+}

@@ -8,9 +8,8 @@ use actix_session::{Session, SessionExt};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use super::PageError;
-use crate::auth::SESSION_USER;
+use crate::auth::login_session;
 use crate::db::users::User;
-use crate::domain::UserId;
 use crate::service::ServiceError;
 use crate::state::AppState;
 
@@ -59,10 +58,9 @@ impl FromRequest for PageUser {
         let login = if live { PageError::LoginLive } else { PageError::Login };
         Box::pin(async move {
             let state = state.ok_or_else(|| ServiceError::Internal("application state missing".into()))?;
-            let id = session.get::<String>(SESSION_USER).ok().flatten().and_then(|s| s.parse::<UserId>().ok());
-            let Some(id) = id else { return Err(login) };
+            let Some(id) = login_session::user_id(&session) else { return Err(login) };
             match state.db.user(id).await.map_err(ServiceError::from)? {
-                Some(user) if user.active => {
+                Some(user) if login_session::still_valid(&session, &user, state.settings.session_max_age) => {
                     // A live refresh must not eat the message meant for the next page.
                     let flash = if live {
                         None
@@ -72,7 +70,8 @@ impl FromRequest for PageUser {
                     Ok(PageUser { user, csrf: csrf_token(&session), flash })
                 }
                 _ => {
-                    // A deactivated or deleted user: the session is over.
+                    // Logged out elsewhere, too old, or the user is gone or
+                    // deactivated: the session is over.
                     session.purge();
                     Err(login)
                 }

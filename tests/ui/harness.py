@@ -102,10 +102,13 @@ class Api:
         self.base = base
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
+        self.bearer = None
 
     def request(self, method, path, body=None, content_type="application/json", headers=None):
         data = None
         hdrs = dict(headers or {})
+        if self.bearer:
+            hdrs.setdefault("Authorization", "Bearer " + self.bearer)
         if body is not None:
             if content_type == "application/json":
                 data = json.dumps(body).encode()
@@ -141,6 +144,13 @@ class Api:
 
     def login(self, username, password):
         self.post("/api/v1/auth/login", {"username": username, "password": password}, expect=200)
+        return self
+
+    def login_with_token(self, username, password):
+        """Logs in, then acts with an API token: a logout in the browser ends
+        every session of the user, and the suite's own setup must outlive it."""
+        self.login(username, password)
+        self.bearer = self.post("/api/v1/tokens", {"name": "ui suite"}, expect=201)["token"]
         return self
 
     def wait_task(self, task_id, timeout=90):
@@ -348,7 +358,7 @@ class Suite:
             self.lab = LabProcess(self.tmp, pubkey, ["dc1", "drc1"])
             self.server.start()
             self.driver = chrome(os.path.join(self.tmp, "chromium-profile"))
-            self.api = Api(self.server.base).login(ADMIN, ADMIN_PW)
+            self.api = Api(self.server.base).login_with_token(ADMIN, ADMIN_PW)
             os.makedirs(SCREENSHOTS, exist_ok=True)
         except BaseException:
             self.stop()

@@ -4,7 +4,7 @@ use actix_session::Session;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, DOCTYPE};
 
-use crate::auth::{LoginGuard, SESSION_USER};
+use crate::auth::{login_session, LoginGuard};
 use crate::service::ServiceError;
 use crate::state::AppState;
 use crate::web::auth::csrf_token;
@@ -39,7 +39,7 @@ fn login_page(csrf: &str, username: &str, error: Option<&str>, status: actix_web
 }
 
 pub async fn login_form(session: Session) -> HttpResponse {
-    if matches!(session.get::<String>(SESSION_USER), Ok(Some(_))) {
+    if login_session::user_id(&session).is_some() {
         return redirect("/");
     }
     login_page(&csrf_token(&session), "", None, actix_web::http::StatusCode::OK)
@@ -57,9 +57,8 @@ pub async fn login(
     let password = form.raw("password").unwrap_or_default().to_string();
     match crate::service::session::login(&state, &guard, &peer, &username, password).await {
         Ok(user) => {
-            session.renew();
-            session.insert(SESSION_USER, user.id.to_string()).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            // A new token for the logged-in session.
+            login_session::start(&session, &user).map_err(ServiceError::Internal)?;
+            // A new form token for the logged-in session.
             session.remove("csrf");
             Ok(redirect("/"))
         }
@@ -77,7 +76,10 @@ pub async fn login(
     }
 }
 
-pub async fn logout(session: Session, _form: Form) -> HttpResponse {
+pub async fn logout(state: web::Data<AppState>, session: Session, _form: Form) -> Page {
+    if let Some(id) = login_session::user_id(&session) {
+        crate::service::session::logout(&state, id).await?;
+    }
     session.purge();
-    redirect("/login")
+    Ok(redirect("/login"))
 }
