@@ -68,6 +68,24 @@ async fn pages_need_a_login_and_every_post_a_csrf_token() {
     assert!(html.contains("class=\"field-error\""), "{html}");
     assert!(html.contains("value=\"dc10\""), "the form keeps what was typed");
 
+    // An edit form clears an optional setting when it is sent empty.
+    let list: serde_json::Value = c.get(app.url("/api/v1/hypervisors")).send().await.unwrap().json().await.unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let pin = ["AB"; 32].join(":");
+    let set = [("csrf", token.as_str()), ("tls_fingerprint", pin.as_str()), ("api_token_id", "root@pam!drswitch")];
+    let r = c.post(app.url(&format!("/hypervisors/{id}"))).form(&set).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let h: serde_json::Value =
+        c.get(app.url(&format!("/api/v1/hypervisors/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["tls_fingerprint"], pin.as_str());
+    let clear = [("csrf", token.as_str()), ("tls_fingerprint", ""), ("name", "dc9")];
+    let r = c.post(app.url(&format!("/hypervisors/{id}"))).form(&clear).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let h: serde_json::Value =
+        c.get(app.url(&format!("/api/v1/hypervisors/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["tls_fingerprint"], serde_json::Value::Null, "sent empty: cleared");
+    assert_eq!(h["api_token_id"], "root@pam!drswitch", "not sent: kept");
+
     // Log out is a post with the token, too.
     let r = c.post(app.url("/logout")).send().await.unwrap();
     assert_eq!(r.status(), 403);

@@ -53,6 +53,9 @@ pub enum Kind {
     Number,
     /// A checkbox: present means true; the form sends a hidden "false" first.
     Flag,
+    /// An optional setting: sent empty means "none" (JSON null), which the
+    /// API takes as "clear it".
+    Clearable,
 }
 
 impl Form {
@@ -74,6 +77,11 @@ impl Form {
             let value = match kind {
                 Kind::Secret => match self.raw(name) {
                     Some(raw) => Value::String(raw.to_string()),
+                    None => continue,
+                },
+                Kind::Clearable => match self.get(name) {
+                    Some(v) => Value::String(v.to_string()),
+                    None if self.raw(name).is_some() || self.fields.iter().any(|(k, _)| k == name) => Value::Null,
                     None => continue,
                 },
                 _ if self.get(name).is_none() => continue,

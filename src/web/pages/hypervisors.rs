@@ -26,9 +26,9 @@ const FIELDS: &[(&str, Kind)] = &[
     ("node", Kind::Text),
     ("role", Kind::Text),
     ("api_port", Kind::Number),
-    ("api_token_id", Kind::Text),
+    ("api_token_id", Kind::Clearable),
     ("api_token_secret", Kind::Secret),
-    ("tls_fingerprint", Kind::Text),
+    ("tls_fingerprint", Kind::Clearable),
     ("dump_dir", Kind::Text),
     ("restore_storage", Kind::Text),
     ("enabled", Kind::Flag),
@@ -115,6 +115,7 @@ fn form(me: &PageUser, action: &str, values: &dyn Fn(&str) -> String, err: Optio
             }
             (input("API token secret", "api_token_secret", "password", "",
                 Some(if new { "write-only; stored encrypted" } else { "leave empty to keep the stored one" }), err))
+            @if !new { label.check { input type="checkbox" name="forget_secret" value="true"; "Remove the stored secret" } }
             (input("TLS fingerprint", "tls_fingerprint", "text", &v("tls_fingerprint"), Some("SHA-256 of a self-signed certificate, 3A:5F:…"), err))
             div.two {
                 (input("Dump directory", "dump_dir", "text", &v("dump_dir"), None, err))
@@ -302,7 +303,12 @@ pub async fn update(
 ) -> Page {
     let hid = id(&path)?;
     let result = match f.input::<HypervisorInput>(FIELDS) {
-        Ok(input) => svc::update(&state, &me.user, hid, input).await,
+        Ok(mut input) => {
+            if f.get("forget_secret") == Some("true") {
+                input.api_token_secret = Some(None);
+            }
+            svc::update(&state, &me.user, hid, input).await
+        }
         Err(e) => Err(e),
     };
     match result {
