@@ -12,8 +12,8 @@ pub const SESSION_USER: &str = "user_id";
 const SESSION_EPOCH: &str = "epoch";
 const SESSION_SINCE: &str = "since";
 
-/// Starts a session for `user` (a new cookie: nothing of the anonymous
-/// session carries over).
+/// Starts a session for `user`: the cookie is renewed and now names the
+/// user, the epoch it was issued under and when.
 pub fn start(session: &Session, user: &User) -> Result<(), String> {
     session.renew();
     session.insert(SESSION_USER, user.id.to_string()).map_err(|e| e.to_string())?;
