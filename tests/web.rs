@@ -129,3 +129,25 @@ async fn host_text_is_escaped_and_viewers_get_no_action_buttons() {
     let html = viewer.get(app.url("/pairs")).send().await.unwrap().text().await.unwrap();
     assert!(!html.contains("Add pair"));
 }
+
+#[tokio::test]
+async fn changing_the_password_is_limited_like_a_login() {
+    let app = TestApp::spawn().await;
+    let c = client();
+    assert_eq!(page_login(&app, &c, ADMIN, ADMIN_PW).await.status(), 200);
+    let html = c.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let token = csrf_of(&html);
+    let attempt = |current: &'static str| {
+        c.post(app.url("/account/password"))
+            .form(&[("csrf", token.as_str()), ("current_password", current), ("password", "a-new-password-1")])
+            .send()
+    };
+    for _ in 0..5 {
+        let r = attempt("wrong-password").await.unwrap();
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains("The current password is not right."));
+    }
+    let r = attempt(ADMIN_PW).await.unwrap();
+    assert_eq!(r.status(), 422, "even the right password waits out the lock");
+    assert!(r.text().await.unwrap().contains("too many failed logins"));
+}

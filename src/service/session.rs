@@ -77,7 +77,7 @@ fn dummy_hash() -> String {
 /// Checks the password on a blocking thread, holding one of the guard's
 /// slots until the check itself ends (not merely until this request is
 /// dropped), so at most that many checks ever run at once.
-async fn verify_off_thread(guard: &LoginGuard, password: String, hash: String) -> ServiceResult<bool> {
+pub(crate) async fn verify_off_thread(guard: &LoginGuard, password: String, hash: String) -> ServiceResult<bool> {
     let slot = guard.verify_slots.clone().acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(tokio::task::spawn_blocking(move || {
         let ok = password::verify(&password, &hash);

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::input::{label, required};
 use super::{require, ServiceError, ServiceResult};
-use crate::auth::password;
+use crate::auth::{password, LoginGuard};
 use crate::db::users::{NewUser, User};
 use crate::domain::{LoginName, Role, UserId};
 use crate::state::AppState;
@@ -101,14 +101,23 @@ pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult
     Ok(())
 }
 
-/// Changes the acting user's own password after checking the current one.
-pub async fn change_own_password(state: &AppState, actor: &User, current: String, new: String) -> ServiceResult<()> {
+/// Changes the acting user's own password after checking the current one,
+/// under the same limits as a login (a stolen session must not become a
+/// password-guessing oracle).
+pub async fn change_own_password(
+    state: &AppState,
+    guard: &LoginGuard,
+    actor: &User,
+    current: String,
+    new: String,
+) -> ServiceResult<()> {
     password::check_strength(&new).map_err(|m| ServiceError::invalid("password", m))?;
+    guard.per_name.begin(&actor.username).map_err(ServiceError::Throttled)?;
     let (_, stored) = state.db.user_with_hash(&actor.username).await?.ok_or(ServiceError::NotFound("user"))?;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&current, &stored)).await.unwrap_or(false);
-    if !ok {
+    if !super::session::verify_off_thread(guard, current, stored).await? {
         return Err(ServiceError::BadCredentials);
     }
+    guard.per_name.succeeded(&actor.username);
     let new_hash = hash("password", new).await?;
     state.db.set_password(actor.id, &new_hash).await?;
     tracing::info!(username = %actor.username, "password changed");

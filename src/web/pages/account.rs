@@ -66,10 +66,16 @@ pub async fn page_(state: web::Data<AppState>, me: PageUser, session: Session) -
     render(&state, &me, token.as_deref(), None).await
 }
 
-pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
+pub async fn password(
+    state: web::Data<AppState>,
+    guard: web::Data<crate::auth::LoginGuard>,
+    me: PageUser,
+    session: Session,
+    f: Form,
+) -> Page {
     let current = f.raw("current_password").unwrap_or_default().to_string();
     let new = f.raw("password").unwrap_or_default().to_string();
-    match crate::service::users::change_own_password(&state, &me.user, current, new).await {
+    match crate::service::users::change_own_password(&state, &guard, &me.user, current, new).await {
         Ok(()) => {
             // Every other session of this user ended with the change; this
             // one goes on under the new epoch.
@@ -79,7 +85,7 @@ pub async fn password(state: web::Data<AppState>, me: PageUser, session: Session
             flash(&session, "ok", "Password changed; your other sessions were logged out.");
             Ok(redirect("/account"))
         }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::BadCredentials)) => {
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::BadCredentials | ServiceError::Throttled(_))) => {
             let text = match e {
                 ServiceError::BadCredentials => "The current password is not right.".to_string(),
                 other => other.to_string(),
