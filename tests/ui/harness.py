@@ -25,6 +25,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import (
+    WebDriverException,
     NoAlertPresentException,
     NoSuchElementException,
     StaleElementReferenceException,
@@ -93,6 +94,23 @@ class HttpResponse:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
+
+
+def gone(element):
+    """A wait condition: the element left the document (its page was
+    replaced). chromedriver sometimes reports a node detached mid-check as
+    an inspector error instead of a stale reference; both mean gone."""
+    def check(_driver):
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e) or "No node with given id" in str(e):
+                return True
+            raise
+    return check
 
 
 class Api:
@@ -448,7 +466,7 @@ class Page:
         """Clicks something that loads a new page and waits for that page."""
         html = self.d.find_element(By.TAG_NAME, "html")
         element.click()
-        self.until(EC.staleness_of(html), message="the page did not change")
+        self.until(gone(html), message="the page did not change")
         self.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def confirm(self, accept=True):
@@ -466,7 +484,7 @@ class Page:
         element.click()
         text = self.confirm(accept)
         if accept:
-            self.until(EC.staleness_of(html), message="the page did not change after confirming")
+            self.until(gone(html), message="the page did not change after confirming")
             self.until(lambda d: d.execute_script("return document.readyState") == "complete")
         return text
 

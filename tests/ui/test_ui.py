@@ -151,13 +151,14 @@ class UiTest(unittest.TestCase):
                       for f in self.d.find_elements(By.CSS_SELECTOR, "form[method='post']"))
 
     def task_state(self):
-        """(progress value, status text, phase text, log line seqs) of a task page."""
-        progress = int(float(self.p.css("#task-progress").get_attribute("value")))
-        status = self.p.css("#task-status").text.strip()
-        phase = self.p.css("#task-phase").text.strip()
-        seqs = [int(s) for s in self.d.execute_script(
-            "return Array.from(document.querySelectorAll('#task-log .line')).map(l => l.dataset.seq)")]
-        return progress, status, phase, seqs
+        """(progress value, status text, phase text, log line seqs) of a task page,
+        read in one script so an htmx swap cannot fall between the reads."""
+        progress, status, phase, seqs = self.d.execute_script(
+            "const q = s => document.querySelector(s);"
+            "return [q('#task-progress').getAttribute('value'), q('#task-status').textContent.trim(),"
+            " q('#task-phase').textContent.trim(),"
+            " Array.from(document.querySelectorAll('#task-log .line')).map(l => l.dataset.seq)];")
+        return int(float(progress)), status, phase, [int(s) for s in seqs]
 
     def task_id_from_path(self):
         m = re.fullmatch(f"/tasks/({UUID})", self.p.path())
@@ -480,7 +481,9 @@ class T14Tasks(UiTest):
             return state[1] in FINAL
 
         self.p.until(finished, timeout=60, message="the task page never showed a final status")
-        progress, status, phase, seqs = samples[-1]
+        # Read once more: a sample taken while htmx swapped the live part
+        # can mix the old bar with the new status; polling has stopped now.
+        progress, status, phase, seqs = self.task_state()
         self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the page was reloaded")
         self.assertEqual(status, "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
         self.assertTrue(any(s[1] == "running" for s in samples), f"never seen running: {samples}")
