@@ -7,25 +7,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::lab::{sha256_of, Lab};
-use common::{message, TestApp};
+use common::lab::sha256_of;
+use common::{lab_setup, message, LabSetup, TestApp};
 use serde_json::json;
-
-struct Setup {
-    app: TestApp,
-    lab: Lab,
-    dc: String,
-    drc: String,
-}
-
-async fn setup(env: &[(&str, &str)]) -> Setup {
-    let app = TestApp::spawn_with(env).await;
-    app.login_admin().await;
-    let lab = Lab::start(&["dc1", "drc1"], &app.pubkey());
-    let dc = app.register(&lab, "dc1", "dc").await;
-    let drc = app.register(&lab, "drc1", "drc").await;
-    Setup { app, lab, dc, drc }
-}
 
 /// Sets the pair to store its archives uncompressed.
 async fn uncompressed(app: &TestApp, pair: &str) {
@@ -36,7 +20,7 @@ async fn uncompressed(app: &TestApp, pair: &str) {
 
 #[tokio::test]
 async fn replicate_restore_and_roll_back() {
-    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[]).await;
     lab.create_vm("dc1", 100, "24M");
     let original = lab.disk_sha("dc1", 100);
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
@@ -93,7 +77,7 @@ async fn replicate_restore_and_roll_back() {
 
 #[tokio::test]
 async fn failures_say_why_and_leave_no_archive() {
-    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[]).await;
     lab.create_vm("dc1", 100, "4M");
 
     // VM missing on the DC host.
@@ -156,7 +140,7 @@ async fn failures_say_why_and_leave_no_archive() {
 #[tokio::test]
 async fn killed_worker_leaves_no_partial_and_the_task_is_retried() {
     let env = [("TRANSFER_BWLIMIT_KIB", "2048"), ("TASK_LEASE_SECS", "2")];
-    let Setup { mut app, lab, dc, drc } = setup(&env).await;
+    let LabSetup { mut app, lab, dc, drc } = lab_setup(&env).await;
     lab.create_vm("dc1", 100, "12M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
     uncompressed(&app, &pair).await;
@@ -195,7 +179,7 @@ impl Drop for Mounted {
 
 #[tokio::test]
 async fn full_archive_storage_fails_cleanly() {
-    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[]).await;
     lab.create_vm("dc1", 100, "4M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
     uncompressed(&app, &pair).await;

@@ -10,24 +10,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::lab::Lab;
-use common::TestApp;
+use common::{lab_setup, LabSetup};
 use serde_json::{json, Value};
-
-struct Setup {
-    app: TestApp,
-    lab: Lab,
-    dc: String,
-    drc: String,
-}
-
-async fn setup(env: &[(&str, &str)]) -> Setup {
-    let app = TestApp::spawn_with(env).await;
-    app.login_admin().await;
-    let lab = Lab::start(&["dc1", "drc1"], &app.pubkey());
-    let dc = app.register(&lab, "dc1", "dc").await;
-    let drc = app.register(&lab, "drc1", "drc").await;
-    Setup { app, lab, dc, drc }
-}
 
 fn log_text(t: &Value) -> String {
     t["log"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap().to_string()).collect::<Vec<_>>().join("\n")
@@ -50,7 +34,7 @@ fn drc_dump_dir_clean(lab: &Lab) {
 
 #[tokio::test]
 async fn an_unmarked_vm_is_never_replaced_until_an_admin_adopts_it() {
-    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[]).await;
     lab.create_vm("dc1", 180, "8M");
     lab.create_vm("drc1", 777, "8M");
     let production = lab.disk_sha("drc1", 777);
@@ -111,7 +95,7 @@ async fn an_unmarked_vm_is_never_replaced_until_an_admin_adopts_it() {
 
 #[tokio::test]
 async fn a_cancel_during_qmrestore_never_leaves_a_half_written_replica() {
-    let Setup { app, lab, dc, drc } = setup(&[]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[]).await;
     lab.create_vm("dc1", 100, "24M");
     let first = lab.disk_sha("dc1", 100);
     let pair = app.create_pair(&dc, 100, &drc, 280).await;
@@ -158,7 +142,7 @@ async fn a_cancel_during_qmrestore_never_leaves_a_half_written_replica() {
 
 #[tokio::test]
 async fn a_worker_killed_during_qmrestore_leaves_a_whole_replica_after_recovery() {
-    let Setup { mut app, lab, dc, drc } = setup(&[("TASK_LEASE_SECS", "2")]).await;
+    let LabSetup { mut app, lab, dc, drc } = lab_setup(&[("TASK_LEASE_SECS", "2")]).await;
     lab.create_vm("dc1", 100, "24M");
     let pair = app.create_pair(&dc, 100, &drc, 280).await;
     let (s, _) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;
@@ -187,7 +171,7 @@ async fn a_worker_killed_during_qmrestore_leaves_a_whole_replica_after_recovery(
 
 #[tokio::test]
 async fn retention_keeps_the_rollback_archive_and_one_pair_runs_one_task_at_a_time() {
-    let Setup { app, lab, dc, drc } = setup(&[("WORKER_CONCURRENCY", "2")]).await;
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[("WORKER_CONCURRENCY", "2")]).await;
     lab.create_vm("dc1", 100, "8M");
     let original = lab.disk_sha("dc1", 100);
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
@@ -264,7 +248,8 @@ async fn retention_keeps_the_rollback_archive_and_one_pair_runs_one_task_at_a_ti
 
 #[tokio::test]
 async fn endless_multibyte_output_and_a_panicking_job_fail_nothing_else() {
-    let Setup { app, lab, dc, drc } = setup(&[("DRSWITCH_DEBUG_PANIC_VMID", "150"), ("TASK_LEASE_SECS", "3")]).await;
+    let LabSetup { app, lab, dc, drc } =
+        lab_setup(&[("DRSWITCH_DEBUG_PANIC_VMID", "150"), ("TASK_LEASE_SECS", "3")]).await;
     lab.create_vm("dc1", 100, "4M");
     lab.create_vm("dc1", 150, "1M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;

@@ -6,17 +6,13 @@
 
 mod common;
 
-use common::lab::Lab;
-use common::TestApp;
+use common::{lab_setup, LabSetup};
 use serde_json::json;
 
 #[tokio::test]
 async fn sigterm_during_a_backup_hands_the_task_back() {
-    let mut app = TestApp::spawn_with(&[("TRANSFER_BWLIMIT_KIB", "2048"), ("SHUTDOWN_GRACE_SECS", "20")]).await;
-    app.login_admin().await;
-    let lab = Lab::start(&["dc1", "drc1"], &app.pubkey());
-    let dc = app.register(&lab, "dc1", "dc").await;
-    let drc = app.register(&lab, "drc1", "drc").await;
+    let LabSetup { mut app, lab, dc, drc } =
+        lab_setup(&[("TRANSFER_BWLIMIT_KIB", "2048"), ("SHUTDOWN_GRACE_SECS", "20")]).await;
     lab.create_vm("dc1", 100, "12M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;
     let (s, p) = app.put(&format!("/api/v1/pairs/{pair}"), json!({"compress": "none"})).await;

@@ -74,14 +74,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             return AppError::Malformed(format!("the request body is not valid JSON ({inner})"));
         }
         let text = strip_position(&inner.to_string());
-        let field = if path != "." && !path.is_empty() {
-            path
-        } else if let Some(name) = backticked(&text) {
-            name
-        } else {
-            "body".to_string()
-        };
-        AppError::invalid(field, text)
+        AppError::invalid(crate::service::input::field_at(&path, &text), text)
     })?;
     de.end()
         .map_err(|_| AppError::Malformed("the request body has trailing characters after the JSON value".into()))?;
@@ -94,13 +87,6 @@ fn strip_position(msg: &str) -> String {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }
-}
-
-/// The first `name` in a serde message such as "missing field `name`".
-fn backticked(msg: &str) -> Option<String> {
-    let start = msg.find('`')? + 1;
-    let len = msg[start..].find('`')?;
-    Some(msg[start..start + len].to_string())
 }
 
 #[cfg(test)]

@@ -211,14 +211,6 @@ impl Db {
         rows.iter().map(|r| parse(r, "archive_id")).collect()
     }
 
-    pub async fn pair_has_running_task(&self, pair_id: PairId) -> DbResult<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status = 'running'")
-            .bind(pair_id.to_string())
-            .fetch_one(self.pool())
-            .await?;
-        Ok(get::<i64>(&row, "n")? > 0)
-    }
-
     /// Cancels a queued task at once; a running task is flagged and its
     /// worker stops it. Returns the task as it is now.
     pub async fn request_cancel(&self, id: TaskId) -> DbResult<Option<Task>> {

@@ -40,11 +40,15 @@ pub fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ServiceRe
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
         let path = e.path().to_string();
         let text = e.into_inner().to_string();
-        let field = if path != "." && !path.is_empty() {
-            path
-        } else {
-            text.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "form".into())
-        };
-        ServiceError::invalid(field, text)
+        ServiceError::invalid(field_at(&path, &text), text)
     })
+}
+
+/// The field a deserialisation error is about: its path, or for a missing or
+/// unknown field the name serde quotes in backticks, or else the whole body.
+pub fn field_at(path: &str, message: &str) -> String {
+    if path != "." && !path.is_empty() {
+        return path.to_string();
+    }
+    message.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "body".into())
 }

@@ -103,14 +103,15 @@ pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult
 
 /// Changes the acting user's own password after checking the current one,
 /// under the same limits as a login (a stolen session must not become a
-/// password-guessing oracle).
+/// password-guessing oracle). Returns the user as now stored: the change
+/// ended every session, so the caller starts a new one for this user.
 pub async fn change_own_password(
     state: &AppState,
     guard: &LoginGuard,
     actor: &User,
     current: String,
     new: String,
-) -> ServiceResult<()> {
+) -> ServiceResult<User> {
     password::check_strength(&new).map_err(|m| ServiceError::invalid("password", m))?;
     guard.per_name.begin(&actor.username).map_err(ServiceError::Throttled)?;
     let (_, stored) = state.db.user_with_hash(&actor.username).await?.ok_or(ServiceError::NotFound("user"))?;
@@ -121,5 +122,5 @@ pub async fn change_own_password(
     let new_hash = hash("password", new).await?;
     state.db.set_password(actor.id, &new_hash).await?;
     tracing::info!(username = %actor.username, "password changed");
-    Ok(())
+    load(state, actor.id).await
 }

@@ -26,6 +26,35 @@ pub fn with_status(status: actix_web::http::StatusCode, mut resp: HttpResponse) 
     resp
 }
 
+/// How a form post ended: done, or refused in a way the form shows
+/// (a field, a clash) and should be filled in again.
+pub enum Outcome<T> {
+    Done(T),
+    Again(ServiceError),
+}
+
+/// Sorts a service result for a form: other errors get their own page.
+pub fn outcome<T>(result: Result<T, ServiceError>) -> Result<Outcome<T>, crate::web::PageError> {
+    match result {
+        Ok(v) => Ok(Outcome::Done(v)),
+        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
+            Ok(Outcome::Again(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Done: the message for the next page, and a 303 to `to`.
+pub fn done(session: &actix_session::Session, message: impl Into<String>, to: &str) -> crate::web::Page {
+    crate::web::auth::flash(session, "ok", message);
+    Ok(redirect(to))
+}
+
+/// The form shown again with its errors.
+pub fn again(resp: HttpResponse) -> crate::web::Page {
+    Ok(with_status(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, resp))
+}
+
 /// After a button's action: on success the message and `done`; refused
 /// (a conflict), the reason and `back`; anything else is an error page.
 pub fn after_action(

@@ -401,3 +401,20 @@ impl TestApp {
         sqlx::Row::get::<i64, _>(&row, "n") as usize
     }
 }
+
+/// A logged-in drswitch and a lab with dc1 and drc1 registered and checked.
+pub struct LabSetup {
+    pub app: TestApp,
+    pub lab: lab::Lab,
+    pub dc: String,
+    pub drc: String,
+}
+
+pub async fn lab_setup(env: &[(&str, &str)]) -> LabSetup {
+    let app = TestApp::spawn_with(env).await;
+    app.login_admin().await;
+    let lab = lab::Lab::start(&["dc1", "drc1"], &app.pubkey());
+    let dc = app.register(&lab, "dc1", "dc").await;
+    let drc = app.register(&lab, "drc1", "drc").await;
+    LabSetup { app, lab, dc, drc }
+}

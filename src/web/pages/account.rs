@@ -76,11 +76,9 @@ pub async fn password(
     let current = f.raw("current_password").unwrap_or_default().to_string();
     let new = f.raw("password").unwrap_or_default().to_string();
     match crate::service::users::change_own_password(&state, &guard, &me.user, current, new).await {
-        Ok(()) => {
+        Ok(user) => {
             // Every other session of this user ended with the change; this
             // one goes on under the new epoch.
-            let user =
-                state.db.user(me.user.id).await.map_err(ServiceError::from)?.ok_or(ServiceError::NotFound("user"))?;
             crate::auth::login_session::start(&session, &user).map_err(ServiceError::Internal)?;
             flash(&session, "ok", "Password changed; your other sessions were logged out.");
             Ok(redirect("/account"))

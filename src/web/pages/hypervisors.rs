@@ -2,7 +2,6 @@
 //! host key on first contact), and the middleware's public key to install.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::web;
 use maud::{html, Markup};
 
@@ -12,10 +11,12 @@ use crate::hypervisor::proxmox::CheckReport;
 use crate::service::hypervisors::{self as svc, HypervisorInput, MANAGE};
 use crate::service::ServiceError;
 use crate::state::AppState;
-use crate::web::auth::{flash, PageUser};
+use crate::web::auth::PageUser;
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{after_action, checkbox, form_error, input, post_button, redirect, select};
+use crate::web::view::{
+    after_action, again, checkbox, done, form_error, input, outcome, post_button, redirect, select, Outcome,
+};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -170,25 +171,19 @@ pub async fn new_form(me: PageUser) -> Page {
 }
 
 pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let result = match f.input::<HypervisorInput>(FIELDS) {
-        Ok(input) => svc::create(&state, &me.user, input).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(h) => {
-            flash(&session, "ok", format!("Hypervisor {} added. Test the connection to pin its SSH host key.", h.name));
-            Ok(redirect(&format!("/hypervisors/{}", h.id)))
-        }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
+    let result = async { svc::create(&state, &me.user, f.input::<HypervisorInput>(FIELDS)?).await }.await;
+    match outcome(result)? {
+        Outcome::Done(h) => done(
+            &session,
+            format!("Hypervisor {} added. Test the connection to pin its SSH host key.", h.name),
+            &format!("/hypervisors/{}", h.id),
+        ),
+        Outcome::Again(e) => {
             let values = f.values();
             let body =
                 html! { h1 { "Add hypervisor" } div.panel { (form(&me, "/hypervisors", &values, Some(&e), true)) } };
-            Ok(crate::web::view::with_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(&me, "/hypervisors", "Add hypervisor", body),
-            ))
+            again(page(&me, "/hypervisors", "Add hypervisor", body))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -302,29 +297,21 @@ pub async fn update(
     f: Form,
 ) -> Page {
     let hid = id(&path)?;
-    let result = match f.input::<HypervisorInput>(FIELDS) {
-        Ok(mut input) => {
-            if f.get("forget_secret") == Some("true") {
-                input.api_token_secret = Some(None);
-            }
-            svc::update(&state, &me.user, hid, input).await
+    let result = async {
+        let mut input = f.input::<HypervisorInput>(FIELDS)?;
+        if f.get("forget_secret") == Some("true") {
+            input.api_token_secret = Some(None);
         }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(h) => {
-            flash(&session, "ok", format!("Hypervisor {} saved.", h.name));
-            Ok(redirect(&format!("/hypervisors/{}", h.id)))
-        }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
+        svc::update(&state, &me.user, hid, input).await
+    }
+    .await;
+    match outcome(result)? {
+        Outcome::Done(h) => done(&session, format!("Hypervisor {} saved.", h.name), &format!("/hypervisors/{}", h.id)),
+        Outcome::Again(e) => {
             let values = f.values();
             let body = html! { h1 { "Edit hypervisor" } div.panel { (form(&me, &format!("/hypervisors/{hid}"), &values, Some(&e), false)) } };
-            Ok(crate::web::view::with_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(&me, "/hypervisors", "Edit hypervisor", body),
-            ))
+            again(page(&me, "/hypervisors", "Edit hypervisor", body))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -2,7 +2,6 @@
 //! page with its actions, archives, schedules and charts.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -18,7 +17,8 @@ use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
 use crate::web::view::{
-    after_action, checkbox, duration, form_error, input, post_button, redirect, select, size, when,
+    after_action, again, checkbox, done, duration, form_error, input, outcome, post_button, redirect, select, size,
+    when, Outcome,
 };
 use crate::web::Page;
 
@@ -43,7 +43,7 @@ fn id(raw: &str) -> Result<PairId, ServiceError> {
 
 pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
     let pairs = svc::list(&state, &me.user).await?;
-    let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
     let name = |h: HypervisorId| hosts.iter().find(|x| x.id == h).map(|x| x.name.clone()).unwrap_or_default();
     let body = html! {
         h1 { "VM pairs" }
@@ -154,7 +154,7 @@ fn defaults(name: &str) -> String {
 
 pub async fn new_form(state: web::Data<AppState>, me: PageUser) -> Page {
     service::require(&me.user, MANAGE)?;
-    let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
     let body = html! {
         h1 { "Add pair" }
         @if !hosts.iter().any(|h| h.role == HypervisorRole::Dc) || !hosts.iter().any(|h| h.role == HypervisorRole::Drc) {
@@ -193,22 +193,15 @@ pub async fn vm_picker(state: web::Data<AppState>, me: PageUser, q: web::Query<P
 }
 
 pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let result = match f.input::<PairInput>(FIELDS) {
-        Ok(input) => svc::create(&state, &me.user, input).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => {
-            flash(&session, "ok", format!("Pair {} added.", v.pair.name));
-            Ok(redirect(&format!("/pairs/{}", v.pair.id)))
-        }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
-            let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let result = async { svc::create(&state, &me.user, f.input::<PairInput>(FIELDS)?).await }.await;
+    match outcome(result)? {
+        Outcome::Done(v) => done(&session, format!("Pair {} added.", v.pair.name), &format!("/pairs/{}", v.pair.id)),
+        Outcome::Again(e) => {
+            let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
             let values = f.values();
             let body = html! { h1 { "Add pair" } div.panel { (form(&me, &hosts, "/pairs", &values, Some(&e), true)) } };
-            Ok(crate::web::view::with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Add pair", body)))
+            again(page(&me, "/pairs", "Add pair", body))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -234,7 +227,7 @@ fn current(v: &PairView) -> impl Fn(&str) -> String + '_ {
 pub async fn edit_form(state: web::Data<AppState>, me: PageUser, path: web::Path<String>) -> Page {
     service::require(&me.user, MANAGE)?;
     let v = svc::get(&state, &me.user, id(&path)?).await?;
-    let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
     let values = current(&v);
     let body = html! { h1 { "Edit " (v.pair.name) } div.panel { (form(&me, &hosts, &format!("/pairs/{}", v.pair.id), &values, None, false)) } };
     Ok(page(&me, "/pairs", "Edit pair", body))
@@ -248,22 +241,15 @@ pub async fn update(
     f: Form,
 ) -> Page {
     let pid = id(&path)?;
-    let result = match f.input::<PairInput>(FIELDS) {
-        Ok(input) => svc::update(&state, &me.user, pid, input).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => {
-            flash(&session, "ok", format!("Pair {} saved.", v.pair.name));
-            Ok(redirect(&format!("/pairs/{}", v.pair.id)))
-        }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
-            let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let result = async { svc::update(&state, &me.user, pid, f.input::<PairInput>(FIELDS)?).await }.await;
+    match outcome(result)? {
+        Outcome::Done(v) => done(&session, format!("Pair {} saved.", v.pair.name), &format!("/pairs/{}", v.pair.id)),
+        Outcome::Again(e) => {
+            let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
             let values = f.values();
             let body = html! { h1 { "Edit pair" } div.panel { (form(&me, &hosts, &format!("/pairs/{pid}"), &values, Some(&e), false)) } };
-            Ok(crate::web::view::with_status(StatusCode::UNPROCESSABLE_ENTITY, page(&me, "/pairs", "Edit pair", body)))
+            again(page(&me, "/pairs", "Edit pair", body))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -374,7 +360,7 @@ fn charts(points: &[(String, i64, i64)]) -> Markup {
 pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<String>) -> Page {
     let v = svc::get(&state, &me.user, id(&path)?).await?;
     let p = &v.pair;
-    let hosts = state.db.list_hypervisors().await.map_err(ServiceError::from)?;
+    let hosts = crate::service::hypervisors::list(&state, &me.user).await?;
     let host = |h: HypervisorId| hosts.iter().find(|x| x.id == h).map(|x| x.name.clone()).unwrap_or_default();
     let archives = svc::archives(&state, &me.user, p.id).await?;
     let (tasks, _) = crate::service::tasks::list(

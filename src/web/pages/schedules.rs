@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{form_error, input, post_button, redirect, select, when};
+use crate::web::view::{again, done, form_error, input, outcome, post_button, redirect, select, when, Outcome};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -123,28 +123,21 @@ pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
 
 pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
     let pair: PairId = f.get("pair_id").and_then(|p| p.parse().ok()).ok_or(ServiceError::NotFound("pair"))?;
-    let result = match f.input::<ScheduleInput>(FIELDS) {
-        Ok(input) => svc::create(&state, &me.user, input).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(s) => {
+    let result = async { svc::create(&state, &me.user, f.input::<ScheduleInput>(FIELDS)?).await }.await;
+    match outcome(result)? {
+        Outcome::Done(s) => {
             let next = s.next_run.map(when).unwrap_or_else(|| "never".into());
-            flash(&session, "ok", format!("Scheduled; the next run is {next}."));
-            Ok(redirect(&format!("/pairs/{pair}")))
+            done(&session, format!("Scheduled; the next run is {next}."), &format!("/pairs/{pair}"))
         }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Conflict(_))) => {
+        Outcome::Again(e) => {
             let values = f.values();
             let body = html! {
                 h1 { "Schedule backup" }
                 (form(&me, pair, &values, Some(&e)))
                 p { a href={ "/pairs/" (pair) } { "Back to the pair" } }
             };
-            let mut resp = page(&me, "/schedules", "Schedule backup", body);
-            *resp.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(resp)
+            again(page(&me, "/schedules", "Schedule backup", body))
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{form_error, input, redirect, select, when};
+use crate::web::view::{done, form_error, input, outcome, redirect, select, when, Outcome};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -80,20 +80,10 @@ pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
 }
 
 pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let result = match f.input::<UserInput>(FIELDS) {
-        Ok(input) => svc::create(&state, &me.user, input).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(u) => {
-            flash(&session, "ok", format!("User {} registered.", u.username));
-            Ok(redirect("/users"))
-        }
-        Err(e @ (ServiceError::Invalid { .. } | ServiceError::Taken { .. } | ServiceError::Conflict(_))) => {
-            let values = f.values();
-            render(&state, &me, &values, Some(&e)).await
-        }
-        Err(e) => Err(e.into()),
+    let result = async { svc::create(&state, &me.user, f.input::<UserInput>(FIELDS)?).await }.await;
+    match outcome(result)? {
+        Outcome::Done(u) => done(&session, format!("User {} registered.", u.username), "/users"),
+        Outcome::Again(e) => render(&state, &me, &f.values(), Some(&e)).await,
     }
 }
 
@@ -105,10 +95,7 @@ pub async fn update(
     f: Form,
 ) -> Page {
     let uid: UserId = path.parse().map_err(|_| ServiceError::NotFound("user"))?;
-    let result = match f.input::<UserInput>(FIELDS) {
-        Ok(input) => svc::update(&state, &me.user, uid, input).await,
-        Err(e) => Err(e),
-    };
+    let result = async { svc::update(&state, &me.user, uid, f.input::<UserInput>(FIELDS)?).await }.await;
     match result {
         Ok(u) => flash(&session, "ok", format!("User {} saved.", u.username)),
         Err(e @ (ServiceError::Invalid { .. } | ServiceError::Conflict(_))) => flash(&session, "error", e.to_string()),
