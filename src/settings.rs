@@ -72,6 +72,16 @@ pub struct Settings {
     pub transfer_bwlimit_kib: u64,
     /// Accept six-field cron expressions (seconds first); for tests and demos.
     pub schedule_seconds: bool,
+    pub monitor_enabled: bool,
+    /// How often every enabled hypervisor is probed.
+    pub monitor_interval: Duration,
+    /// Bound of one probe (API and ssh each); a dead host costs this much.
+    pub probe_timeout: Duration,
+    /// A host whose last good probe is older than this is down, unless the
+    /// alert settings say otherwise.
+    pub failover_tolerance: Duration,
+    /// Serve `/metrics` without a token.
+    pub metrics_public: bool,
 }
 
 /// A configuration problem, naming the variable.
@@ -164,6 +174,11 @@ impl Settings {
                 .map_err(|_| err("TZ", format!("must be an IANA time zone such as Europe/Berlin (got {v:?})")))?,
         };
         let secs = Duration::from_secs;
+        let monitor_interval = secs(r.number("MONITOR_INTERVAL_SECS", 60, 1, 3600)?);
+        let probe_timeout = secs(r.number("MONITOR_PROBE_TIMEOUT_SECS", 10, 1, 300)?);
+        if probe_timeout > monitor_interval.max(secs(2)) {
+            return Err(err("MONITOR_PROBE_TIMEOUT_SECS", "must not be longer than MONITOR_INTERVAL_SECS"));
+        }
         Ok(Settings {
             database_url: Secret::new(database_url),
             backend,
@@ -187,6 +202,11 @@ impl Settings {
             session_max_age: r.number("SESSION_MAX_AGE_SECS", 43_200, 60, 2_592_000)?,
             transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
             schedule_seconds: r.flag("SCHEDULE_SECONDS", false)?,
+            monitor_enabled: r.flag("MONITOR_ENABLED", true)?,
+            monitor_interval,
+            probe_timeout,
+            failover_tolerance: secs(r.number("FAILOVER_TOLERANCE_SECS", 120, 1, 86_400)?),
+            metrics_public: r.flag("METRICS_PUBLIC", false)?,
         })
     }
 

@@ -5,6 +5,9 @@
 pub mod archives;
 pub mod claims;
 pub mod hypervisors;
+pub mod monitoring;
+pub mod alerts;
+pub mod targets;
 pub mod pairs;
 pub mod remote_files;
 pub mod schedules;

@@ -193,3 +193,45 @@ word_enum!(
         WorkerLost => "worker_lost",
     }
 );
+
+word_enum!(
+    /// What an alert is about (SPEC §5.2).
+    AlertKind {
+        HostDown => "host_down",
+        ServiceDown => "service_down",
+        MetricHigh => "metric_high",
+        TaskFailed => "task_failed",
+        RpoBreached => "rpo_breached",
+        Failover => "failover",
+    }
+);
+
+impl AlertKind {
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::HostDown | AlertKind::RpoBreached | AlertKind::Failover => Severity::Critical,
+            AlertKind::ServiceDown | AlertKind::MetricHigh | AlertKind::TaskFailed => Severity::Warning,
+        }
+    }
+}
+
+word_enum!(
+    /// How urgent an alert is; a target takes those at or above its minimum.
+    Severity { Warning => "warning", Critical => "critical" }
+);
+
+impl Severity {
+    pub fn at_least(self, min: Severity) -> bool {
+        (self as u8) >= (min as u8)
+    }
+}
+
+word_enum!(
+    /// How a notification target is reached.
+    TargetKind { Webhook => "webhook", Smtp => "smtp", Command => "command" }
+);
+
+word_enum!(
+    /// How mail reaches the SMTP server.
+    SmtpTlsMode { Starttls => "starttls", Tls => "tls", None => "none" }
+);

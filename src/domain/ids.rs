@@ -93,3 +93,11 @@ typed_id!(
     /// An archive on the middleware.
     ArchiveId
 );
+typed_id!(
+    /// An alert (one incident).
+    AlertId
+);
+typed_id!(
+    /// A notification target.
+    TargetId
+);

@@ -9,8 +9,11 @@ mod schedule_time;
 mod time;
 mod vmid;
 
-pub use enums::{Compress, ErrorKind, Guest, HypervisorRole, Mode, Role, ScheduleKind, TaskKind, TaskStatus};
-pub use ids::{ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TaskId, UserId};
+pub use enums::{
+    AlertKind, Compress, ErrorKind, Guest, HypervisorRole, Mode, Role, ScheduleKind, Severity, SmtpTlsMode, TargetKind,
+    TaskKind, TaskStatus,
+};
+pub use ids::{AlertId, ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TargetId, TaskId, UserId};
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
 pub use schedule_time::{CronExpr, TimeZone};
 pub use time::Timestamp;

@@ -2,7 +2,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
 use serde::{Serialize, Serializer};
 
 /// A moment in UTC, stored as epoch milliseconds and shown as RFC 3339.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
