@@ -1,5 +1,5 @@
 //! Builds the shared state and runs the pieces of a process (API, worker,
-//! scheduler) as siblings under one supervisor: one shutdown token stops
+//! scheduler, monitor) as siblings under one supervisor: one shutdown token stops
 //! them all, a panicking sibling is restarted, and SIGTERM gives running
 //! tasks `SHUTDOWN_GRACE_SECS` to hand themselves back.
 
@@ -96,6 +96,10 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     if state.settings.scheduler_enabled {
         let s = state.clone();
         siblings.push(supervise("scheduler", shutdown.clone(), move |stop| crate::scheduler::run(s.clone(), stop)));
+    }
+    if state.settings.monitor_enabled {
+        let s = state.clone();
+        siblings.push(supervise("monitor", shutdown.clone(), move |stop| crate::monitor::run(s.clone(), stop)));
     }
     let mut server = tokio::spawn(server);
     tokio::select! {

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod hypervisor;
+pub mod monitor;
 pub mod notify;
 pub mod queue;
 pub mod scheduler;

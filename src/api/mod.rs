@@ -1,7 +1,9 @@
 //! The JSON REST API under `/api/v1`. This file holds the whole route table.
 
+mod alerts;
 pub mod body;
 mod hypervisors;
+mod metrics;
 mod openapi;
 mod pairs;
 mod schedules;
@@ -47,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/hypervisors/{id}", web::delete().to(hypervisors::delete))
             .route("/hypervisors/{id}/check", web::post().to(hypervisors::check))
             .route("/hypervisors/{id}/vms", web::get().to(hypervisors::vms))
+            .route("/hypervisors/{id}/status", web::get().to(alerts::status))
             .route("/pairs", web::get().to(pairs::list))
             .route("/pairs", web::post().to(pairs::create))
             .route("/pairs/{id}", web::get().to(pairs::get))
@@ -66,8 +69,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/schedules/{id}", web::get().to(schedules::get))
             .route("/schedules/{id}", web::put().to(schedules::update))
             .route("/schedules/{id}", web::delete().to(schedules::delete))
+            .route("/alerts", web::get().to(alerts::list))
+            .route("/alert-settings", web::get().to(alerts::settings))
+            .route("/alert-settings", web::put().to(alerts::set_settings))
+            .route("/notification-targets", web::get().to(alerts::targets))
+            .route("/notification-targets", web::post().to(alerts::create_target))
+            .route("/notification-targets/{id}", web::get().to(alerts::target))
+            .route("/notification-targets/{id}", web::put().to(alerts::update_target))
+            .route("/notification-targets/{id}", web::delete().to(alerts::delete_target))
+            .route("/notification-targets/{id}/test", web::post().to(alerts::test_target))
             .default_service(web::to(not_found)),
     )
+    .route("/metrics", web::get().to(metrics::metrics))
     .default_service(web::to(not_found));
 }
 

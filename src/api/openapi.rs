@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{hypervisors, pairs, schedules, session, tasks, tokens, users};
+use super::{alerts, hypervisors, pairs, schedules, session, tasks, tokens, users};
 
 /// The API description, generated from the handlers' annotations and the
 /// request/response types, so it cannot drift from the code.
@@ -47,6 +47,16 @@ use super::{hypervisors, pairs, schedules, session, tasks, tokens, users};
         schedules::get,
         schedules::update,
         schedules::delete,
+        alerts::status,
+        alerts::list,
+        alerts::settings,
+        alerts::set_settings,
+        alerts::targets,
+        alerts::create_target,
+        alerts::target,
+        alerts::update_target,
+        alerts::delete_target,
+        alerts::test_target,
     )
 )]
 pub struct ApiDoc;

@@ -160,7 +160,8 @@ impl Db {
     }
 
     pub async fn alert(&self, id: AlertId) -> DbResult<Option<Alert>> {
-        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id.to_string()).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id.to_string()).fetch_optional(self.pool()).await?;
         let Some(row) = row else { return Ok(None) };
         let mut a = alert(&row)?;
         a.deliveries = self.deliveries_of(&[a.id]).await?;
@@ -168,8 +169,9 @@ impl Db {
     }
 
     pub async fn open_alerts(&self) -> DbResult<Vec<Alert>> {
-        let rows =
-            sqlx::query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY opened_at").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY opened_at")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(alert).collect()
     }
 
@@ -180,11 +182,13 @@ impl Db {
             Some(true) => "WHERE resolved_at IS NULL",
             Some(false) => "WHERE resolved_at IS NOT NULL",
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM alerts {filter} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?")))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM alerts {filter} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?"
+        )))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
         let mut alerts = rows.iter().map(alert).collect::<DbResult<Vec<_>>>()?;
         let ids: Vec<AlertId> = alerts.iter().map(|a| a.id).collect();
         let deliveries = self.deliveries_of(&ids).await?;
@@ -195,7 +199,8 @@ impl Db {
     }
 
     pub async fn count_open_alerts(&self) -> DbResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM alerts WHERE resolved_at IS NULL").fetch_one(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM alerts WHERE resolved_at IS NULL").fetch_one(self.pool()).await?;
         get(&row, "n")
     }
 
@@ -215,7 +220,13 @@ impl Db {
     }
 
     /// Records that `target` is to be told about `alert`; returns its seq.
-    pub async fn add_delivery(&self, alert: AlertId, target: TargetId, target_name: &str, event: &str) -> DbResult<i64> {
+    pub async fn add_delivery(
+        &self,
+        alert: AlertId,
+        target: TargetId,
+        target_name: &str,
+        event: &str,
+    ) -> DbResult<i64> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO alert_deliveries (alert_id, target_id, target_name, event, status, attempts, detail, created_at) \
@@ -266,10 +277,11 @@ impl Db {
             .bind(before.millis())
             .execute(self.pool())
             .await?;
-        let rows = sqlx::query("SELECT * FROM alert_deliveries WHERE status = 'pending' AND created_at < ? ORDER BY seq")
-            .bind(before.millis())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM alert_deliveries WHERE status = 'pending' AND created_at < ? ORDER BY seq")
+                .bind(before.millis())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(delivery).collect()
     }
 

@@ -97,6 +97,18 @@ impl Db {
         .collect()
     }
 
+    /// Bytes and count of the archives each pair holds. Summed here: SUM
+    /// answers a DECIMAL on MySQL.
+    pub async fn archive_totals(&self) -> DbResult<std::collections::HashMap<PairId, (i64, i64)>> {
+        let mut totals = std::collections::HashMap::new();
+        for r in sqlx::query("SELECT pair_id, size_bytes FROM archives").fetch_all(self.pool()).await? {
+            let e: &mut (i64, i64) = totals.entry(parse(&r, "pair_id")?).or_default();
+            e.0 += get::<i64>(&r, "size_bytes")?;
+            e.1 += 1;
+        }
+        Ok(totals)
+    }
+
     /// Deletes the archive's record unless something needs it: the replica
     /// holds it, or a queued or running task names it. Checked in the same
     /// statement, so a restore queued meanwhile keeps its archive.

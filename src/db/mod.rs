@@ -2,15 +2,15 @@
 //! and one named function per query (bound parameters only). No other
 //! module writes SQL.
 
+pub mod alerts;
 pub mod archives;
 pub mod claims;
 pub mod hypervisors;
 pub mod monitoring;
-pub mod alerts;
-pub mod targets;
 pub mod pairs;
 pub mod remote_files;
 pub mod schedules;
+pub mod targets;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

@@ -161,7 +161,10 @@ impl Db {
     /// Forgets a host's health, e.g. after its address or key changed, so
     /// it is "not checked yet" rather than down.
     pub async fn forget_host_health(&self, id: HypervisorId) -> DbResult<()> {
-        sqlx::query("DELETE FROM host_health WHERE hypervisor_id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM host_health WHERE hypervisor_id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -218,11 +221,14 @@ impl Db {
         }
         for ((host, at), samples) in &buckets {
             let avg = average(Timestamp(*at), samples);
-            let id: HypervisorId = host.parse().map_err(|_| super::DbError::Corrupt(format!("hypervisor_id = {host}")))?;
+            let id: HypervisorId =
+                host.parse().map_err(|_| super::DbError::Corrupt(format!("hypervisor_id = {host}")))?;
             insert_sample(&mut tx, id, &avg).await?;
         }
-        let compacted =
-            sqlx::query("DELETE FROM host_samples WHERE span_secs = 0 AND at < ?").bind(cutoff).execute(&mut *tx).await?;
+        let compacted = sqlx::query("DELETE FROM host_samples WHERE span_secs = 0 AND at < ?")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM host_samples WHERE span_secs > 0 AND at < ?")
             .bind(now.millis() - AVG_KEEP_SECS * 1000)
             .execute(&mut *tx)
@@ -234,14 +240,16 @@ impl Db {
     /// Takes or renews the lease `name` for `holder` until `until`; false
     /// while another holder's lease runs.
     pub async fn take_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> DbResult<bool> {
-        let r = sqlx::query("UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)")
-            .bind(holder)
-            .bind(until.millis())
-            .bind(name)
-            .bind(holder)
-            .bind(now.millis())
-            .execute(self.pool())
-            .await?;
+        let r = sqlx::query(
+            "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)",
+        )
+        .bind(holder)
+        .bind(until.millis())
+        .bind(name)
+        .bind(holder)
+        .bind(now.millis())
+        .execute(self.pool())
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -257,20 +265,22 @@ impl Db {
 
 async fn insert_sample(conn: &mut sqlx::AnyConnection, id: HypervisorId, s: &Sample) -> DbResult<()> {
     let services = s.services.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO host_samples (hypervisor_id, {SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")))
-        .bind(id.to_string())
-        .bind(s.at.millis())
-        .bind(s.span_secs)
-        .bind(s.api_up)
-        .bind(s.ssh_up)
-        .bind(s.cpu_pct)
-        .bind(s.mem_pct)
-        .bind(s.mem_free_bytes)
-        .bind(s.disk_pct)
-        .bind(s.backup_pct)
-        .bind(services)
-        .execute(conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO host_samples (hypervisor_id, {SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(id.to_string())
+    .bind(s.at.millis())
+    .bind(s.span_secs)
+    .bind(s.api_up)
+    .bind(s.ssh_up)
+    .bind(s.cpu_pct)
+    .bind(s.mem_pct)
+    .bind(s.mem_free_bytes)
+    .bind(s.disk_pct)
+    .bind(s.backup_pct)
+    .bind(services)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

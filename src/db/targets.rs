@@ -163,7 +163,10 @@ impl Db {
     }
 
     pub async fn delete_target(&self, id: TargetId) -> DbResult<bool> {
-        let r = sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM notification_targets WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }

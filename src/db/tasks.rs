@@ -187,6 +187,32 @@ impl Db {
         .collect()
     }
 
+    /// For each pair and kind, the newest task that ended (succeeded or
+    /// failed; cancelled ones say nothing) since `since`.
+    pub async fn latest_outcomes(&self, since: Timestamp) -> DbResult<Vec<Task>> {
+        sqlx::query(
+            "SELECT t.* FROM tasks t JOIN (SELECT pair_id, kind, MAX(seq) AS s FROM tasks \
+             WHERE status IN ('succeeded', 'failed') AND finished_at >= ? GROUP BY pair_id, kind) m ON t.seq = m.s",
+        )
+        .bind(since.millis())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(task)
+        .collect()
+    }
+
+    /// How many tasks are queued and how many run, across all pairs.
+    pub async fn queue_depth(&self) -> DbResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(CASE WHEN status = 'queued' THEN 1 END) AS queued, \
+             COUNT(CASE WHEN status = 'running' THEN 1 END) AS running FROM tasks WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((get(&row, "queued")?, get(&row, "running")?))
+    }
+
     /// Whether the pair has any queued or running task.
     pub async fn pair_is_busy(&self, pair_id: PairId) -> DbResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running')")

@@ -26,6 +26,11 @@ impl Timestamp {
         self.to_datetime().to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
+    /// An RFC 3339 time such as `2026-11-29T08:00:00Z`.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(s).ok().map(|t| Self(t.timestamp_millis()))
+    }
+
     pub fn plus_millis(self, ms: i64) -> Self {
         Self(self.0.saturating_add(ms))
     }

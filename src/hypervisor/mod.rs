@@ -168,3 +168,8 @@ pub fn with_replica_tag(tags: &[String], pair: &Pair) -> Vec<String> {
 pub fn connect(state: &AppState, h: &HypervisorRecord) -> Result<proxmox::ProxmoxCli, HvError> {
     proxmox::ProxmoxCli::connect(state, h)
 }
+
+/// The monitor's probe of a stored hypervisor, by its type.
+pub async fn probe(state: &AppState, h: &HypervisorRecord) -> proxmox::probe::ProbeResult {
+    proxmox::probe::probe(state, h).await
+}

@@ -5,10 +5,13 @@
 
 pub mod hypervisors;
 pub mod input;
+pub mod metrics;
+pub mod monitoring;
 pub mod overview;
 pub mod pairs;
 pub mod schedules;
 pub mod session;
+pub mod targets;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod probe;
 
 pub use check::{check, list_vms, CheckReport};
 pub use cli::ProxmoxCli;

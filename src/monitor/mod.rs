@@ -1,0 +1,200 @@
+//! The monitor: probes every enabled hypervisor each
+//! `MONITOR_INTERVAL_SECS`, keeps the history, and opens and resolves
+//! alerts. One process per database does it at a time (a lease in the
+//! database, taken like the worker's task leases), so hosts are not probed
+//! twice and nobody is told twice.
+
+pub mod conditions;
+pub mod notifier;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::alerts::{Alert, NewAlert};
+use crate::db::hypervisors::Hypervisor;
+use crate::db::monitoring::Sample;
+use crate::hypervisor::proxmox::probe::ProbeResult;
+use crate::db::DbResult;
+use crate::domain::Timestamp;
+use crate::notify::NoticeEvent;
+use crate::state::AppState;
+use conditions::{Draft, HostView, Inputs, Verdict};
+
+const LEASE: &str = "monitor";
+/// History is compacted this often.
+const COMPACT_EVERY: Duration = Duration::from_secs(3600);
+/// Failed tasks older than this raise no alert (a first start on an old
+/// database stays quiet about last month).
+const TASK_WINDOW_MS: i64 = 7 * 86_400 * 1000;
+
+/// Runs until `shutdown`. A round that fails or panics is logged and the
+/// next one comes as usual.
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let interval = state.settings.monitor_interval;
+    // Long enough to survive a slow round, short enough that another
+    // process takes over soon after this one dies.
+    let lease = (interval * 3).max(Duration::from_secs(10));
+    tracing::info!(interval_secs = interval.as_secs(), "monitor started");
+    let mut last_compact: Option<tokio::time::Instant> = None;
+    let mut resent = false;
+    while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
+        let now = Timestamp::now();
+        let until = Timestamp(now.millis() + lease.as_millis() as i64);
+        match state.db.take_lease(LEASE, &holder, now, until).await {
+            Ok(true) => {
+                if !resent {
+                    resent = true;
+                    notifier::resend_stale(&state).await;
+                }
+                match AssertUnwindSafe(round(&state)).catch_unwind().await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "monitor round failed"),
+                    Err(panic) => {
+                        tracing::error!(panic = crate::supervisor::panic_text(&panic), "monitor round panicked")
+                    }
+                }
+                if last_compact.is_none_or(|t| t.elapsed() >= COMPACT_EVERY) {
+                    last_compact = Some(tokio::time::Instant::now());
+                    match state.db.compact_samples(Timestamp::now()).await {
+                        Ok(n) if n > 0 => tracing::info!(samples = n, "monitor history compacted"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "monitor history compaction failed"),
+                    }
+                }
+            }
+            Ok(false) => resent = false,
+            Err(e) => tracing::warn!(error = %e, "monitor cannot take its lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + interval) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    let _ = state.db.release_lease(LEASE, &holder).await;
+}
+
+/// Probes every watched host in parallel, stores the results, then brings
+/// the alerts in line with what is true now.
+pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
+    let hosts: Vec<Hypervisor> =
+        state.db.list_hypervisors().await?.into_iter().filter(|h| h.enabled && h.host_key.is_some()).collect();
+    // Each probe bounds itself; the outer timeout only guards against a
+    // probe that forgets to.
+    let bound = state.settings.probe_timeout * 2 + Duration::from_secs(1);
+    let probes = futures_util::future::join_all(hosts.iter().map(|h| async move {
+        match tokio::time::timeout(bound, crate::hypervisor::probe(state, h)).await {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::warn!(hypervisor = %h.name, "probe overran its time bound");
+                None
+            }
+        }
+    }))
+    .await;
+    for (h, p) in hosts.iter().zip(probes) {
+        let p = p.unwrap_or_else(|| ProbeResult {
+            sample: Sample {
+                at: Timestamp::now(),
+                api_up: Some(0.0),
+                ssh_up: Some(0.0),
+                ..Default::default()
+            },
+            api_detail: "the probe did not finish in time".into(),
+            ssh_detail: "the probe did not finish in time".into(),
+        });
+        state.db.record_probe(h.id, &p.sample, &p.api_detail, &p.ssh_detail).await?;
+    }
+    reconcile(state, &hosts).await
+}
+
+/// The effective host-down tolerance: the alert settings' value, else
+/// `FAILOVER_TOLERANCE_SECS`.
+pub fn tolerance(state: &AppState, settings: &crate::db::alerts::AlertSettings) -> Duration {
+    settings
+        .tolerance_secs
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .unwrap_or(state.settings.failover_tolerance)
+}
+
+async fn reconcile(state: &Arc<AppState>, hosts: &[Hypervisor]) -> DbResult<()> {
+    let db = &state.db;
+    let settings = db.alert_settings().await?;
+    let now = Timestamp::now();
+    let health: HashMap<_, _> = db.all_host_health().await?.into_iter().map(|h| (h.hypervisor_id, h)).collect();
+    let mut recent = HashMap::new();
+    for h in hosts {
+        recent.insert(h.id, db.recent_samples(h.id, settings.samples.max(1)).await?);
+    }
+    let pairs = db.list_pairs().await?;
+    let newest_archive = db.newest_verified_archives().await?;
+    let outcomes = db.latest_outcomes(Timestamp(now.millis() - TASK_WINDOW_MS)).await?;
+    let inputs = Inputs {
+        now,
+        settings: &settings,
+        tolerance: tolerance(state, &settings),
+        hosts: hosts
+            .iter()
+            .map(|h| HostView {
+                host: h,
+                health: health.get(&h.id),
+                recent: recent.get(&h.id).map(Vec::as_slice).unwrap_or(&[]),
+            })
+            .collect(),
+        pairs: &pairs,
+        newest_archive: &newest_archive,
+        outcomes: &outcomes,
+    };
+    let verdicts = conditions::evaluate(&inputs);
+    let open: HashMap<String, Alert> =
+        db.open_alerts().await?.into_iter().filter_map(|a| Some((a.open_key.clone()?, a))).collect();
+    for (key, verdict) in &verdicts {
+        match (verdict, open.get(key)) {
+            (Verdict::Firing(d), None) => open_alert(state, key, d).await?,
+            (Verdict::Clear(why), Some(a)) => resolve(state, a, why).await?,
+            _ => {}
+        }
+    }
+    // An open alert whose subject is gone (host or pair deleted or
+    // disabled) is closed, except kinds the monitor does not judge.
+    for (key, a) in &open {
+        if !verdicts.contains_key(key) && a.kind != crate::domain::AlertKind::Failover {
+            resolve(state, a, &format!("{} is no longer watched", a.subject.name)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open_alert(state: &Arc<AppState>, key: &str, d: &Draft) -> DbResult<()> {
+    let new = NewAlert {
+        kind: d.kind,
+        severity: d.kind.severity(),
+        subject_type: d.subject_type,
+        subject_id: &d.subject_id,
+        subject_name: &d.subject_name,
+        message: &d.message,
+        open_key: key,
+    };
+    if let Some(alert) = state.db.open_alert(&new).await? {
+        tracing::warn!(kind = %alert.kind, subject = %alert.subject.name, message = %alert.message, "alert opened");
+        notifier::announce(state, &alert, NoticeEvent::Opened).await?;
+    }
+    Ok(())
+}
+
+async fn resolve(state: &Arc<AppState>, a: &Alert, why: &str) -> DbResult<()> {
+    if state.db.resolve_alert(a.id, why).await? {
+        tracing::info!(kind = %a.kind, subject = %a.subject.name, resolution = why, "alert resolved");
+        if let Some(alert) = state.db.alert(a.id).await? {
+            notifier::announce(state, &alert, NoticeEvent::Resolved).await?;
+        }
+    }
+    Ok(())
+}

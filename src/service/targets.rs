@@ -1,0 +1,288 @@
+//! Notification targets: where alerts go. Every field of a target's kind is
+//! checked here; the secret (webhook `secret`, `smtp_password`) is
+//! encrypted here and never returned.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::input::{label, nullable, required};
+use super::monitoring::MANAGE;
+use super::{require, ServiceError, ServiceResult};
+use crate::db::targets::{Target, TargetFields};
+use crate::db::users::User;
+use crate::domain::{AlertKind, HostName, Severity, SmtpTlsMode, TargetId, TargetKind};
+use crate::state::AppState;
+
+/// Fields of a notification target. On create `name` and `kind` are
+/// required, plus `url` (webhook), `smtp_host`, `mail_from`, `mail_to`
+/// (smtp) or `argv` (command). Fields of another kind are refused.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetInput {
+    pub name: Option<String>,
+    pub kind: Option<TargetKind>,
+    pub enabled: Option<bool>,
+    pub min_severity: Option<Severity>,
+    /// Alert kinds sent here; empty or absent on create means all.
+    pub kinds: Option<Vec<AlertKind>>,
+    /// webhook: `http://` or `https://` URL.
+    pub url: Option<String>,
+    /// webhook: HMAC-SHA256 key for `X-Drswitch-Signature`; write-only,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<Option<String>>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: Option<SmtpTlsMode>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub smtp_username: Option<Option<String>>,
+    /// smtp: write-only, `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub smtp_password: Option<Option<String>>,
+    pub mail_from: Option<String>,
+    pub mail_to: Option<Vec<String>>,
+    /// command: program (absolute path) and its arguments, run without a
+    /// shell; the alert JSON arrives on stdin and as `DRSWITCH_*` variables.
+    pub argv: Option<Vec<String>>,
+}
+
+/// The answer of `Send test`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    pub attempts: u32,
+    pub detail: String,
+}
+
+pub async fn load(state: &AppState, id: TargetId) -> ServiceResult<Target> {
+    state.db.target(id).await?.ok_or(ServiceError::NotFound("notification target"))
+}
+
+pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<Target>> {
+    require(actor, MANAGE)?;
+    Ok(state.db.list_targets().await?)
+}
+
+pub async fn get(state: &AppState, actor: &User, id: TargetId) -> ServiceResult<Target> {
+    require(actor, MANAGE)?;
+    load(state, id).await
+}
+
+pub async fn create(state: &AppState, actor: &User, b: TargetInput) -> ServiceResult<Target> {
+    require(actor, MANAGE)?;
+    let name = label("name", &required("name", b.name.clone())?)?;
+    let kind = required("kind", b.kind)?;
+    let fields = fields(state, name, kind, None, b)?;
+    let id = state.db.insert_target(&fields).await.map_err(taken)?;
+    tracing::info!(target: "audit", by = %actor.username, name = %fields.name, kind = %kind, "notification target created");
+    load(state, id).await
+}
+
+pub async fn update(state: &AppState, actor: &User, id: TargetId, b: TargetInput) -> ServiceResult<Target> {
+    require(actor, MANAGE)?;
+    let old = load(state, id).await?;
+    let name = match &b.name {
+        Some(n) => label("name", n)?,
+        None => old.name.clone(),
+    };
+    let kind = b.kind.unwrap_or(old.kind);
+    let fields = fields(state, name, kind, Some(&old), b)?;
+    if !state.db.update_target(id, &fields).await.map_err(taken)? {
+        return Err(ServiceError::NotFound("notification target"));
+    }
+    tracing::info!(target: "audit", by = %actor.username, name = %fields.name, "notification target changed");
+    load(state, id).await
+}
+
+pub async fn delete(state: &AppState, actor: &User, id: TargetId) -> ServiceResult<()> {
+    require(actor, MANAGE)?;
+    let t = load(state, id).await?;
+    state.db.delete_target(id).await?;
+    tracing::info!(target: "audit", by = %actor.username, name = %t.name, "notification target deleted");
+    Ok(())
+}
+
+/// Sends a notice of event `test` now and says how it went.
+pub async fn test(state: &AppState, actor: &User, id: TargetId) -> ServiceResult<TestResult> {
+    require(actor, MANAGE)?;
+    let t = load(state, id).await?;
+    let notice = crate::monitor::notifier::test_notice(&t);
+    let d = crate::monitor::notifier::send(state, &t, &notice).await;
+    tracing::info!(by = %actor.username, target = %t.name, ok = d.ok, "test notification sent");
+    Ok(TestResult { ok: d.ok, attempts: d.attempts, detail: d.detail })
+}
+
+fn taken(e: crate::db::DbError) -> ServiceError {
+    match e {
+        crate::db::DbError::Conflict(message) => ServiceError::Taken { field: "name".into(), message },
+        other => other.into(),
+    }
+}
+
+/// Builds the stored fields from the input over `old` (if any). Settings
+/// of another kind are refused; a kind change starts from empty settings.
+fn fields(
+    state: &AppState,
+    name: String,
+    kind: TargetKind,
+    old: Option<&Target>,
+    b: TargetInput,
+) -> ServiceResult<TargetFields> {
+    let same_kind = old.filter(|o| o.kind == kind);
+    let only = |field: &str, given: bool, of: TargetKind| {
+        if given && kind != of {
+            Err(ServiceError::invalid(field, format!("is only used by {of} targets")))
+        } else {
+            Ok(())
+        }
+    };
+    only("url", b.url.is_some(), TargetKind::Webhook)?;
+    only("secret", b.secret.is_some(), TargetKind::Webhook)?;
+    for (field, given) in [
+        ("smtp_host", b.smtp_host.is_some()),
+        ("smtp_port", b.smtp_port.is_some()),
+        ("smtp_tls", b.smtp_tls.is_some()),
+        ("smtp_username", b.smtp_username.is_some()),
+        ("smtp_password", b.smtp_password.is_some()),
+        ("mail_from", b.mail_from.is_some()),
+        ("mail_to", b.mail_to.is_some()),
+    ] {
+        only(field, given, TargetKind::Smtp)?;
+    }
+    only("argv", b.argv.is_some(), TargetKind::Command)?;
+
+    let mut s = same_kind.map(|o| o.settings.clone()).unwrap_or_default();
+    let mut secret_enc = same_kind.and_then(|o| o.secret_enc.clone());
+    let encrypt = |field: &str, v: Option<String>| -> ServiceResult<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) => {
+                Err(ServiceError::invalid(field, "must be 1 to 512 printable characters"))
+            }
+            Some(v) => Ok(Some(state.secrets.encrypt(&v))),
+        }
+    };
+    match kind {
+        TargetKind::Webhook => {
+            if let Some(u) = b.url {
+                s.url = Some(webhook_url(&u)?);
+            }
+            required("url", s.url.as_ref())?;
+            if let Some(v) = b.secret {
+                secret_enc = encrypt("secret", v)?;
+            }
+        }
+        TargetKind::Smtp => {
+            if let Some(h) = b.smtp_host {
+                HostName::from_str(h.trim()).map_err(|e| ServiceError::invalid("smtp_host", e.0))?;
+                s.smtp_host = Some(h.trim().to_string());
+            }
+            required("smtp_host", s.smtp_host.as_ref())?;
+            if let Some(t) = b.smtp_tls {
+                s.smtp_tls = Some(t);
+            }
+            let tls = *s.smtp_tls.get_or_insert(SmtpTlsMode::Starttls);
+            if let Some(p) = b.smtp_port {
+                if p == 0 {
+                    return Err(ServiceError::invalid("smtp_port", "must be a port from 1 to 65535"));
+                }
+                s.smtp_port = Some(p);
+            }
+            s.smtp_port.get_or_insert(match tls {
+                SmtpTlsMode::Starttls => 587,
+                SmtpTlsMode::Tls => 465,
+                SmtpTlsMode::None => 25,
+            });
+            if let Some(u) = b.smtp_username {
+                s.smtp_username = u.map(|u| label("smtp_username", &u)).transpose()?;
+            }
+            if let Some(v) = b.smtp_password {
+                secret_enc = encrypt("smtp_password", v)?;
+            }
+            if let Some(f) = b.mail_from {
+                s.mail_from = Some(mail_address("mail_from", &f)?);
+            }
+            required("mail_from", s.mail_from.as_ref())?;
+            if let Some(to) = b.mail_to {
+                if to.is_empty() || to.len() > 20 {
+                    return Err(ServiceError::invalid("mail_to", "must list 1 to 20 addresses"));
+                }
+                s.mail_to = Some(to.iter().map(|a| mail_address("mail_to", a)).collect::<ServiceResult<_>>()?);
+            }
+            required("mail_to", s.mail_to.as_ref())?;
+        }
+        TargetKind::Command => {
+            if let Some(argv) = b.argv {
+                s.argv = Some(command_argv(argv)?);
+            }
+            required("argv", s.argv.as_ref())?;
+        }
+    }
+    if kind != TargetKind::Webhook && kind != TargetKind::Smtp {
+        secret_enc = None;
+    }
+    Ok(TargetFields {
+        name,
+        kind,
+        enabled: b.enabled.or(old.map(|o| o.enabled)).unwrap_or(true),
+        min_severity: b.min_severity.or(old.map(|o| o.min_severity)).unwrap_or(Severity::Warning),
+        kinds: b.kinds.or_else(|| old.map(|o| o.kinds.clone())).unwrap_or_default(),
+        settings: s,
+        secret_enc,
+    })
+}
+
+fn webhook_url(u: &str) -> ServiceResult<String> {
+    let bad = |m: &str| ServiceError::invalid("url", m.to_string());
+    let u = u.trim();
+    if u.len() > 2048 {
+        return Err(bad("must be at most 2048 characters"));
+    }
+    let parsed = reqwest::Url::parse(u).map_err(|_| bad("must be an http:// or https:// URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("must be an http:// or https:// URL"));
+    }
+    Ok(u.to_string())
+}
+
+fn mail_address(field: &str, a: &str) -> ServiceResult<String> {
+    let a = a.trim();
+    lettre::Address::from_str(a)
+        .map(|_| a.to_string())
+        .map_err(|_| ServiceError::invalid(field, format!("{a:?} is not a mail address")))
+}
+
+fn command_argv(argv: Vec<String>) -> ServiceResult<Vec<String>> {
+    let bad = |m: &str| ServiceError::invalid("argv", m.to_string());
+    if argv.is_empty() || argv.len() > 64 {
+        return Err(bad("must list the program and at most 63 arguments"));
+    }
+    if argv.iter().any(|a| a.len() > 4096 || a.contains('\0')) {
+        return Err(bad("arguments must be at most 4096 characters, without NUL"));
+    }
+    if !argv[0].starts_with('/') {
+        return Err(bad("the program (first item) must be an absolute path, e.g. /usr/bin/curl"));
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_addresses_and_argv_are_checked() {
+        assert!(webhook_url("https://hooks.example/x?token=1").is_ok());
+        assert!(webhook_url("ftp://x").is_err());
+        assert!(webhook_url("javascript:alert(1)").is_err());
+        assert!(mail_address("mail_to", "ops@example.com").is_ok());
+        assert!(mail_address("mail_to", "not an address").is_err());
+        assert!(command_argv(vec!["/usr/bin/curl".into(), "-d".into(), "@-".into()]).is_ok());
+        assert!(command_argv(vec!["curl".into()]).is_err());
+        assert!(command_argv(vec![]).is_err());
+    }
+}
