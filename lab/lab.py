@@ -3,14 +3,17 @@
 
     lab.py run --dir DIR --authorized-key PUBKEY --host NAME[:ADDR] [--host …] [--no-stdin-watch]
     lab.py create-vm --root R --node N --vmid 100 [--name web01] [--disk-size 64M]
-                     [--disks 1] [--storage local-lvm|local] [--memory 2048] [--running] [--seed S]
+                     [--disks 1] [--storage local-lvm|local] [--memory 2048] [--running]
+                     [--onboot] [--seed S]
     lab.py disk-path --root R --node N --vmid 100 [--disk scsi0]
     lab.py vm-status --root R --node N --vmid 100
     lab.py hook --root R NAME [VALUE] | --clear
 
 `run` prints one JSON line per host, then READY, and stays in the foreground
 until stdin closes (unless --no-stdin-watch) or it gets SIGTERM/SIGINT.
-See lab/README.md.
+Meanwhile it carries out the stdin lines `power-off NAME` and `power-on NAME`,
+answering each with one stdout line `OK power-off NAME` / `OK power-on NAME`
+or `ERR <message>`. See lab/README.md.
 """
 import argparse
 import json
@@ -19,6 +22,7 @@ import re
 import select
 import signal
 import sys
+import traceback
 
 LAB_DIR = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, LAB_DIR)
@@ -60,16 +64,54 @@ def catch_stop_signals():
     return wake_r
 
 
-def wait_for_shutdown(wake_r, watch_stdin):
+POWER_COMMANDS = ("power-off", "power-on")
+
+
+def control(hosts, line):
+    """Carry out one control line; return the answer line."""
+    words = line.split()
+    if len(words) != 2 or words[0] not in POWER_COMMANDS:
+        return f"ERR unknown command '{line}' (power-off NAME | power-on NAME)"
+    verb, name = words
+    lab_host = hosts.get(name)
+    if lab_host is None:
+        return f"ERR unknown host '{name}'"
+    try:
+        if verb == "power-off":
+            lab_host.power_off()
+        else:
+            lab_host.power_on()
+    except Exception as exc:  # the lab stays up; the caller learns what went wrong
+        if not isinstance(exc, (LabError, OSError)):
+            traceback.print_exc()
+        return "ERR " + " ".join(str(exc).split())
+    return f"OK {verb} {name}"
+
+
+def serve(hosts, wake_r, watch_stdin):
     """Block until stdin reaches EOF (our parent died or closed the pipe) or a
-    stop signal arrived."""
-    watched = [wake_r] + ([sys.stdin.fileno()] if watch_stdin else [])
+    stop signal arrived; meanwhile answer the control lines read from stdin."""
+    by_name = {lab_host.name: lab_host for lab_host in hosts}
+    stdin = sys.stdin.fileno()
+    watched = [wake_r] + ([stdin] if watch_stdin else [])
+    pending = b""
     while True:
         ready, _, _ = select.select(watched, [], [])
         if wake_r in ready:
             return
-        if not os.read(sys.stdin.fileno(), 4096):
+        data = os.read(stdin, 4096)
+        if not data:
             return
+        *lines, pending = (pending + data).split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace").strip()
+            if not line:
+                continue
+            try:
+                print(control(by_name, line), flush=True)
+            except BrokenPipeError:  # nobody reads our answers any more: stop
+                sys.stdout = open(os.devnull, "w")
+                return
 
 
 def cmd_run(args):
@@ -90,7 +132,7 @@ def cmd_run(args):
         for lab_host in hosts:
             print(json.dumps(lab_host.info()))
         print("READY", flush=True)
-        wait_for_shutdown(wake_r, not args.no_stdin_watch)
+        serve(hosts, wake_r, not args.no_stdin_watch)
     finally:
         for lab_host in hosts:
             lab_host.stop()
@@ -112,7 +154,7 @@ def _vmid(text):
 def cmd_create_vm(args):
     paths = create_vm(_host(args), args.vmid, name=args.name, disk_size=parse_disk_size(args.disk_size),
                       disks=args.disks, running=args.running, seed=args.seed, storage=args.storage,
-                      memory=args.memory)
+                      memory=args.memory, onboot=args.onboot)
     for path in paths:
         print(path)
     return 0
@@ -156,7 +198,7 @@ def build_parser():
     run.add_argument("--authorized-key", required=True, help="ssh public key allowed to log in as root")
     run.add_argument("--host", action="append", required=True, metavar="NAME[:ADDR]")
     run.add_argument("--no-stdin-watch", action="store_true",
-                     help="do not stop on stdin EOF (for running in the background)")
+                     help="do not read stdin: no stop on EOF, no control lines (for running in the background)")
     run.set_defaults(func=cmd_run)
 
     def host_args(p, vmid=True):
@@ -173,6 +215,7 @@ def build_parser():
     create.add_argument("--storage", choices=("local-lvm", "local"), default="local-lvm")
     create.add_argument("--memory", type=int, default=2048)
     create.add_argument("--running", action="store_true")
+    create.add_argument("--onboot", action="store_true", help="`onboot: 1`: started when the host powers on")
     create.add_argument("--seed", type=int)
     create.set_defaults(func=cmd_create_vm)
 

@@ -4,16 +4,23 @@ sshd runs in its own mount *and* pid namespace (`unshare --pid --fork
 --kill-child`): the mounts give the host its own /etc/pve, /var/lib and /run,
 and the pid namespace means that stopping the host kills every ssh session
 and every job started through it, with no stray process left behind.
+
+A host can also lose power and come back (`power_off` / `power_on`): all its
+processes are killed at once, its /run (RAM) is emptied, and it boots again on
+the same address and ports with the same keys, starting its `onboot` guests.
 """
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
 
+from pvesim import pct, qm
 from pvesim.apidata import tls_fingerprint
+from pvesim.common import TaskError
 from pvesim.host import DUMP_DIR, Host
 
 LAB_DIR = os.path.dirname(os.path.realpath(__file__))
@@ -94,6 +101,35 @@ def _free_port(addr):
         return s.getsockname()[1]
 
 
+def _port_bindable(addr, port):
+    """Whether a server (SO_REUSEADDR, as sshd and pve_api.py set it) could
+    listen on the port now: false while anything else listens on it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((addr, port))
+            return True
+        except OSError:
+            return False
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _alive(pid):
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def _run(argv):
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -115,6 +151,7 @@ class LabHost:
         self.api_port = None
         self.sshd = None
         self.api = None
+        self.powered = False
 
     # -- one-time material (kept when the lab is restarted on the same dir) ------
 
@@ -159,8 +196,10 @@ class LabHost:
     # -- processes ---------------------------------------------------------------
 
     def start(self):
+        """First start: on free ports picked at random."""
         self.ssh_port, self.sshd = self._start_until_listening(self._spawn_sshd, banner=b"SSH-")
         self.api_port, self.api = self._start_until_listening(self._spawn_api, banner=None)
+        self.powered = True
 
     def _spawn_sshd(self, port):
         _write(f"{self.root}/etc/ssh/sshd_config",
@@ -181,9 +220,15 @@ class LabHost:
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, preexec_fn=_die_with_parent)
 
-    def _start_until_listening(self, spawn, banner):
-        """Start on a free port; if another process grabbed it first (the
-        process exits), try again with a new one."""
+    def _start_until_listening(self, spawn, banner, port=None):
+        """Start a server and wait until it answers; return (port, process).
+
+        Without `port`: on a free port, and if another process grabbed it first
+        (ours exits), again on a new one. With `port` (power-on: clients have
+        it registered): on that port only, waiting while something else still
+        holds it, for at most START_TIMEOUT."""
+        if port is not None:
+            return port, self._start_on_port(spawn, banner, port)
         for _ in range(START_ATTEMPTS):
             port = _free_port(self.addr)
             proc = spawn(port)
@@ -191,8 +236,20 @@ class LabHost:
                 return port, proc
         raise LabError(f"{self.name}: could not start a server (see {self.root}/log/)")
 
-    def _wait_listening(self, proc, port, banner):
+    def _start_on_port(self, spawn, banner, port):
         deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if _port_bindable(self.addr, port):
+                proc = spawn(port)
+                if self._wait_listening(proc, port, banner, deadline):
+                    return proc
+            time.sleep(0.1)  # still taken (or the server lost a race for it): try again
+        raise LabError(f"{self.name}: port {self.addr}:{port} could not be bound again within "
+                       f"{START_TIMEOUT:g} s (see {self.root}/log/)")
+
+    def _wait_listening(self, proc, port, banner, deadline=None):
+        if deadline is None:
+            deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
@@ -206,12 +263,14 @@ class LabHost:
         return False
 
     @staticmethod
-    def _terminate(proc):
+    def _terminate(proc, hard=False):
         """SIGTERM the process group (unshare itself blocks SIGTERM while its
-        child runs; sshd as pid 1 of the namespace does not), then SIGKILL."""
+        child runs; sshd as pid 1 of the namespace does not), then SIGKILL.
+        `hard`: SIGKILL at once, nobody gets to clean up (a power loss)."""
         if proc is None or proc.poll() is not None:
             return
-        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, None)):
+        steps = ((signal.SIGKILL, None),) if hard else ((signal.SIGTERM, 5), (signal.SIGKILL, None))
+        for sig, grace in steps:
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -227,6 +286,88 @@ class LabHost:
         # every session and job of the host with it.
         self._terminate(self.sshd)
         self._terminate(self.api)
+
+    # -- power loss ------------------------------------------------------------------
+
+    def power_off(self):
+        """Pull the plug: SIGKILL sshd (pid 1 of the host's pid namespace, so
+        every ssh session and job dies with it, with no time to clean up) and
+        the API server, then lose the RAM (/run). Returns when every process of
+        the host is gone and both ports refuse connections."""
+        if not self.powered:
+            raise LabError(f"host '{self.name}' is already off")
+        ns_init = _children(self.sshd.pid) if self.sshd else []
+        self._terminate(self.sshd, hard=True)
+        self._terminate(self.api, hard=True)
+        self.sshd = self.api = None
+        self.powered = False
+        # unshare (our child) may be reaped a moment before the namespace's
+        # init: that one only turns zombie once the kernel has reaped every
+        # other process of the namespace.
+        deadline = time.monotonic() + START_TIMEOUT
+        while any(_alive(pid) for pid in ns_init) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._clear_run()
+        self._log("power off")
+
+    def power_on(self):
+        """Boot again: empty /run, start the `onboot` guests, then sshd and the
+        API server on the same address and ports as before (same host key,
+        certificate and token: they are files on "disk"). On failure the host
+        is left off (everything it started is stopped again)."""
+        if self.powered:
+            raise LabError(f"host '{self.name}' is already on")
+        self._clear_run()
+        self._log("power on")
+        self._start_onboot_guests()
+        try:
+            _, self.sshd = self._start_until_listening(self._spawn_sshd, b"SSH-", port=self.ssh_port)
+            _, self.api = self._start_until_listening(self._spawn_api, None, port=self.api_port)
+        except BaseException:
+            self._terminate(self.sshd, hard=True)
+            self._terminate(self.api, hard=True)
+            self.sshd = self.api = None
+            self._clear_run()
+            self._log("boot failed, off again")
+            raise
+        self.powered = True
+
+    def _clear_run(self):
+        """/run is a tmpfs: VM pid files (qemu-server, lxc), vzdump's lock and
+        pid file and sshd's runtime dir do not survive a power loss."""
+        run = self.host.real("/run")
+        for entry in os.listdir(run):
+            path = os.path.join(run, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        self.host.ensure_layout()
+
+    def _start_onboot_guests(self):
+        """Like pve-guests' startall at boot: every VM and container whose config
+        says `onboot: 1`, in VMID order, templates skipped; one that cannot
+        start (e.g. still `lock: backup` from the crash) stays stopped, as its
+        start task fails on a real node. Each attempt goes to log/power.log."""
+        for kind, tool in (("qemu-server", qm), ("lxc", pct)):
+            for vmid in self.host.list_vmids(kind):
+                try:
+                    values = self.host.read_config(vmid, kind).values
+                    if values.get("onboot", "0").lower() not in ("1", "yes", "on", "true"):
+                        continue
+                    if values.get("template") == "1":
+                        continue
+                    tool.cmd_start(self.host, {"vmid": str(vmid)}, {})
+                    self._log(f"onboot: started {kind} {vmid}")
+                except (TaskError, OSError, ValueError) as exc:
+                    self._log(f"onboot: start of {kind} {vmid} failed: {exc}")
+
+    def _log(self, message):
+        with open(f"{self.root}/log/power.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     # -- what a client needs to know -----------------------------------------------
 

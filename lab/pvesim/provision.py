@@ -34,7 +34,7 @@ def fill_disk(path, size, seed):
 
 
 def create_vm(host: Host, vmid, name=None, disk_size=64 * MIB, disks=1, running=False,
-              seed=None, storage="local-lvm", memory=2048, cores=2):
+              seed=None, storage="local-lvm", memory=2048, cores=2, onboot=False):
     """Write a realistic qemu config plus filled disk images; return their real paths."""
     if host.vm_exists(vmid):
         raise ValueError(f"VM {vmid} already exists on node '{host.node}'")
@@ -47,6 +47,7 @@ def create_vm(host: Host, vmid, name=None, disk_size=64 * MIB, disks=1, running=
         "memory": str(memory), "meta": "creation-qemu=9.2.0,ctime=1732280000",
         "name": name or f"vm{vmid}", "net0": f"virtio={mac},bridge=vmbr0,firewall=1",
         "numa": "0", "ostype": "l26", "scsihw": "virtio-scsi-single", "sockets": "1",
+        **({"onboot": "1"} if onboot else {}),
         "smbios1": f"uuid={uuid.UUID(int=rng.getrandbits(128), version=4)}",
         "vmgenid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
     }

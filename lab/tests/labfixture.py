@@ -67,6 +67,27 @@ class Lab:
         self.close()
         raise AssertionError(f"lab did not get ready:\n{log}")
 
+    def control(self, line, timeout=60):
+        """Send one control line on the lab's stdin; return its answer line
+        (`OK …` or `ERR …`). A watchdog kills a lab that does not answer."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        watchdog = threading.Timer(timeout, self.proc.kill)
+        watchdog.start()
+        try:
+            answer = self.proc.stdout.readline()
+        finally:
+            watchdog.cancel()
+        if not answer:
+            raise AssertionError(f"lab ended instead of answering {line!r}")
+        return answer.rstrip("\n")
+
+    def power_off(self, host):
+        return self.control(f"power-off {host}")
+
+    def power_on(self, host):
+        return self.control(f"power-on {host}")
+
     def ssh_argv(self, host):
         info = self.hosts[host]
         return ["ssh", "-i", self.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",

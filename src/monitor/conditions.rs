@@ -115,6 +115,9 @@ pub fn evaluate(i: &Inputs<'_>) -> BTreeMap<String, Verdict> {
     out
 }
 
+/// Reads one figure of a sample.
+type Figure = fn(&Sample) -> Option<f64>;
+
 fn host_verdicts(v: &HostView<'_>, i: &Inputs<'_>, n: usize, out: &mut BTreeMap<String, Verdict>) {
     let h = v.host;
     let id = h.id.to_string();
@@ -159,7 +162,7 @@ fn host_verdicts(v: &HostView<'_>, i: &Inputs<'_>, n: usize, out: &mut BTreeMap<
     }
 
     let s = i.settings;
-    let metrics: [(&str, &str, f64, fn(&Sample) -> Option<f64>); 4] = [
+    let metrics: [(&str, &str, f64, Figure); 4] = [
         ("cpu", "CPU", s.cpu_pct, |x| x.cpu_pct),
         ("memory", "memory", s.mem_pct, |x| x.mem_pct),
         ("disk", "root disk", s.disk_pct, |x| x.disk_pct),

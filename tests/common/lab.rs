@@ -1,18 +1,23 @@
 //! The simulated Proxmox lab (lab/lab.py) as a child process: real sshd per
 //! host, shim commands, a Proxmox API. It stops when we close its stdin.
+//! Meanwhile it takes control lines on stdin (`power-off NAME`, `power-on
+//! NAME`) and answers each with one line on stdout (`OK …` / `ERR …`).
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
 pub struct Lab {
     child: Child,
-    _stdin: ChildStdin,
+    /// The lab's stdin (closing it stops the lab) and its stdout after READY,
+    /// where the answers to control lines come; one exchange at a time.
+    control: Mutex<(ChildStdin, Lines<BufReader<ChildStdout>>)>,
     pub hosts: HashMap<String, Value>,
     pub dir: tempfile::TempDir,
 }
@@ -47,7 +52,42 @@ impl Lab {
             let v: Value = serde_json::from_str(&line).unwrap();
             hosts.insert(v["name"].as_str().unwrap().to_string(), v);
         }
-        Lab { child, _stdin: stdin, hosts, dir }
+        Lab { child, control: Mutex::new((stdin, lines)), hosts, dir }
+    }
+
+    /// Send one control line; return the answer line (`OK …` or `ERR …`).
+    fn control(&self, line: &str) -> String {
+        let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let (stdin, lines) = &mut *guard;
+        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).expect("write to the lab's stdin");
+        match lines.next() {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => panic!("lab: reading the answer to {line:?}: {e}"),
+            None => panic!("lab ended instead of answering {line:?}"),
+        }
+    }
+
+    fn power(&self, verb: &str, name: &str) {
+        let answer = self.control(&format!("{verb} {name}"));
+        if answer != format!("OK {verb} {name}") {
+            panic!("lab {verb} {name}: {answer}");
+        }
+    }
+
+    /// The host loses power: every process of it dies at once (its sshd with
+    /// every session and job, its API server), both ports refuse connections,
+    /// and its VMs stop running (configs and disks stay). Returns once all of
+    /// that is so; panics with the lab's `ERR` text (unknown host, already off).
+    pub fn power_off(&self, name: &str) {
+        self.power("power-off", name);
+    }
+
+    /// The host boots again on the same address and ports with the same host
+    /// key, certificate and API token; VMs with `onboot: 1` run again (started
+    /// before the ports answer). Panics with the lab's `ERR` text (unknown
+    /// host, already on, a port still taken by something else).
+    pub fn power_on(&self, name: &str) {
+        self.power("power-on", name);
     }
 
     pub fn host(&self, name: &str) -> &Value {
