@@ -65,6 +65,24 @@ impl TestApp {
         app
     }
 
+    /// Another `serve` process on the same database and data dir, with its
+    /// own log.
+    pub async fn second_process(&self) -> TestApp {
+        let mut extra_env = self.extra_env.clone();
+        extra_env.push(("DATA_DIR".to_string(), self.data_dir().display().to_string()));
+        let mut app = TestApp {
+            base: String::new(),
+            dir: tempfile::tempdir().unwrap(),
+            database_url: self.database_url.clone(),
+            backend: self.backend,
+            child: None,
+            client: client(),
+            extra_env,
+        };
+        app.start().await;
+        app
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("drswitch.log")
     }
@@ -373,6 +391,20 @@ impl TestApp {
             .unwrap();
         pool.close().await;
         assert_eq!(r.rows_affected(), 1, "no schedule {schedule_id}");
+    }
+
+    /// Moves a stored time (epoch milliseconds) of one row, e.g. to make an
+    /// archive or a pair look older than its recovery point target.
+    pub async fn set_stored_time(&self, table: &str, column: &str, id: &str, at_ms: i64) {
+        let pool = self.pool().await;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET {column} = ? WHERE id = ?")))
+            .bind(at_ms)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(r.rows_affected(), 1, "no row {id} in {table}");
     }
 
     /// The recorded runs of a schedule: (due time in epoch milliseconds, result).
