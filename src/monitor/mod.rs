@@ -83,6 +83,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
 /// Probes every watched host in parallel, stores the results, then brings
 /// the alerts in line with what is true now.
 pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
+    let started = std::time::Instant::now();
     let hosts: Vec<Hypervisor> =
         state.db.list_hypervisors().await?.into_iter().filter(|h| h.enabled && h.host_key.is_some()).collect();
     // Each probe bounds itself; the outer timeout only guards against a
@@ -111,7 +112,10 @@ pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
         });
         state.db.record_probe(h.id, &p.sample, &p.api_detail, &p.ssh_detail).await?;
     }
-    reconcile(state, &hosts).await
+    let probed_ms = started.elapsed().as_millis() as u64;
+    reconcile(state, &hosts).await?;
+    tracing::debug!(hosts = hosts.len(), probed_ms, total_ms = started.elapsed().as_millis() as u64, "monitor round done");
+    Ok(())
 }
 
 /// The effective host-down tolerance: the alert settings' value, else
