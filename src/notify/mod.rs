@@ -128,3 +128,86 @@ pub async fn deliver(channel: &Channel, notice: &Notice, limits: &Limits) -> Del
         Channel::Command { argv } => command::run(argv, notice, limits).await,
     }
 }
+
+/// A duration as a person reads it: "10 s", "300 ms", "1.5 s".
+pub(crate) fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Replaces every non-empty `secret` found in `text`. Details are built from
+/// our own words, but some quote a peer's (an SMTP reply, an OS error) and a
+/// peer may echo what we sent it.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "[redacted]");
+    }
+    out
+}
+
+/// At most `max` characters of one line, for quoting a peer in a detail.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// An OS error as a person reads it: "Connection refused", without the
+/// "(os error 111)" that only helps someone with the source at hand.
+pub(crate) fn without_os_error(text: &str) -> &str {
+    text.find(" (os error").map_or(text, |at| &text[..at])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Notice {
+        Notice {
+            event: NoticeEvent::Opened,
+            alert: AlertBody {
+                id: "a-1".into(),
+                kind: "host_down".into(),
+                severity: "critical".into(),
+                subject: Subject { kind: "hypervisor".into(), id: "h-1".into(), name: "dc1".into() },
+                message: "dc1 has not answered for 125 s.".into(),
+                opened_at: "2025-01-02T03:04:05Z".into(),
+                resolved_at: None,
+            },
+            sent_at: "2025-01-02T03:04:06Z".into(),
+        }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_millis(300)), "300 ms");
+        assert_eq!(human_duration(Duration::from_secs(10)), "10 s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 s");
+    }
+
+    #[test]
+    fn redact_hides_every_occurrence_and_ignores_empty_secrets() {
+        assert_eq!(redact("a pw b pw", &["pw", ""]), "a [redacted] b [redacted]");
+    }
+
+    #[test]
+    fn one_line_flattens_and_cuts_on_a_char_boundary() {
+        assert_eq!(one_line("a\r\n  b", 10), "a b");
+        assert_eq!(one_line("ééééé", 3), "ééé…");
+    }
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        assert_eq!(without_os_error("Connection refused (os error 111)"), "Connection refused");
+        assert_eq!(without_os_error("tls error"), "tls error");
+    }
+}
