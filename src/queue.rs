@@ -12,14 +12,19 @@ pub struct Request<'a> {
     pub archive_id: Option<ArchiveId>,
     pub schedule_id: Option<ScheduleId>,
     pub requested_by: &'a str,
+    /// For a failover: go on even if the DC VM cannot be fenced.
+    pub force: bool,
 }
 
 /// Queues a task for the pair and wakes this process's worker.
 pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResult<Task> {
+    // The hosts a task holds, for the per-host order. A failover holds only
+    // the DRC host: fencing the DC VM is one short command, and a DC host
+    // that is down or busy must not hold the failover back.
     let (src, dst) = match req.kind {
         TaskKind::Backup => (Some(pair.src_hypervisor_id), None),
-        TaskKind::Restore | TaskKind::Failover => (None, Some(pair.dst_hypervisor_id)),
-        TaskKind::Replicate => (Some(pair.src_hypervisor_id), Some(pair.dst_hypervisor_id)),
+        TaskKind::Restore | TaskKind::Failover | TaskKind::Drill => (None, Some(pair.dst_hypervisor_id)),
+        TaskKind::Replicate | TaskKind::Failback => (Some(pair.src_hypervisor_id), Some(pair.dst_hypervisor_id)),
     };
     let task = state
         .db
@@ -32,6 +37,7 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
             max_attempts: state.settings.max_attempts,
             src_hypervisor_id: src,
             dst_hypervisor_id: dst,
+            force: req.force,
         })
         .await?;
     state.db.append_log(task.id, &format!("queued by {}", req.requested_by)).await?;

@@ -103,11 +103,16 @@ async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<Task
     if !pair.enabled {
         return Ok(("skipped: the pair is disabled".into(), None));
     }
+    if pair.state != crate::domain::PairState::Protected {
+        // The DC VM is not the live copy now: a backup of it would archive
+        // a stale (or fenced) VM over the failed-over one's history.
+        return Ok((format!("skipped: the pair is {}", pair.state), None));
+    }
     if state.db.pair_has_open_task(pair.id, kind).await? {
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }
     let by = format!("schedule {}", s.id);
     let task =
-        enqueue(state, &pair, Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by }).await?;
+        enqueue(state, &pair, Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, force: false }).await?;
     Ok(("queued".into(), Some(task.id)))
 }

@@ -82,6 +82,11 @@ pub struct Settings {
     pub failover_tolerance: Duration,
     /// Serve `/metrics` without a token.
     pub metrics_public: bool,
+    /// How long fencing waits for a clean shutdown of the DC VM before it
+    /// stops it hard.
+    pub fence_shutdown: Duration,
+    /// How long a drill VM must keep running to pass.
+    pub drill_boot: Duration,
 }
 
 /// A configuration problem, naming the variable.
@@ -207,6 +212,8 @@ impl Settings {
             probe_timeout,
             failover_tolerance: secs(r.number("FAILOVER_TOLERANCE_SECS", 120, 1, 86_400)?),
             metrics_public: r.flag("METRICS_PUBLIC", false)?,
+            fence_shutdown: secs(r.number("FENCE_SHUTDOWN_SECS", 60, 1, 3600)?),
+            drill_boot: secs(r.number("DRILL_BOOT_SECS", 60, 1, 3600)?),
         })
     }
 

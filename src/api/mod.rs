@@ -2,6 +2,7 @@
 
 mod alerts;
 pub mod body;
+mod events;
 mod hypervisors;
 mod metrics;
 mod openapi;
@@ -58,6 +59,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairs/{id}/backup", web::post().to(tasks::backup))
             .route("/pairs/{id}/restore", web::post().to(tasks::restore))
             .route("/pairs/{id}/replicate", web::post().to(tasks::replicate))
+            .route("/pairs/{id}/failover", web::post().to(tasks::failover))
+            .route("/pairs/{id}/failback", web::post().to(tasks::failback))
+            .route("/pairs/{id}/drill", web::post().to(tasks::drill))
             .route("/pairs/{id}/archives", web::get().to(pairs::archives))
             .route("/pairs/{id}/adopt", web::post().to(pairs::adopt))
             .route("/tasks", web::get().to(tasks::list))
@@ -69,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/schedules/{id}", web::get().to(schedules::get))
             .route("/schedules/{id}", web::put().to(schedules::update))
             .route("/schedules/{id}", web::delete().to(schedules::delete))
+            .route("/events", web::get().to(events::list))
             .route("/alerts", web::get().to(alerts::list))
             .route("/alert-settings", web::get().to(alerts::settings))
             .route("/alert-settings", web::put().to(alerts::set_settings))

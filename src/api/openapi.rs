@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{alerts, hypervisors, pairs, schedules, session, tasks, tokens, users};
+use super::{alerts, events, hypervisors, pairs, schedules, session, tasks, tokens, users};
 
 /// The API description, generated from the handlers' annotations and the
 /// request/response types, so it cannot drift from the code.
@@ -38,6 +38,9 @@ use super::{alerts, hypervisors, pairs, schedules, session, tasks, tokens, users
         tasks::backup,
         tasks::restore,
         tasks::replicate,
+        tasks::failover,
+        tasks::failback,
+        tasks::drill,
         tasks::list,
         tasks::get,
         tasks::log,
@@ -47,6 +50,7 @@ use super::{alerts, hypervisors, pairs, schedules, session, tasks, tokens, users
         schedules::get,
         schedules::update,
         schedules::delete,
+        events::list,
         alerts::status,
         alerts::list,
         alerts::settings,

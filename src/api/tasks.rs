@@ -48,20 +48,30 @@ pub struct LogQuery {
     after: Option<i64>,
 }
 
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverInput {
+    /// Go on even when the DC VM cannot be fenced (its host does not
+    /// answer); the event records that fencing was impossible.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn queue(
     state: &AppState,
     me: &CurrentUser,
     raw: &str,
     kind: TaskKind,
     archive_id: Option<ArchiveId>,
+    force: bool,
 ) -> AppResult<HttpResponse> {
     let pair = super::id(raw, "pair")?;
-    Ok(HttpResponse::Accepted().json(tasks::queue(state, &me.0, pair, kind, archive_id).await?))
+    Ok(HttpResponse::Accepted().json(tasks::queue(state, &me.0, pair, kind, archive_id, force).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/backup", responses((status = 202, body = Task), (status = 404), (status = 409)))]
 pub async fn backup(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
-    queue(&state, &me, &path, TaskKind::Backup, None).await
+    queue(&state, &me, &path, TaskKind::Backup, None, false).await
 }
 
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/restore", request_body = RestoreInput,
@@ -72,7 +82,7 @@ pub async fn restore(
     path: web::Path<String>,
     OptionalBody(input): OptionalBody<RestoreInput>,
 ) -> AppResult<HttpResponse> {
-    queue(&state, &me, &path, TaskKind::Restore, input.archive_id).await
+    queue(&state, &me, &path, TaskKind::Restore, input.archive_id, false).await
 }
 
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/replicate", responses((status = 202, body = Task), (status = 404), (status = 409)))]
@@ -81,7 +91,39 @@ pub async fn replicate(
     me: CurrentUser,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    queue(&state, &me, &path, TaskKind::Replicate, None).await
+    queue(&state, &me, &path, TaskKind::Replicate, None, false).await
+}
+
+/// Fences the DC VM (shutdown, stop, onboot 0) and brings the replica up.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/failover", request_body = FailoverInput,
+    responses((status = 202, body = Task), (status = 404), (status = 409), (status = 422)))]
+pub async fn failover(
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    OptionalBody(input): OptionalBody<FailoverInput>,
+) -> AppResult<HttpResponse> {
+    queue(&state, &me, &path, TaskKind::Failover, None, input.force).await
+}
+
+/// Copies the DRC copy back over the DC VM, fences the DRC copy, protects
+/// the pair again.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/failback", responses((status = 202, body = Task), (status = 404), (status = 409)))]
+pub async fn failback(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
+    queue(&state, &me, &path, TaskKind::Failback, None, false).await
+}
+
+/// Restores the newest (or the given) verified archive as the pair's
+/// isolated drill VM, checks it runs, destroys it.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/drill", request_body = RestoreInput,
+    responses((status = 202, body = Task), (status = 404), (status = 409), (status = 422)))]
+pub async fn drill(
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    OptionalBody(input): OptionalBody<RestoreInput>,
+) -> AppResult<HttpResponse> {
+    queue(&state, &me, &path, TaskKind::Drill, input.archive_id, false).await
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks", params(TaskQuery), responses((status = 200, body = TaskPage), (status = 422)))]

@@ -22,7 +22,7 @@ pub struct Expired {
 impl Db {
     /// Claims the oldest queued task whose hypervisors no running task
     /// touches and that no older queued task touching them is waiting
-    /// before. Expired leases are recovered first. All of this runs under
+    /// before; failovers, failbacks and drills before all others. Expired leases are recovered first. All of this runs under
     /// one row lock, so any number of workers claim one at a time.
     pub async fn claim_next(&self, worker_id: &str, lease_ms: i64) -> DbResult<(Option<Task>, Vec<Expired>)> {
         let now = Timestamp::now().millis();
@@ -112,11 +112,34 @@ impl Db {
                 }
             }
         }
+        let holds_of = |t: &Task| -> Vec<String> {
+            std::iter::once(t.pair_id.to_string())
+                .chain([t.src_hypervisor_id, t.dst_hypervisor_id].iter().flatten().map(|h| h.to_string()))
+                .collect()
+        };
+        // Failover, failback and drill come first: they are few, so one
+        // query reads them all. One that must wait still holds its hosts
+        // and pair against the ordinary queue behind it.
+        let mut chosen = None;
+        let switch = sqlx::query(
+            "SELECT * FROM tasks WHERE status = 'queued' AND kind IN ('failover', 'failback', 'drill') ORDER BY seq",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &switch {
+            let t = task(row)?;
+            let holds = holds_of(&t);
+            if holds.iter().any(|h| blocked.contains(h)) {
+                blocked.extend(holds);
+                continue;
+            }
+            chosen = Some(t);
+            break;
+        }
         // The queue is read in pages, so a long backlog on one busy host
         // never hides a runnable task of another host behind it.
-        let mut chosen = None;
         let mut after = 0i64;
-        'pages: loop {
+        'pages: while chosen.is_none() {
             let page = sqlx::query("SELECT * FROM tasks WHERE status = 'queued' AND seq > ? ORDER BY seq LIMIT ?")
                 .bind(after)
                 .bind(CLAIM_PAGE)
@@ -125,9 +148,10 @@ impl Db {
             for row in &page {
                 let t = task(row)?;
                 after = t.seq;
-                let holds: Vec<String> = std::iter::once(t.pair_id.to_string())
-                    .chain([t.src_hypervisor_id, t.dst_hypervisor_id].iter().flatten().map(|h| h.to_string()))
-                    .collect();
+                if t.kind.is_switch() {
+                    continue;
+                }
+                let holds = holds_of(&t);
                 if holds.iter().any(|h| blocked.contains(h)) {
                     // Keep queue order per host and per pair: later tasks on these wait too.
                     blocked.extend(holds);

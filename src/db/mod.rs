@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod archives;
 pub mod claims;
+pub mod events;
 pub mod hypervisors;
 pub mod monitoring;
 pub mod pairs;

@@ -2,7 +2,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 
 use super::{conflict, flag, get, parse, parse_opt, ts, Db, DbError, DbResult};
-use crate::domain::{ArchiveId, Compress, Guest, HypervisorId, Mode, PairId, TaskId, Timestamp, Vmid};
+use crate::domain::{ArchiveId, Compress, Guest, HypervisorId, Mode, NetworkMap, PairId, PairState, TaskId, Timestamp, Vmid};
 
 /// A DC VM and its DRC replica.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -28,6 +28,16 @@ pub struct Pair {
     /// How old the newest verified archive may get before the recovery
     /// point counts as breached.
     pub rpo_target_secs: i64,
+    /// VMID a DR drill restores to on the DRC host (then destroys).
+    #[schema(value_type = Option<i64>)]
+    pub drill_vmid: Option<Vmid>,
+    /// DC bridge → DRC bridge (and VLAN tag), applied before the replica starts.
+    pub network_map: NetworkMap,
+    /// When the DC host returns while the pair is failed over and its VM
+    /// runs again, stop it (otherwise only report it).
+    pub shutdown_returned_source: bool,
+    /// `protected`, `failing_over`, `failed_over` or `failing_back`.
+    pub state: PairState,
     /// An admin let drswitch replace the unmarked VM at the current target
     /// (`POST /pairs/{id}/adopt`); cleared once the VM carries the marker
     /// and whenever the target changes.
@@ -66,6 +76,9 @@ pub struct PairFields {
     pub auto_failover: bool,
     pub enabled: bool,
     pub rpo_target_secs: i64,
+    pub drill_vmid: Option<Vmid>,
+    pub network_map: NetworkMap,
+    pub shutdown_returned_source: bool,
 }
 
 fn vmid(row: &AnyRow, col: &str) -> DbResult<Vmid> {
@@ -97,6 +110,15 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
         auto_failover: flag(row, "auto_failover")?,
         enabled: flag(row, "enabled")?,
         rpo_target_secs: get(row, "rpo_target_secs")?,
+        drill_vmid: get::<Option<i64>>(row, "drill_vmid")?
+            .map(|n| Vmid::try_from(n).map_err(|_| DbError::Corrupt(format!("drill_vmid = {n}"))))
+            .transpose()?,
+        network_map: match get::<Option<String>>(row, "network_map")? {
+            None => NetworkMap::default(),
+            Some(s) => serde_json::from_str(&s).map_err(|_| DbError::Corrupt("network_map".into()))?,
+        },
+        shutdown_returned_source: flag(row, "shutdown_returned_source")?,
+        state: parse(row, "state")?,
         adopted: flag(row, "adopted")?,
         replica_archive_id: parse_opt(row, "replica_archive_id")?,
         replica_task_id: parse_opt(row, "replica_task_id")?,
@@ -126,6 +148,9 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
         .bind(i64::from(f.auto_failover))
         .bind(i64::from(f.enabled))
         .bind(f.rpo_target_secs)
+        .bind(f.drill_vmid.map(i64::from))
+        .bind((!f.network_map.is_empty()).then(|| serde_json::to_string(&f.network_map).unwrap_or_default()))
+        .bind(i64::from(f.shutdown_returned_source))
 }
 
 /// A fresh per-target marker part.
@@ -142,8 +167,8 @@ impl Db {
         let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
              mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
-             rpo_target_secs, created_at, updated_at, replica_marker) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             rpo_target_secs, drill_vmid, network_map, shutdown_returned_source, created_at, updated_at, \
+             replica_marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string());
         bind_fields(q, f)
@@ -165,7 +190,7 @@ impl Db {
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
              keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, rpo_target_secs = ?, \
-             updated_at = ?, adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
+             drill_vmid = ?, network_map = ?, shutdown_returned_source = ?, updated_at = ?, adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
              replica_task_id = CASE WHEN ? = 1 THEN NULL ELSE replica_task_id END, \
              replica_marker = CASE WHEN ? = 1 THEN ? ELSE replica_marker END \
              WHERE id = ? AND NOT EXISTS (SELECT 1 FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running'))",
@@ -224,6 +249,21 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Moves the pair to `to` if it is in one of `from` (which must not
+    /// hold `to`); false otherwise, e.g. when another task moved it first.
+    pub async fn set_pair_state(&self, id: PairId, from: &[PairState], to: PairState) -> DbResult<bool> {
+        let marks = vec!["?"; from.len().max(1)].join(", ");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE pairs SET state = ? WHERE id = ? AND state IN ({marks})"
+        )))
+        .bind(to.as_str())
+        .bind(id.to_string());
+        for f in from {
+            q = q.bind(f.as_str());
+        }
+        Ok(q.execute(self.pool()).await?.rows_affected() > 0)
     }
 
     pub async fn pair(&self, id: PairId) -> DbResult<Option<Pair>> {

@@ -37,6 +37,8 @@ pub struct Task {
     pub dst_hypervisor_id: Option<HypervisorId>,
     #[serde(skip)]
     pub cancel_requested: bool,
+    /// A failover told to go on when the DC VM cannot be fenced.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -73,6 +75,7 @@ pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
         src_hypervisor_id: parse_opt(row, "src_hypervisor_id")?,
         dst_hypervisor_id: parse_opt(row, "dst_hypervisor_id")?,
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
+        force: get::<i64>(row, "forced")? != 0,
     })
 }
 
@@ -87,6 +90,7 @@ pub struct NewTask<'a> {
     pub max_attempts: u32,
     pub src_hypervisor_id: Option<HypervisorId>,
     pub dst_hypervisor_id: Option<HypervisorId>,
+    pub force: bool,
 }
 
 pub struct TaskFilter {
@@ -102,7 +106,8 @@ impl Db {
         let id = TaskId::new();
         sqlx::query(
             "INSERT INTO tasks (id, kind, pair_id, status, phase, archive_id, schedule_id, requested_by, max_attempts, \
-             src_hypervisor_id, dst_hypervisor_id, created_at) VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?)",
+             src_hypervisor_id, dst_hypervisor_id, created_at, forced) \
+             VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(t.kind.as_str())
@@ -114,6 +119,7 @@ impl Db {
         .bind(t.src_hypervisor_id.map(|a| a.to_string()))
         .bind(t.dst_hypervisor_id.map(|a| a.to_string()))
         .bind(Timestamp::now().millis())
+        .bind(i64::from(t.force))
         .execute(self.pool())
         .await?;
         self.task(id).await?.ok_or_else(|| super::DbError::Corrupt("task vanished after insert".into()))
@@ -211,6 +217,61 @@ impl Db {
         .fetch_one(self.pool())
         .await?;
         Ok((get(&row, "queued")?, get(&row, "running")?))
+    }
+
+    /// Stops the pair's backups, restores and replications so a switch
+    /// task can run: queued ones are cancelled at once, running ones are
+    /// asked to stop (their worker cleans up). Returns how many of each.
+    pub async fn clear_way_for_switch(&self, pair_id: PairId, why: &str) -> DbResult<(u64, u64)> {
+        let queued = sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', phase = 'cancelled', finished_at = ?, error = ? \
+             WHERE pair_id = ? AND status = 'queued' AND kind IN ('backup', 'restore', 'replicate')",
+        )
+        .bind(Timestamp::now().millis())
+        .bind(why)
+        .bind(pair_id.to_string())
+        .execute(self.pool())
+        .await?;
+        let running = sqlx::query(
+            "UPDATE tasks SET cancel_requested = 1 WHERE pair_id = ? AND status = 'running' \
+             AND kind IN ('backup', 'restore', 'replicate')",
+        )
+        .bind(pair_id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok((queued.rows_affected(), running.rows_affected()))
+    }
+
+    /// Asks every backup and replication touching a host declared down to
+    /// stop, and cancels the queued ones: they would only wait on it.
+    pub async fn cancel_work_on_host(&self, host: HypervisorId, why: &str) -> DbResult<u64> {
+        let queued = sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', phase = 'cancelled', finished_at = ?, error = ? \
+             WHERE status = 'queued' AND kind IN ('backup', 'replicate') AND src_hypervisor_id = ?",
+        )
+        .bind(Timestamp::now().millis())
+        .bind(why)
+        .bind(host.to_string())
+        .execute(self.pool())
+        .await?;
+        let running = sqlx::query(
+            "UPDATE tasks SET cancel_requested = 1 WHERE status = 'running' AND kind IN ('backup', 'replicate') \
+             AND src_hypervisor_id = ? AND cancel_requested = 0",
+        )
+        .bind(host.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(queued.rows_affected() + running.rows_affected())
+    }
+
+    /// Whether a failover of the pair was queued at or after `since`.
+    pub async fn failover_since(&self, pair_id: PairId, since: Timestamp) -> DbResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND kind = 'failover' AND created_at >= ?")
+            .bind(pair_id.to_string())
+            .bind(since.millis())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
     }
 
     /// Whether the pair has any queued or running task.

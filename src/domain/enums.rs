@@ -100,8 +100,31 @@ word_enum!(
         Restore => "restore",
         /// A backup followed by a restore of that same archive.
         Replicate => "replicate",
-        /// Bring the replica up on the DRC side because the DC is gone.
-        Failover => "failover"
+        /// Fence the DC VM and bring the replica up on the DRC side.
+        Failover => "failover",
+        /// Copy the DRC copy back over the DC VM and protect it again.
+        Failback => "failback",
+        /// Restore a throwaway, isolated copy on the DRC side, check it
+        /// boots, destroy it.
+        Drill => "drill",
+    }
+);
+
+impl TaskKind {
+    /// Failover, failback and drill come before other queued work.
+    pub fn is_switch(self) -> bool {
+        matches!(self, TaskKind::Failover | TaskKind::Failback | TaskKind::Drill)
+    }
+}
+
+word_enum!(
+    /// Where a pair stands in the switch (SPEC §5.3); only failover and
+    /// failback tasks change it.
+    PairState {
+        Protected => "protected",
+        FailingOver => "failing_over",
+        FailedOver => "failed_over",
+        FailingBack => "failing_back",
     }
 );
 

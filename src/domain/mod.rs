@@ -5,16 +5,18 @@
 mod enums;
 mod ids;
 mod names;
+mod network;
 mod schedule_time;
 mod time;
 mod vmid;
 
 pub use enums::{
-    AlertKind, Compress, ErrorKind, Guest, HypervisorRole, Mode, Role, ScheduleKind, Severity, SmtpTlsMode, TargetKind,
+    AlertKind, Compress, ErrorKind, Guest, HypervisorRole, Mode, PairState, Role, ScheduleKind, Severity, SmtpTlsMode, TargetKind,
     TaskKind, TaskStatus,
 };
 pub use ids::{AlertId, ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TargetId, TaskId, UserId};
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
+pub use network::{NetTarget, NetworkMap};
 pub use schedule_time::{CronExpr, TimeZone};
 pub use time::Timestamp;
 pub use vmid::Vmid;

@@ -18,6 +18,7 @@ pub struct FakeGuest {
     pub disk: Vec<u8>,
     pub running: bool,
     pub tags: Vec<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -118,6 +119,7 @@ impl Hypervisor for FakeHv {
         vmid: Vmid,
         _: &StorageId,
         force: bool,
+        _unique: bool,
         cancel: &CancellationToken,
         on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
@@ -148,7 +150,7 @@ impl Hypervisor for FakeHv {
         if let Some(msg) = fail {
             return Err(failed(msg));
         }
-        self.with(|h| h.guests.insert(v, FakeGuest { disk: data, running: false, tags: Vec::new() }));
+        self.with(|h| h.guests.insert(v, FakeGuest { disk: data, ..Default::default() }));
         on(HvEvent::Progress { percent: 100, done: 0, total: 0 });
         Ok(())
     }
@@ -165,6 +167,42 @@ impl Hypervisor for FakeHv {
             h.calls.push(format!("start {vmid}"));
             h.guests.get_mut(&i64::from(vmid)).map(|g| g.running = true).ok_or_else(|| failed("no such VM"))
         })
+    }
+
+    async fn shutdown(&self, g: Guest, vmid: Vmid, _: std::time::Duration, c: &CancellationToken) -> Result<(), HvError> {
+        self.stop(g, vmid, c).await
+    }
+
+    async fn options(&self, _: Guest, vmid: Vmid, _: &CancellationToken) -> Result<Vec<(String, String)>, HvError> {
+        self.with(|h| {
+            h.guests.get(&i64::from(vmid)).map(|g| g.options.clone().into_iter().collect()).ok_or_else(|| failed("no such VM"))
+        })
+    }
+
+    async fn set_options(
+        &self,
+        _: Guest,
+        vmid: Vmid,
+        options: &[(String, String)],
+        _: &CancellationToken,
+    ) -> Result<(), HvError> {
+        self.with(|h| {
+            h.calls.push(format!("set {vmid} {}", options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
+            let g = h.guests.get_mut(&i64::from(vmid)).ok_or_else(|| failed("no such VM"))?;
+            g.options.extend(options.iter().cloned());
+            Ok(())
+        })
+    }
+
+    async fn destroy(&self, _: Guest, vmid: Vmid, _: &CancellationToken) -> Result<(), HvError> {
+        self.with(|h| {
+            h.calls.push(format!("destroy {vmid}"));
+            h.guests.remove(&i64::from(vmid)).map(|_| ()).ok_or_else(|| failed("no such VM"))
+        })
+    }
+
+    async fn agent_ping(&self, vmid: Vmid, _: &CancellationToken) -> Result<bool, HvError> {
+        self.with(|h| Ok(h.guests.get(&i64::from(vmid)).is_some_and(|g| g.running)))
     }
 
     async fn tags(&self, _: Guest, vmid: Vmid, _: &CancellationToken) -> Result<Vec<String>, HvError> {

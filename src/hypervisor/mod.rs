@@ -106,11 +106,36 @@ pub trait Hypervisor {
         vmid: Vmid,
         storage: &StorageId,
         force: bool,
+        unique: bool,
         cancel: &CancellationToken,
         on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError>;
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
     async fn start(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Asks the guest to shut down cleanly, failing if it has not within
+    /// `timeout`.
+    async fn shutdown(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        timeout: std::time::Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError>;
+    /// The guest's configuration as `(key, value)` pairs.
+    async fn options(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<(String, String)>, HvError>;
+    /// Sets guest options such as `onboot` or `net0` (keys drswitch chose,
+    /// values it built or read from the host).
+    async fn set_options(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        options: &[(String, String)],
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError>;
+    /// Removes the guest and its disks (only ever a drill VM drswitch made).
+    async fn destroy(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError>;
+    /// Whether the guest agent of a qemu guest answers a ping.
+    async fn agent_ping(&self, vmid: Vmid, cancel: &CancellationToken) -> Result<bool, HvError>;
     /// The guest's tags, where drswitch keeps its replica marker.
     async fn tags(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<String>, HvError>;
     async fn set_tags(

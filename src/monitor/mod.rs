@@ -157,11 +157,14 @@ async fn reconcile(state: &Arc<AppState>, hosts: &[Hypervisor]) -> DbResult<()> 
         outcomes: &outcomes,
     };
     let verdicts = conditions::evaluate(&inputs);
+    if let Err(e) = switch_watch(state, hosts, &health, &pairs, inputs.tolerance, now).await {
+        tracing::error!(error = %e, "failover watch failed");
+    }
     let open: HashMap<String, Alert> =
         db.open_alerts().await?.into_iter().filter_map(|a| Some((a.open_key.clone()?, a))).collect();
     for (key, verdict) in &verdicts {
         match (verdict, open.get(key)) {
-            (Verdict::Firing(d), None) => open_alert(state, key, d).await?,
+            (Verdict::Firing(d), None) => raise(state, key, d).await?,
             (Verdict::Clear(why), Some(a)) => resolve(state, a, why).await?,
             _ => {}
         }
@@ -176,7 +179,114 @@ async fn reconcile(state: &Arc<AppState>, hosts: &[Hypervisor]) -> DbResult<()> 
     Ok(())
 }
 
-async fn open_alert(state: &Arc<AppState>, key: &str, d: &Draft) -> DbResult<()> {
+/// What the switch needs from each round: a DC host declared down gets
+/// one failover per pair with `auto_failover` (once per incident: not if a
+/// failover was queued since its last good probe), and the backups waiting
+/// on it are cancelled. A DC host that answers while its pairs are failed
+/// over has their source VMs checked: one running again is reported, never
+/// overwritten, and stopped only if the pair says so.
+async fn switch_watch(
+    state: &Arc<AppState>,
+    hosts: &[Hypervisor],
+    health: &HashMap<crate::domain::HypervisorId, crate::db::monitoring::Health>,
+    pairs: &[crate::db::pairs::Pair],
+    tolerance: Duration,
+    now: Timestamp,
+) -> DbResult<()> {
+    use crate::domain::{HypervisorRole, PairState, TaskKind};
+    use conditions::Reachability;
+    for h in hosts.iter().filter(|h| h.role == HypervisorRole::Dc) {
+        let hh = health.get(&h.id);
+        match conditions::reachability(hh, now, tolerance) {
+            Reachability::Down => {
+                let since = hh.and_then(|x| x.silent_since()).unwrap_or(now);
+                let n = state.db.cancel_work_on_host(h.id, &format!("Cancelled: {} is down.", h.name)).await?;
+                if n > 0 {
+                    tracing::warn!(hypervisor = %h.name, tasks = n, "host down: its backups were cancelled");
+                }
+                for p in pairs.iter().filter(|p| {
+                    p.src_hypervisor_id == h.id && p.enabled && p.auto_failover && p.state == PairState::Protected
+                }) {
+                    if state.db.failover_since(p.id, since).await?
+                        || state.db.pair_has_open_task(p.id, TaskKind::Failover).await?
+                    {
+                        continue;
+                    }
+                    let by = format!("monitor ({} down)", h.name);
+                    let why = format!("Cancelled: {} is down and the pair fails over.", h.name);
+                    state.db.clear_way_for_switch(p.id, &why).await?;
+                    let req = crate::queue::Request {
+                        kind: TaskKind::Failover,
+                        archive_id: None,
+                        schedule_id: None,
+                        requested_by: &by,
+                        force: true,
+                    };
+                    let t = crate::queue::enqueue(state, p, req).await?;
+                    tracing::warn!(pair = %p.name, task = %t.id, host = %h.name, "automatic failover queued");
+                }
+            }
+            Reachability::Up | Reachability::Degraded => {
+                for p in pairs.iter().filter(|p| p.src_hypervisor_id == h.id && p.state == PairState::FailedOver) {
+                    source_returned(state, h, p).await;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn source_returned(state: &Arc<AppState>, h: &Hypervisor, p: &crate::db::pairs::Pair) {
+    use crate::hypervisor::{GuestState, Hypervisor as _};
+    let key = format!("source-returned:{}", p.id);
+    let cancel = CancellationToken::new();
+    let hv = match crate::hypervisor::connect(state, h) {
+        Ok(hv) => hv,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a returned source VM");
+            return;
+        }
+    };
+    let running = match hv.guest_state(p.guest, p.src_vmid, &cancel).await {
+        Ok(GuestState::Running(_)) => true,
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, host = %h.name, "cannot check a returned source VM");
+            return;
+        }
+    };
+    if !running {
+        let _ = clear(state, &key, &format!("VM {} on {} is stopped", p.src_vmid, h.name)).await;
+        return;
+    }
+    let mut message = format!(
+        "VM {} on {} runs again while {} is failed over; it was not overwritten and is not backed up.",
+        p.src_vmid, h.name, p.name
+    );
+    if p.shutdown_returned_source {
+        let stopped = hv.stop(p.guest, p.src_vmid, &cancel).await;
+        let onboot = hv.set_options(p.guest, p.src_vmid, &[("onboot".into(), "0".into())], &cancel).await;
+        message = match (stopped, onboot) {
+            (Ok(()), Ok(())) => format!("{message} It was stopped again (onboot 0), as the pair asks."),
+            (Err(e), _) | (_, Err(e)) => format!("{message} Stopping it failed: {e}"),
+        };
+    }
+    let d = Draft {
+        kind: crate::domain::AlertKind::Failover,
+        subject_type: "pair",
+        subject_id: p.id.to_string(),
+        subject_name: p.name.clone(),
+        message,
+    };
+    if let Err(e) = raise(state, &key, &d).await {
+        tracing::warn!(error = %e, "cannot raise the returned-source alert");
+    }
+}
+
+/// Opens the alert for incident `key` unless it is open, and tells the
+/// targets. Also used by the switch for `failover` alerts.
+pub async fn raise(state: &Arc<AppState>, key: &str, d: &Draft) -> DbResult<()> {
     let new = NewAlert {
         kind: d.kind,
         severity: d.kind.severity(),
@@ -189,6 +299,14 @@ async fn open_alert(state: &Arc<AppState>, key: &str, d: &Draft) -> DbResult<()>
     if let Some(alert) = state.db.open_alert(&new).await? {
         tracing::warn!(kind = %alert.kind, subject = %alert.subject.name, message = %alert.message, "alert opened");
         notifier::announce(state, &alert, NoticeEvent::Opened).await?;
+    }
+    Ok(())
+}
+
+/// Closes the open alert of incident `key`, if any, with a recovery notice.
+pub async fn clear(state: &Arc<AppState>, key: &str, why: &str) -> DbResult<()> {
+    if let Some(a) = state.db.open_alerts().await?.into_iter().find(|a| a.open_key.as_deref() == Some(key)) {
+        resolve(state, &a, why).await?;
     }
     Ok(())
 }

@@ -63,6 +63,15 @@ pub async fn host_status(
     })
 }
 
+/// Whether the monitor has declared the host down (last good probe older
+/// than the tolerance).
+pub async fn is_down(state: &AppState, id: HypervisorId) -> crate::db::DbResult<bool> {
+    let settings = state.db.alert_settings().await?;
+    let tolerance = crate::monitor::tolerance(state, &settings);
+    let health = state.db.host_health(id).await?;
+    Ok(reachability(health.as_ref(), Timestamp::now(), tolerance) == Reachability::Down)
+}
+
 /// Every host's reachability now, for the dashboard and the metrics.
 pub async fn reachabilities(state: &AppState) -> ServiceResult<Vec<(HypervisorId, Reachability)>> {
     let now = Timestamp::now();

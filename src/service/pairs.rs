@@ -7,7 +7,9 @@ use super::{require, ServiceError, ServiceResult};
 use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
 use crate::db::users::User;
-use crate::domain::{Compress, Guest, HypervisorId, HypervisorRole, Mode, PairId, Role, Timestamp, Vmid};
+use crate::domain::{
+    Compress, Guest, HypervisorId, HypervisorRole, Mode, NetworkMap, PairId, PairState, Role, Timestamp, Vmid,
+};
 use crate::state::AppState;
 use crate::worker::jobs::backup::MIN_KEEP_LAST;
 
@@ -43,6 +45,19 @@ pub struct PairInput {
     pub enabled: Option<bool>,
     /// Seconds the newest verified archive may age before the pair's RPO is breached (60 to 2678400; default 90000).
     pub rpo_target_secs: Option<i64>,
+    /// VMID on the DRC host that DR drills restore to and destroy; null
+    /// clears it (no drills).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub drill_vmid: Option<Option<Vmid>>,
+    /// `{"vmbr0": "vmbr10"}` or `{"vmbr0": {"bridge": "vmbr10", "tag": 20}}`;
+    /// null clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub network_map: Option<Option<NetworkMap>>,
+    /// Stop the DC VM if it runs again after its host returns while the
+    /// pair is failed over (default false: only report it).
+    pub shutdown_returned_source: Option<bool>,
 }
 
 /// A pair as shown to people, with its current recovery point age.
@@ -182,9 +197,13 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
         auto_failover: b.auto_failover.unwrap_or(false),
         enabled: b.enabled.unwrap_or(true),
         rpo_target_secs: rpo_target(b.rpo_target_secs.unwrap_or(DEFAULT_RPO_TARGET))?,
+        drill_vmid: b.drill_vmid.flatten(),
+        network_map: b.network_map.flatten().unwrap_or_default(),
+        shutdown_returned_source: b.shutdown_returned_source.unwrap_or(false),
     };
     check_sides(state, &f).await?;
     check_target_free(state, &f, None).await?;
+    check_drill_vmid(state, &f, None).await?;
     let id = state.db.insert_pair(&f).await?;
     tracing::info!(by = %actor.username, pair = %id, "pair created");
     view_one(state, load(state, id).await?).await
@@ -230,15 +249,48 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
             Some(n) => rpo_target(n)?,
             None => p.rpo_target_secs,
         },
+        drill_vmid: b.drill_vmid.unwrap_or(p.drill_vmid),
+        network_map: match b.network_map {
+            Some(m) => m.unwrap_or_default(),
+            None => p.network_map.clone(),
+        },
+        shutdown_returned_source: b.shutdown_returned_source.unwrap_or(p.shutdown_returned_source),
     };
     check_sides(state, &f).await?;
     check_target_free(state, &f, Some(p.id)).await?;
+    check_drill_vmid(state, &f, Some(p.id)).await?;
     let target_changed = f.dst_hypervisor_id != p.dst_hypervisor_id || f.dst_vmid != p.dst_vmid;
+    let source_changed = f.src_hypervisor_id != p.src_hypervisor_id || f.src_vmid != p.src_vmid;
+    if (target_changed || source_changed) && p.state != PairState::Protected {
+        return Err(ServiceError::Conflict(format!(
+            "The pair is {}; fail back before moving its source or replica.",
+            p.state
+        )));
+    }
     if !state.db.update_pair(p.id, &f, target_changed).await? {
         return Err(busy("changing the pair"));
     }
     tracing::info!(by = %actor.username, pair = %p.id, "pair updated");
     view_one(state, load(state, id).await?).await
+}
+
+/// A drill VMID must differ from every replica and drill VMID on the same
+/// DRC host: a drill destroys its VM at the end.
+async fn check_drill_vmid(state: &AppState, f: &PairFields, except: Option<PairId>) -> ServiceResult<()> {
+    let Some(drill) = f.drill_vmid else { return Ok(()) };
+    let clash = drill == f.dst_vmid
+        || state.db.list_pairs().await?.into_iter().any(|p| {
+            Some(p.id) != except
+                && p.dst_hypervisor_id == f.dst_hypervisor_id
+                && (p.dst_vmid == drill || p.drill_vmid == Some(drill))
+        });
+    if clash {
+        return Err(ServiceError::invalid(
+            "drill_vmid",
+            "is a replica or drill VMID of a pair on this DRC hypervisor; pick a free VMID",
+        ));
+    }
+    Ok(())
 }
 
 /// Deletes the pair and its schedules; its archives and task history are kept.

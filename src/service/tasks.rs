@@ -4,20 +4,24 @@
 use super::{require, ServiceError, ServiceResult};
 use crate::db::tasks::{LogLine, Task, TaskFilter};
 use crate::db::users::User;
-use crate::domain::{ArchiveId, PairId, Role, TaskId, TaskKind, TaskStatus};
+use crate::db::pairs::Pair;
+use crate::domain::{ArchiveId, PairId, PairState, Role, TaskId, TaskKind, TaskStatus};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
 /// Who may queue and cancel tasks.
 pub const RUN: Role = Role::Operator;
 
-/// Queues `kind` for the pair; `archive_id` names the archive to restore.
+/// Queues `kind` for the pair; `archive_id` names the archive to restore
+/// (or drill), `force` lets a failover go on when the DC VM cannot be
+/// fenced.
 pub async fn queue(
     state: &AppState,
     actor: &User,
     pair_id: PairId,
     kind: TaskKind,
     archive_id: Option<ArchiveId>,
+    force: bool,
 ) -> ServiceResult<Task> {
     require(actor, RUN)?;
     let pair = super::pairs::load(state, pair_id).await?;
@@ -30,7 +34,41 @@ pub async fn queue(
             _ => return Err(ServiceError::invalid("archive_id", "is not a verified archive of this pair")),
         }
     }
-    Ok(enqueue(state, &pair, Request { kind, archive_id, schedule_id: None, requested_by: &actor.username }).await?)
+    if force && kind != TaskKind::Failover {
+        return Err(ServiceError::invalid("force", "only a failover can be forced"));
+    }
+    allowed_in_state(&pair, kind)?;
+    if kind.is_switch() && state.db.pair_has_open_task(pair.id, kind).await? {
+        return Err(ServiceError::Conflict(format!("A {kind} of this pair is already queued or running.")));
+    }
+    if kind == TaskKind::Failover {
+        let why = format!("Cancelled: a failover of this pair was requested by {}.", actor.username);
+        let (queued, running) = state.db.clear_way_for_switch(pair.id, &why).await?;
+        if queued + running > 0 {
+            tracing::warn!(pair = %pair.id, queued, running, "failover: other tasks of the pair cancelled");
+        }
+    }
+    let req = Request { kind, archive_id, schedule_id: None, requested_by: &actor.username, force };
+    Ok(enqueue(state, &pair, req).await?)
+}
+
+/// What a pair's state allows: while failed over the replica is the live
+/// copy, so nothing may back up the old source or overwrite the replica.
+pub fn allowed_in_state(pair: &Pair, kind: TaskKind) -> ServiceResult<()> {
+    let ok = match kind {
+        TaskKind::Backup | TaskKind::Restore | TaskKind::Replicate | TaskKind::Drill => {
+            pair.state == PairState::Protected
+        }
+        TaskKind::Failover => matches!(pair.state, PairState::Protected | PairState::FailingOver),
+        TaskKind::Failback => matches!(pair.state, PairState::FailedOver | PairState::FailingBack),
+    };
+    if !ok {
+        return Err(ServiceError::Conflict(format!("A {kind} is not possible while the pair is {}.", pair.state)));
+    }
+    if kind == TaskKind::Drill && pair.drill_vmid.is_none() {
+        return Err(ServiceError::invalid("drill_vmid", "is not set for this pair; set a free VMID on the DRC host first"));
+    }
+    Ok(())
 }
 
 /// Tasks newest first, with the total for paging.
@@ -82,4 +120,18 @@ pub async fn cancel(state: &AppState, actor: &User, id: TaskId) -> ServiceResult
     state.db.append_log(id, &format!("cancel requested by {}", actor.username)).await?;
     tracing::info!(task = %id, by = %actor.username, "task cancel requested");
     Ok(task)
+}
+
+/// Failover, failback and drill history with step timings, newest first.
+pub async fn events(
+    state: &AppState,
+    actor: &User,
+    pair_id: Option<PairId>,
+    limit: i64,
+) -> ServiceResult<Vec<crate::db::events::Event>> {
+    require(actor, Role::Viewer)?;
+    if !(1..=500).contains(&limit) {
+        return Err(ServiceError::invalid("limit", "must be from 1 to 500"));
+    }
+    Ok(state.db.list_events(pair_id, limit).await?)
 }

@@ -287,7 +287,7 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             };
             db.set_task_archive(ctx.task.id, archive.id).await?;
             let hv = connect(&dst)?;
-            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0)).await
+            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0), false).await
         }
         TaskKind::Replicate => {
             let dst = load(pair.dst_hypervisor_id).await?;
@@ -312,6 +312,7 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
                     &archive,
                     true,
                     Phases::new(50.0, 75.0, 100.0),
+                    false,
                 )
                 .await;
             }
@@ -319,9 +320,20 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
             let archive = jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
             // Just verified on arrival; no need to read it again.
-            jobs::restore::run_restore(ctx, &pair, &dst, &dst_hv, &archive, false, Phases::new(50.0, 75.0, 100.0)).await
+            jobs::restore::run_restore(ctx, &pair, &dst, &dst_hv, &archive, false, Phases::new(50.0, 75.0, 100.0), false)
+                .await
         }
-        TaskKind::Failover => Err(fail(ErrorKind::Config, "Failover tasks are not supported by this version.")),
+        TaskKind::Failover => {
+            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(pair.dst_hypervisor_id).await?);
+            let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
+            jobs::failover::run_failover(ctx, &pair, &src, &dst, &src_hv, &dst_hv).await
+        }
+        TaskKind::Drill => {
+            let dst = load(pair.dst_hypervisor_id).await?;
+            let hv = connect(&dst)?;
+            jobs::drill::run_drill(ctx, &pair, &dst, &hv).await
+        }
+        TaskKind::Failback => Err(fail(ErrorKind::Config, "Failback is not supported by this version yet.")),
     }
 }
 

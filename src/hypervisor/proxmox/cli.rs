@@ -286,6 +286,70 @@ impl Hypervisor for ProxmoxCli {
         self.check(out, &format!("{} set {v} --tags", tool(guest)))
     }
 
+    async fn shutdown(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        timeout: std::time::Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError> {
+        let v = vmid.to_string();
+        let secs = timeout.as_secs().max(1).to_string();
+        let out = self
+            .ssh
+            .run(&[tool(guest), "shutdown", &v, "--timeout", &secs], timeout + self.quick_timeout, cancel)
+            .await?;
+        self.check(out, &format!("{} shutdown {v}", tool(guest)))
+    }
+
+    async fn options(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<(String, String)>, HvError> {
+        let v = vmid.to_string();
+        let out = self.ssh.run(&[tool(guest), "config", &v], self.quick_timeout, cancel).await?;
+        if !out.ok() {
+            return Err(self.failed(&format!("{} config {v}", tool(guest)), &out));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    async fn set_options(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        options: &[(String, String)],
+        cancel: &CancellationToken,
+    ) -> Result<(), HvError> {
+        if options.is_empty() {
+            return Ok(());
+        }
+        let v = vmid.to_string();
+        let keys: Vec<String> = options.iter().map(|(k, _)| format!("--{k}")).collect();
+        let mut args: Vec<&str> = vec![tool(guest), "set", &v];
+        for ((_, value), key) in options.iter().zip(&keys) {
+            args.push(key);
+            args.push(value);
+        }
+        let out = self.ssh.run(&args, self.quick_timeout, cancel).await?;
+        let names: Vec<&str> = options.iter().map(|(k, _)| k.as_str()).collect();
+        self.check(out, &format!("{} set {v} ({})", tool(guest), names.join(", ")))
+    }
+
+    async fn destroy(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError> {
+        let v = vmid.to_string();
+        let out = self.ssh.run(&[tool(guest), "destroy", &v, "--purge", "1"], self.command_timeout, cancel).await?;
+        self.check(out, &format!("{} destroy {v}", tool(guest)))
+    }
+
+    async fn agent_ping(&self, vmid: Vmid, cancel: &CancellationToken) -> Result<bool, HvError> {
+        let v = vmid.to_string();
+        let out = self.ssh.run(&["qm", "guest", "cmd", &v, "ping"], self.quick_timeout, cancel).await?;
+        Ok(out.ok())
+    }
+
     async fn stop(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<(), HvError> {
         let v = vmid.to_string();
         let out = self.ssh.run(&[tool(guest), "stop", &v], self.command_timeout, cancel).await?;
@@ -305,17 +369,21 @@ impl Hypervisor for ProxmoxCli {
         vmid: Vmid,
         storage: &StorageId,
         force: bool,
+        unique: bool,
         cancel: &CancellationToken,
         on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
         let v = vmid.to_string();
-        let force_val = if force { "1" } else { "0" };
+        let flag = |b: bool| if b { "1" } else { "0" };
         // qmrestore takes the archive first; pct restore the vmid first.
         // Booleans go after the positionals with an explicit value.
-        let args: Vec<&str> = match guest {
-            Guest::Qemu => vec!["qmrestore", archive, &v, "--storage", storage.as_str(), "--force", force_val],
-            Guest::Lxc => vec!["pct", "restore", &v, archive, "--storage", storage.as_str(), "--force", force_val],
+        let mut args: Vec<&str> = match guest {
+            Guest::Qemu => vec!["qmrestore", archive, &v, "--storage", storage.as_str(), "--force", flag(force)],
+            Guest::Lxc => vec!["pct", "restore", &v, archive, "--storage", storage.as_str(), "--force", flag(force)],
         };
+        if unique {
+            args.extend(["--unique", "1"]);
+        }
         let out = self.ssh.run_streaming(&args, self.command_timeout, cancel, |l| report(on, l)).await?;
         self.check(out, &format!("restore of VM {v}"))
     }

@@ -299,15 +299,19 @@ pub async fn queue(
         "backup" => TaskKind::Backup,
         "replicate" => TaskKind::Replicate,
         "restore" => TaskKind::Restore,
+        "failover" => TaskKind::Failover,
+        "failback" => TaskKind::Failback,
+        "drill" => TaskKind::Drill,
         _ => return Err(ServiceError::NotFound("action").into()),
     };
+    let force = f.get("force").is_some_and(|v| v == "true" || v == "on");
     let archive = match f.get("archive_id") {
         Some(a) => {
             Some(a.parse::<ArchiveId>().map_err(|_| ServiceError::invalid("archive_id", "must be an archive id"))?)
         }
         None => None,
     };
-    match crate::service::tasks::queue(&state, &me.user, id(&raw)?, kind, archive).await {
+    match crate::service::tasks::queue(&state, &me.user, id(&raw)?, kind, archive, force).await {
         Ok(t) => Ok(redirect(&format!("/tasks/{}", t.id))),
         Err(e @ (ServiceError::Conflict(_) | ServiceError::Invalid { .. })) => {
             flash(&session, "error", e.to_string());

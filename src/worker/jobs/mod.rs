@@ -2,6 +2,9 @@
 //! (button, API, schedule).
 
 pub mod backup;
+pub mod drill;
+pub mod evidence;
+pub mod failover;
 pub mod restore;
 
 #[cfg(test)]

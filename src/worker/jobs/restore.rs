@@ -27,6 +27,7 @@ pub async fn run_restore(
     archive: &Archive,
     verify_local: bool,
     phases: Phases,
+    always_start: bool,
 ) -> Result<(), JobError> {
     let (push, restore) = (phases.first, phases.second);
     let cancel = &ctx.cancel;
@@ -35,12 +36,15 @@ pub async fn run_restore(
     }
     // The pair as it is now: an adoption or an unfinished replacement may
     // have been recorded since the task was queued.
-    let pair = &ctx
+    let mut pair = ctx
         .state
         .db
         .pair(pair.id)
         .await?
         .ok_or_else(|| fail(ErrorKind::Config, "The pair of this task no longer exists."))?;
+    // A failover starts the replica whatever the pair says for restores.
+    pair.start_after_restore |= always_start;
+    let pair = &pair;
     let local = ctx.state.archives().path(pair.id, &archive.file_name);
     if !local.exists() {
         return Err(fail(
@@ -209,7 +213,7 @@ async fn check_ours(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, dst: &Hype
 /// checks its sha256 on the host, then gives it its real name (which
 /// qmrestore reads the format from). Returns the remote path.
 #[allow(clippy::too_many_arguments)]
-async fn send(
+pub(crate) async fn send(
     ctx: &TaskCtx,
     hv: &impl Hypervisor,
     dst: &HypervisorRecord,
@@ -281,10 +285,11 @@ async fn install(
         }
     };
     // Over an existing VM, --force may have wiped it whatever the error.
-    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, shield, &mut on)
+    hv.restore(pair.guest, remote, pair.dst_vmid, &dst.restore_storage, exists, false, shield, &mut on)
         .await
         .map_err(|e| (e.into(), exists))?;
     mark(ctx, pair, hv, shield).await.map_err(|e| (e, true))?;
+    apply_network_map(ctx, pair, hv, pair.dst_vmid, shield).await.map_err(|e| (e, true))?;
     if pair.start_after_restore {
         start_and_confirm(ctx, pair, hv, dst, shield).await.map_err(|e| (e, true))?;
     }
@@ -300,7 +305,43 @@ async fn mark(ctx: &TaskCtx, pair: &Pair, hv: &impl Hypervisor, cancel: &Cancell
     Ok(())
 }
 
-async fn start_and_confirm(
+/// Points the guest's NICs at the DRC bridges the pair's network map
+/// names, keeping model, MAC and every other option; NICs on bridges the
+/// map does not name are left alone.
+pub async fn apply_network_map(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    hv: &impl Hypervisor,
+    vmid: crate::domain::Vmid,
+    cancel: &CancellationToken,
+) -> Result<(), JobError> {
+    if pair.network_map.is_empty() {
+        return Ok(());
+    }
+    let changes: Vec<(String, String)> = hv
+        .options(pair.guest, vmid, cancel)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| is_nic(k))
+        .filter_map(|(k, v)| pair.network_map.apply(&v).filter(|new| *new != v).map(|new| (k, new)))
+        .collect();
+    if changes.is_empty() {
+        ctx.log(format!("network map: no NIC of VM {vmid} is on a mapped bridge"));
+        return Ok(());
+    }
+    hv.set_options(pair.guest, vmid, &changes, cancel).await?;
+    for (k, v) in &changes {
+        ctx.log(format!("network map: VM {vmid} {k} is now {v}"));
+    }
+    Ok(())
+}
+
+/// `net0` … `net31`.
+pub fn is_nic(key: &str) -> bool {
+    key.strip_prefix("net").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+pub async fn start_and_confirm(
     ctx: &TaskCtx,
     pair: &Pair,
     hv: &impl Hypervisor,
@@ -350,10 +391,11 @@ async fn rollback(
         }
     };
     // The failed restore may have left the VM config behind: always force.
-    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, shield, &mut on).await;
+    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, false, shield, &mut on).await;
     let _ = hv.remove(&[&remote], shield).await;
     result?;
     mark(ctx, pair, hv, shield).await?;
+    apply_network_map(ctx, pair, hv, pair.dst_vmid, shield).await?;
     if pair.start_after_restore || matches!(before, GuestState::Running(_)) {
         start_and_confirm(ctx, pair, hv, dst, shield).await?;
     }
