@@ -175,11 +175,7 @@ fn host_verdicts(v: &HostView<'_>, i: &Inputs<'_>, n: usize, out: &mut BTreeMap<
         } else if values.iter().all(|v| *v > threshold) {
             Verdict::Firing(draft(
                 AlertKind::MetricHigh,
-                format!(
-                    "{label} of {} at {:.0} % for {n} samples (threshold {threshold:.0} %).",
-                    h.name,
-                    values[0]
-                ),
+                format!("{label} of {} at {:.0} % for {n} samples (threshold {threshold:.0} %).", h.name, values[0]),
             ))
         } else if values.iter().all(|v| *v <= threshold) {
             Verdict::Clear(format!("{label} of {} back at {:.0} %", h.name, values[0]))

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::db::alerts::{Alert, NewAlert};
 use crate::db::hypervisors::Hypervisor;
 use crate::db::monitoring::Sample;
-use crate::hypervisor::proxmox::probe::ProbeResult;
 use crate::db::DbResult;
 use crate::domain::Timestamp;
+use crate::hypervisor::proxmox::probe::ProbeResult;
 use crate::notify::NoticeEvent;
 use crate::state::AppState;
 use conditions::{Draft, HostView, Inputs, Verdict};
@@ -101,12 +101,7 @@ pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
     .await;
     for (h, p) in hosts.iter().zip(probes) {
         let p = p.unwrap_or_else(|| ProbeResult {
-            sample: Sample {
-                at: Timestamp::now(),
-                api_up: Some(0.0),
-                ssh_up: Some(0.0),
-                ..Default::default()
-            },
+            sample: Sample { at: Timestamp::now(), api_up: Some(0.0), ssh_up: Some(0.0), ..Default::default() },
             api_detail: "the probe did not finish in time".into(),
             ssh_detail: "the probe did not finish in time".into(),
         });
@@ -114,7 +109,12 @@ pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
     }
     let probed_ms = started.elapsed().as_millis() as u64;
     reconcile(state, &hosts).await?;
-    tracing::debug!(hosts = hosts.len(), probed_ms, total_ms = started.elapsed().as_millis() as u64, "monitor round done");
+    tracing::debug!(
+        hosts = hosts.len(),
+        probed_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "monitor round done"
+    );
     Ok(())
 }
 

@@ -132,6 +132,10 @@ fn pair(name: &str, rpo_target_secs: i64, created_secs_ago: i64) -> Pair {
         auto_failover: false,
         enabled: true,
         rpo_target_secs,
+        drill_vmid: None,
+        network_map: Default::default(),
+        shutdown_returned_source: false,
+        state: crate::domain::PairState::Protected,
         adopted: false,
         replica_archive_id: None,
         replica_task_id: None,
@@ -165,6 +169,7 @@ fn ended_task(pair_id: PairId, kind: TaskKind, status: TaskStatus, error: Option
         src_hypervisor_id: None,
         dst_hypervisor_id: None,
         cancel_requested: false,
+        force: false,
     }
 }
 

@@ -29,10 +29,14 @@ pub fn drill_tag(pair: &Pair) -> String {
     format!("drswitch-drill-{}", pair.id)
 }
 
-pub async fn run_drill(ctx: &TaskCtx, pair: &Pair, dst: &HypervisorRecord, hv: &impl Hypervisor) -> Result<(), JobError> {
-    let vmid = pair
-        .drill_vmid
-        .ok_or_else(|| fail(ErrorKind::Config, "The pair has no drill VMID; set drill_vmid first."))?;
+pub async fn run_drill(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    dst: &HypervisorRecord,
+    hv: &impl Hypervisor,
+) -> Result<(), JobError> {
+    let vmid =
+        pair.drill_vmid.ok_or_else(|| fail(ErrorKind::Config, "The pair has no drill VMID; set drill_vmid first."))?;
     if pair.guest != Guest::Qemu {
         return Err(fail(ErrorKind::Config, "Drills are for qemu guests only so far."));
     }
@@ -97,7 +101,8 @@ async fn drill(
     if hv.guest_state(pair.guest, vmid, &ctx.cancel).await? != GuestState::Missing {
         let tags = hv.tags(pair.guest, vmid, &ctx.cancel).await?;
         if !tags.contains(&drill_tag(pair)) {
-            ev.step(ctx, "preflight", t0, false, format!("VM {vmid} exists on {} and is not a drill VM", dst.name)).await;
+            ev.step(ctx, "preflight", t0, false, format!("VM {vmid} exists on {} and is not a drill VM", dst.name))
+                .await;
             return Err(fail(
                 ErrorKind::NotOurs,
                 format!(
@@ -111,12 +116,22 @@ async fn drill(
         hv.destroy(pair.guest, vmid, &ctx.cancel).await?;
     }
     let local = ctx.state.archives().path(pair.id, &archive.file_name);
-    let sha = sha256_file(&local).await.map_err(|e| fail(ErrorKind::Internal, format!("Cannot read the archive: {e}.")))?;
+    let sha =
+        sha256_file(&local).await.map_err(|e| fail(ErrorKind::Internal, format!("Cannot read the archive: {e}.")))?;
     if sha != archive.sha256 {
-        return Err(fail(ErrorKind::Checksum, format!("The archive {} no longer matches its checksum.", archive.file_name)));
+        return Err(fail(
+            ErrorKind::Checksum,
+            format!("The archive {} no longer matches its checksum.", archive.file_name),
+        ));
     }
-    ev.step(ctx, "preflight", t0, true, format!("archive {} verified; VM {vmid} is free on {}", archive.file_name, dst.name))
-        .await;
+    ev.step(
+        ctx,
+        "preflight",
+        t0,
+        true,
+        format!("archive {} verified; VM {vmid} is free on {}", archive.file_name, dst.name),
+    )
+    .await;
 
     let t1 = Timestamp::now();
     let dir = leftovers::open_task_dir(ctx, hv, dst).await?;
@@ -163,7 +178,8 @@ async fn drill(
     let t4 = Timestamp::now();
     ctx.phase("checking", 90);
     let hold = ctx.state.settings.drill_boot;
-    let agent = hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && v.starts_with('1'));
+    let agent =
+        hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && v.starts_with('1'));
     let deadline = tokio::time::Instant::now() + hold;
     let mut agent_ok = !agent;
     loop {
@@ -195,14 +211,20 @@ async fn drill(
 }
 
 /// Sets `link_down=1` on every NIC, keeping model and MAC. Returns how many.
-async fn isolate(hv: &impl Hypervisor, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<usize, JobError> {
+async fn isolate(
+    hv: &impl Hypervisor,
+    guest: Guest,
+    vmid: Vmid,
+    cancel: &CancellationToken,
+) -> Result<usize, JobError> {
     let changes: Vec<(String, String)> = hv
         .options(guest, vmid, cancel)
         .await?
         .into_iter()
         .filter(|(k, _)| is_nic(k))
         .map(|(k, v)| {
-            let mut parts: Vec<String> = v.split(',').filter(|p| !p.starts_with("link_down=")).map(String::from).collect();
+            let mut parts: Vec<String> =
+                v.split(',').filter(|p| !p.starts_with("link_down=")).map(String::from).collect();
             parts.push("link_down=1".into());
             (k, parts.join(","))
         })

@@ -45,7 +45,9 @@ impl Evidence {
 
     pub async fn finish(&self, ctx: &TaskCtx, ok: bool, summary: &str, rto_ms: Option<i64>) {
         let status = if ok { "succeeded" } else { "failed" };
-        if let Err(e) = ctx.state.db.update_event(&self.id, &self.steps, Some((status, summary, rto_ms)), self.forced).await {
+        if let Err(e) =
+            ctx.state.db.update_event(&self.id, &self.steps, Some((status, summary, rto_ms)), self.forced).await
+        {
             tracing::warn!(error = %e, "cannot record the end of an event");
         }
     }

@@ -34,14 +34,23 @@ pub async fn run_failover(
         if now != Some(PairState::FailingOver) {
             return Err(fail(
                 ErrorKind::Config,
-                format!("The pair is {} now; a failover is not possible.", now.map(|s| s.to_string()).unwrap_or_default()),
+                format!(
+                    "The pair is {} now; a failover is not possible.",
+                    now.map(|s| s.to_string()).unwrap_or_default()
+                ),
             ));
         }
         ctx.log("the pair was already failing over (an earlier attempt stopped); going on");
     }
     let mut ev = Evidence::begin(ctx, TaskKind::Failover).await?;
     let key = format!("failover:{}", pair.id);
-    announce(ctx, &key, pair, format!("Failover of {} to {} started (requested by {}).", pair.name, dst.name, ctx.task.requested_by)).await;
+    announce(
+        ctx,
+        &key,
+        pair,
+        format!("Failover of {} to {} started (requested by {}).", pair.name, dst.name, ctx.task.requested_by),
+    )
+    .await;
 
     let mut fenced = false;
     let result = steps(ctx, pair, src, dst, src_hv, dst_hv, &mut ev, &mut fenced).await;
@@ -132,8 +141,14 @@ async fn fence(
         Err(why) => {
             if ctx.task.force {
                 ev.forced = true;
-                ev.step(ctx, "fence", t0, false, format!("fencing VM {vmid} on {} is impossible ({why}); going on as forced", src.name))
-                    .await;
+                ev.step(
+                    ctx,
+                    "fence",
+                    t0,
+                    false,
+                    format!("fencing VM {vmid} on {} is impossible ({why}); going on as forced", src.name),
+                )
+                .await;
                 return Ok(false);
             }
             ev.step(ctx, "fence", t0, false, why.clone()).await;
@@ -163,12 +178,9 @@ async fn fence(
                     "stopped hard after the shutdown timed out".to_string()
                 }
             };
-            match hv.guest_state(guest, vmid, &ctx.cancel).await? {
-                GuestState::Running(s) => {
-                    ev.step(ctx, "fence", t0, false, format!("VM {vmid} on {} still {s}", src.name)).await;
-                    return Err(fail(ErrorKind::CommandFailed, format!("VM {vmid} on {} did not stop.", src.name)));
-                }
-                _ => {}
+            if let GuestState::Running(s) = hv.guest_state(guest, vmid, &ctx.cancel).await? {
+                ev.step(ctx, "fence", t0, false, format!("VM {vmid} on {} still {s}", src.name)).await;
+                return Err(fail(ErrorKind::CommandFailed, format!("VM {vmid} on {} did not stop.", src.name)));
             }
             hv.set_options(guest, vmid, &[("onboot".into(), "0".into())], &ctx.cancel).await?;
             format!("VM {vmid} on {} {how}; set onboot 0", src.name)
@@ -193,7 +205,8 @@ async fn bring_up(
     let pair = db.pair(pair.id).await?.ok_or_else(|| fail(ErrorKind::Config, "The pair no longer exists."))?;
     let newest = db.list_archives(pair.id).await?.into_iter().find(|a| a.verified_at.is_some());
     let replica = hv.guest_state(pair.guest, pair.dst_vmid, shield).await?;
-    let marked = replica != GuestState::Missing && hv.tags(pair.guest, pair.dst_vmid, shield).await?.contains(&replica_tag(&pair));
+    let marked = replica != GuestState::Missing
+        && hv.tags(pair.guest, pair.dst_vmid, shield).await?.contains(&replica_tag(&pair));
     let current = marked && newest.as_ref().is_some_and(|a| pair.replica_archive_id == Some(a.id));
     if current || (marked && newest.is_none()) {
         let what = match &newest {

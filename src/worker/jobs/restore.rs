@@ -19,6 +19,7 @@ use crate::hypervisor::{replica_tag, with_replica_tag, GuestState, HvEvent, Hype
 use crate::worker::context::{Phases, Span, TaskCtx};
 use crate::worker::leftovers;
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run_restore(
     ctx: &TaskCtx,
     pair: &Pair,
@@ -391,7 +392,8 @@ async fn rollback(
         }
     };
     // The failed restore may have left the VM config behind: always force.
-    let result = hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, false, shield, &mut on).await;
+    let result =
+        hv.restore(pair.guest, &remote, pair.dst_vmid, &dst.restore_storage, true, false, shield, &mut on).await;
     let _ = hv.remove(&[&remote], shield).await;
     result?;
     mark(ctx, pair, hv, shield).await?;

@@ -77,6 +77,9 @@ async fn world() -> World {
             auto_failover: false,
             enabled: true,
             rpo_target_secs: 90_000,
+            drill_vmid: None,
+            network_map: Default::default(),
+            shutdown_returned_source: false,
         })
         .await
         .unwrap();
@@ -101,6 +104,7 @@ impl World {
                 max_attempts: 3,
                 src_hypervisor_id: Some(self.dc.id),
                 dst_hypervisor_id: Some(self.drc.id),
+                force: false,
             })
             .await
             .unwrap();
@@ -139,7 +143,7 @@ impl World {
         let drc = FakeHv::new("drc1");
         drc.with(|h| {
             h.guests
-                .insert(200, FakeGuest { disk: content.to_vec(), running: true, tags: vec![replica_tag(&self.pair)] })
+                .insert(200, FakeGuest { disk: content.to_vec(), running: true, tags: vec![replica_tag(&self.pair)], ..Default::default() })
         });
         self.state.db.replica_whole(self.pair.id, Some(archive.id)).await.unwrap();
         drc
@@ -198,7 +202,7 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
     let w = world().await;
     let new = w.archive(2, b"new data").await;
     let drc = FakeHv::new("drc1");
-    drc.with(|h| h.guests.insert(200, FakeGuest { disk: b"production".to_vec(), running: true, tags: vec![] }));
+    drc.with(|h| h.guests.insert(200, FakeGuest { disk: b"production".to_vec(), running: true, tags: vec![], ..Default::default() }));
     let (ctx, writer) = w.task(TaskKind::Restore).await;
     let r = restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await;
     let Err(JobError::Failed { kind, message }) = r else { panic!("{r:?}") };
@@ -230,7 +234,7 @@ async fn a_cancelled_dump_leaves_nothing_behind() {
     let w = world().await;
     let dc = FakeHv::new("dc1");
     dc.with(|h| {
-        h.guests.insert(100, FakeGuest { disk: b"source".to_vec(), running: true, tags: vec![] });
+        h.guests.insert(100, FakeGuest { disk: b"source".to_vec(), running: true, tags: vec![], ..Default::default() });
         h.cancel_next_dump = true;
     });
     let (ctx, writer) = w.task(TaskKind::Backup).await;
