@@ -85,8 +85,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/notification-targets/{id}/test", web::post().to(alerts::test_target))
             .default_service(web::to(not_found)),
     )
-    .route("/metrics", web::get().to(metrics::metrics))
     .default_service(web::to(not_found));
+    // Beside the API, where Prometheus looks for it.
+    cfg.route("/metrics", web::get().to(metrics::metrics));
 }
 
 /// A body sent to the API must be declared JSON. An HTML form (or any page
