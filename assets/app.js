@@ -56,3 +56,20 @@ document.addEventListener("htmx:sendError", function () { staleBanner(true); });
 document.addEventListener("htmx:afterRequest", function (e) {
   if (e.detail && e.detail.successful) staleBanner(false);
 });
+// A notification target's form shows the settings of the chosen kind only
+// (without JavaScript all of them show; the server takes the chosen kind's).
+function showTargetKind(form) {
+  var kind = form.querySelector("select[name='kind']");
+  if (!kind) return;
+  form.querySelectorAll("fieldset[data-kind]").forEach(function (set) {
+    set.hidden = set.getAttribute("data-kind") !== kind.value;
+  });
+}
+document.addEventListener("change", function (e) {
+  var form = e.target.closest && e.target.closest("#target-form");
+  if (form && e.target.name === "kind") showTargetKind(form);
+});
+document.addEventListener("DOMContentLoaded", function () {
+  var form = document.getElementById("target-form");
+  if (form) showTargetKind(form);
+});

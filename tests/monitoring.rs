@@ -151,8 +151,9 @@ async fn figures_services_recovery_points_and_failed_tasks_alert_once_each() {
     lab.hook("dc1", "node-memory-used", &(total * 95 / 100).to_string());
     lab.hook("dc1", "services-stopped", "pvedaemon");
     wait_for("metric_high and service_down", Duration::from_secs(30), async || {
-        (events(&hook, "metric_high", "dc1") == ["alert.opened"] && events(&hook, "service_down", "dc1") == ["alert.opened"])
-            .then_some(())
+        (events(&hook, "metric_high", "dc1") == ["alert.opened"]
+            && events(&hook, "service_down", "dc1") == ["alert.opened"])
+        .then_some(())
     })
     .await;
     let metric = notices(&hook, "metric_high", "dc1").remove(0).1;
@@ -166,11 +167,19 @@ async fn figures_services_recovery_points_and_failed_tasks_alert_once_each() {
 
     lab.hook("dc1", "node-memory-used", &(total / 4).to_string());
     std::process::Command::new("/usr/bin/python3")
-        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/lab/lab.py"), "hook", "--root", &lab.root("dc1"), "--clear", "services-stopped"])
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/lab/lab.py"),
+            "hook",
+            "--root",
+            &lab.root("dc1"),
+            "--clear",
+            "services-stopped",
+        ])
         .status()
         .unwrap();
     wait_for("both resolved", Duration::from_secs(30), async || {
-        (events(&hook, "metric_high", "dc1").len() == 2 && events(&hook, "service_down", "dc1").len() == 2).then_some(())
+        (events(&hook, "metric_high", "dc1").len() == 2 && events(&hook, "service_down", "dc1").len() == 2)
+            .then_some(())
     })
     .await;
 
@@ -233,7 +242,8 @@ async fn figures_services_recovery_points_and_failed_tasks_alert_once_each() {
         prometheus_parse::Value::Gauge(v) => assert!((0.0..600.0).contains(&v), "RPO {v}"),
         ref other => panic!("{other:?}"),
     }
-    let up = scrape.samples.iter().find(|s| s.metric == "drswitch_host_up" && s.labels.get("host") == Some("dc1")).unwrap();
+    let up =
+        scrape.samples.iter().find(|s| s.metric == "drswitch_host_up" && s.labels.get("host") == Some("dc1")).unwrap();
     assert!(matches!(up.value, prometheus_parse::Value::Gauge(v) if v == 1.0), "{text}");
     assert!(scrape.docs.contains_key("drswitch_tasks_queued"), "{text}");
     let anonymous = common::client().get(app.url("/metrics")).send().await.unwrap();
@@ -301,15 +311,23 @@ async fn a_failing_webhook_is_retried_while_mail_and_command_deliver() {
 
     let alert = wait_for("the webhook recorded as failed", Duration::from_secs(60), async || {
         let (_, alerts) = app.get("/api/v1/alerts?state=open").await;
-        alerts.as_array().unwrap().iter().find(|a| {
-            a["kind"] == "rpo_breached"
-                && a["deliveries"].as_array().unwrap().iter().any(|d| d["target_name"] == "broken-hook" && d["status"] == "failed")
-        }).cloned()
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["kind"] == "rpo_breached"
+                    && a["deliveries"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|d| d["target_name"] == "broken-hook" && d["status"] == "failed")
+            })
+            .cloned()
     })
     .await;
-    let by_target = |name: &str| {
-        alert["deliveries"].as_array().unwrap().iter().find(|d| d["target_name"] == name).unwrap().clone()
-    };
+    let by_target =
+        |name: &str| alert["deliveries"].as_array().unwrap().iter().find(|d| d["target_name"] == name).unwrap().clone();
     let hook = by_target("broken-hook");
     assert_eq!(hook["attempts"], 3, "{alert}");
     assert!(hook["detail"].as_str().unwrap().contains("500"), "{hook}");
@@ -321,7 +339,8 @@ async fn a_failing_webhook_is_retried_while_mail_and_command_deliver() {
 
     // Send test reaches the mail sink with event "test".
     let (_, targets) = app.get("/api/v1/notification-targets").await;
-    let mail_id = targets.as_array().unwrap().iter().find(|t| t["name"] == "mail").unwrap()["id"].as_str().unwrap().to_string();
+    let mail_id =
+        targets.as_array().unwrap().iter().find(|t| t["name"] == "mail").unwrap()["id"].as_str().unwrap().to_string();
     let (s, r) = app.post(&format!("/api/v1/notification-targets/{mail_id}/test"), json!({})).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["ok"], true, "{r}");
@@ -364,12 +383,17 @@ async fn two_serve_processes_notify_once_and_the_second_takes_over() {
 async fn targets_are_validated_and_their_secrets_stay_hidden() {
     let app = TestApp::spawn().await;
     app.login_admin().await;
-    let (s, v) = app.post("/api/v1/notification-targets", json!({"name": "x", "kind": "webhook", "url": "ftp://x"})).await;
+    let (s, v) =
+        app.post("/api/v1/notification-targets", json!({"name": "x", "kind": "webhook", "url": "ftp://x"})).await;
     assert_eq!((s, v["error"]["message"].as_str().unwrap().starts_with("url")), (422, true), "{v}");
-    let (s, v) = app.post("/api/v1/notification-targets", json!({"name": "x", "kind": "command", "argv": ["curl"]})).await;
+    let (s, v) =
+        app.post("/api/v1/notification-targets", json!({"name": "x", "kind": "command", "argv": ["curl"]})).await;
     assert_eq!(s, 422, "{v}");
     let (s, v) = app
-        .post("/api/v1/notification-targets", json!({"name": "x", "kind": "webhook", "url": "https://h.example/", "argv": ["/bin/true"]}))
+        .post(
+            "/api/v1/notification-targets",
+            json!({"name": "x", "kind": "webhook", "url": "https://h.example/", "argv": ["/bin/true"]}),
+        )
         .await;
     assert_eq!(s, 422, "{v}");
     assert!(common::message(&v).contains("argv"), "{v}");
@@ -380,7 +404,10 @@ async fn targets_are_validated_and_their_secrets_stay_hidden() {
     assert!(common::message(&v).contains("mail_from"), "{v}");
 
     let (s, t) = app
-        .post("/api/v1/notification-targets", json!({"name": "signed", "kind": "webhook", "url": "https://h.example/x", "secret": "whsec-very-secret"}))
+        .post(
+            "/api/v1/notification-targets",
+            json!({"name": "signed", "kind": "webhook", "url": "https://h.example/x", "secret": "whsec-very-secret"}),
+        )
         .await;
     assert_eq!(s, 201, "{t}");
     assert_eq!(t["has_secret"], true);

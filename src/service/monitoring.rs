@@ -49,7 +49,7 @@ pub async fn host_status(
     let settings = state.db.alert_settings().await?;
     let tolerance = crate::monitor::tolerance(state, &settings);
     let health = state.db.host_health(id).await?;
-    let r = reachability(health.as_ref(), now, tolerance);
+    let r = if watched(&h) { reachability(health.as_ref(), now, tolerance) } else { Reachability::Unchecked };
     let since = since.unwrap_or(Timestamp(now.millis() - DEFAULT_WINDOW_MS));
     Ok(HostStatus {
         hypervisor_id: id,
@@ -66,10 +66,19 @@ pub async fn host_status(
 /// Whether the monitor has declared the host down (last good probe older
 /// than the tolerance).
 pub async fn is_down(state: &AppState, id: HypervisorId) -> crate::db::DbResult<bool> {
+    if !state.db.hypervisor(id).await?.is_some_and(|h| watched(&h)) {
+        return Ok(false);
+    }
     let settings = state.db.alert_settings().await?;
     let tolerance = crate::monitor::tolerance(state, &settings);
     let health = state.db.host_health(id).await?;
     Ok(reachability(health.as_ref(), Timestamp::now(), tolerance) == Reachability::Down)
+}
+
+/// Whether the monitor probes the host: enabled, with a pinned key. Any
+/// other host is "not checked", whatever an old probe said.
+fn watched(h: &crate::db::hypervisors::Hypervisor) -> bool {
+    h.enabled && h.host_key.is_some()
 }
 
 /// Every host's reachability now, for the dashboard and the metrics.

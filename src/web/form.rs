@@ -51,6 +51,18 @@ pub enum Kind {
     /// A password or secret: taken exactly as typed (spaces count).
     Secret,
     Number,
+    /// A number that may have a fraction (a percentage).
+    Decimal,
+    /// An optional whole number: sent empty means "none" (JSON null), the
+    /// API's "use the default".
+    OptNumber,
+    /// A textarea holding a list, one item per line; empty lines are
+    /// skipped.
+    Lines,
+    /// Checkboxes sharing one name, as a list of the ticked values. The
+    /// form sends an empty value under the name first, so "none ticked"
+    /// arrives as an empty list instead of as "unchanged".
+    Multi,
     /// A checkbox: present means true; the form sends a hidden "false" first.
     Flag,
     /// An optional setting: sent empty means "none" (JSON null), which the
@@ -69,6 +81,11 @@ impl Form {
         self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
+    /// Every non-empty value sent under `name`, trimmed, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    }
+
     /// The fields named in `schema` as the JSON object the API would take:
     /// empty fields are left out (unchanged on edit, the default on create).
     pub fn json(&self, schema: &[(&str, Kind)]) -> ServiceResult<Value> {
@@ -84,12 +101,34 @@ impl Form {
                     None if self.raw(name).is_some() || self.fields.iter().any(|(k, _)| k == name) => Value::Null,
                     None => continue,
                 },
+                Kind::OptNumber => match self.get(name) {
+                    Some(v) => Value::from(whole(name, v)?),
+                    None if self.fields.iter().any(|(k, _)| k == name) => Value::Null,
+                    None => continue,
+                },
+                Kind::Multi => {
+                    if !self.fields.iter().any(|(k, _)| k == name) {
+                        continue;
+                    }
+                    let ticked = self.all(name).map(|v| Value::String(v.to_string())).collect();
+                    Value::Array(ticked)
+                }
                 _ if self.get(name).is_none() => continue,
                 Kind::Text => Value::String(self.get(name).unwrap_or_default().to_string()),
-                Kind::Number => match self.get(name).unwrap_or_default().parse::<i64>() {
-                    Ok(n) => Value::from(n),
-                    Err(_) => return Err(ServiceError::invalid(*name, "must be a whole number")),
+                Kind::Number => Value::from(whole(name, self.get(name).unwrap_or_default())?),
+                Kind::Decimal => match self.get(name).unwrap_or_default().parse::<f64>() {
+                    Ok(n) if n.is_finite() => Value::from(n),
+                    _ => return Err(ServiceError::invalid(*name, "must be a number")),
                 },
+                Kind::Lines => Value::Array(
+                    self.get(name)
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(|l| Value::String(l.to_string()))
+                        .collect(),
+                ),
                 Kind::Flag => Value::Bool(matches!(self.get(name), Some("true" | "on" | "1"))),
             };
             map.insert(name.to_string(), value);
@@ -105,5 +144,50 @@ impl Form {
     /// The values as typed, to fill a form again after an error.
     pub fn values(&self) -> impl Fn(&str) -> String + '_ {
         move |name| self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+}
+
+fn whole(name: &str, v: &str) -> ServiceResult<i64> {
+    v.parse::<i64>().map_err(|_| ServiceError::invalid(name, "must be a whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Form, Kind};
+    use serde_json::json;
+
+    fn form(fields: &[(&str, &str)]) -> Form {
+        Form { fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    #[test]
+    fn lists_come_one_per_line_and_ticked_boxes_as_a_list() {
+        let f = form(&[
+            ("mail_to", "ops@example.com\r\n\r\n  oncall@example.com \r\n"),
+            ("kinds", ""),
+            ("kinds", "host_down"),
+            ("kinds", "failover"),
+        ]);
+        let v = f.json(&[("mail_to", Kind::Lines), ("kinds", Kind::Multi), ("argv", Kind::Lines)]).unwrap();
+        assert_eq!(
+            v,
+            json!({"mail_to": ["ops@example.com", "oncall@example.com"], "kinds": ["host_down", "failover"]})
+        );
+        // None ticked is an empty list, not "unchanged".
+        let v = form(&[("kinds", "")]).json(&[("kinds", Kind::Multi)]).unwrap();
+        assert_eq!(v, json!({"kinds": []}));
+    }
+
+    #[test]
+    fn numbers_with_fractions_and_optional_numbers() {
+        let f = form(&[("cpu_pct", "92.5"), ("samples", "3"), ("tolerance_secs", "")]);
+        let v = f
+            .json(&[("cpu_pct", Kind::Decimal), ("samples", Kind::Number), ("tolerance_secs", Kind::OptNumber)])
+            .unwrap();
+        assert_eq!(v, json!({"cpu_pct": 92.5, "samples": 3, "tolerance_secs": null}));
+        let err = form(&[("tolerance_secs", "2 min")]).json(&[("tolerance_secs", Kind::OptNumber)]).unwrap_err();
+        assert!(err.to_string().starts_with("tolerance_secs:"), "{err}");
+        let err = form(&[("cpu_pct", "NaN")]).json(&[("cpu_pct", Kind::Decimal)]).unwrap_err();
+        assert!(err.to_string().starts_with("cpu_pct:"), "{err}");
     }
 }

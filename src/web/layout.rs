@@ -14,7 +14,9 @@ const NAV: &[(&str, &str, Role)] = &[
     ("/tasks", "Tasks", Role::Viewer),
     ("/schedules", "Schedules", Role::Viewer),
     ("/archives", "Archives", Role::Viewer),
+    ("/alerts", "Alerts", Role::Viewer),
     ("/users", "Users", Role::Admin),
+    ("/settings", "Settings", Role::Admin),
     ("/account", "Account", Role::Viewer),
 ];
 

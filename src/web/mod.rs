@@ -5,6 +5,7 @@
 
 mod assets;
 mod auth;
+mod charts;
 mod error;
 mod form;
 mod layout;
@@ -37,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/hypervisors/{id}", web::get().to(hypervisors::detail))
             .route("/hypervisors/{id}", web::post().to(hypervisors::update))
             .route("/hypervisors/{id}/edit", web::get().to(hypervisors::edit_form))
+            .route("/hypervisors/{id}/health", web::get().to(health::live))
             .route("/hypervisors/{id}/check", web::post().to(hypervisors::check))
             .route("/hypervisors/{id}/delete", web::post().to(hypervisors::delete))
             .route("/pairs", web::get().to(pairs::list))
@@ -59,6 +61,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/schedules/preview", web::get().to(schedules::preview))
             .route("/schedules/{id}/toggle", web::post().to(schedules::toggle))
             .route("/schedules/{id}/delete", web::post().to(schedules::delete))
+            .route("/alerts", web::get().to(alerts::list))
+            .route("/settings", web::get().to(settings::page_))
+            .route("/settings/thresholds", web::post().to(settings::thresholds))
+            .route("/settings/targets", web::post().to(targets::create))
+            .route("/settings/targets/new", web::get().to(targets::new_form))
+            .route("/settings/targets/{id}", web::post().to(targets::update))
+            .route("/settings/targets/{id}/edit", web::get().to(targets::edit_form))
+            .route("/settings/targets/{id}/test", web::post().to(targets::test))
+            .route("/settings/targets/{id}/delete", web::post().to(targets::delete))
             .route("/users", web::get().to(users::list))
             .route("/users", web::post().to(users::create))
             .route("/users/{id}", web::post().to(users::update))

@@ -5,7 +5,8 @@ use actix_web::http::header;
 use actix_web::HttpResponse;
 use maud::{html, Markup};
 
-use crate::domain::{TaskStatus, Timestamp};
+use crate::domain::{Severity, TaskStatus, Timestamp};
+use crate::monitor::conditions::Reachability;
 use crate::service::ServiceError;
 
 /// A button that posts to `action` with the CSRF token; `confirm` asks
@@ -117,6 +118,20 @@ pub fn input(
     }
 }
 
+/// A labelled textarea (a list: one item per line) that shows its error
+/// and keeps what was typed.
+pub fn textarea(label: &str, name: &str, value: &str, hint: Option<&str>, err: Option<&ServiceError>) -> Markup {
+    let error = field_error(err, name);
+    html! {
+        label {
+            (label)
+            @if let Some(h) = hint { span.hint { (h) } }
+            textarea name=(name) rows="3" spellcheck="false" class=[error.map(|_| "invalid")] { (value) }
+            @if let Some(e) = error { span.field-error { (e) } }
+        }
+    }
+}
+
 /// A select with the current value chosen.
 pub fn select(
     label: &str,
@@ -171,6 +186,49 @@ pub fn status_badge(status: TaskStatus) -> Markup {
         TaskStatus::Queued => "warn",
     };
     html! { span class={ "badge " (class) } { (status) } }
+}
+
+/// How a host looks to the monitor: up green, degraded or unreachable
+/// amber, down red, not checked yet grey.
+pub fn reachability_badge(r: Reachability) -> Markup {
+    let (class, text) = match r {
+        Reachability::Up => ("ok", "up"),
+        Reachability::Degraded => ("warn", "degraded"),
+        Reachability::Unreachable => ("warn", "unreachable"),
+        Reachability::Down => ("bad", "down"),
+        Reachability::Unchecked => ("muted", "not checked yet"),
+    };
+    html! { span class={ "badge " (class) } data-reachability=(reachability_word(r)) { (text) } }
+}
+
+/// The API's word for a reachability (`up`, `down`, …).
+pub fn reachability_word(r: Reachability) -> &'static str {
+    match r {
+        Reachability::Up => "up",
+        Reachability::Degraded => "degraded",
+        Reachability::Unreachable => "unreachable",
+        Reachability::Down => "down",
+        Reachability::Unchecked => "unchecked",
+    }
+}
+
+/// An alert's severity: critical red, warning amber.
+pub fn severity_badge(s: Severity) -> Markup {
+    let class = match s {
+        Severity::Critical => "bad",
+        Severity::Warning => "warn",
+    };
+    html! { span class={ "badge " (class) } { (s) } }
+}
+
+/// A percentage as people read it: "93 %", "0.4 %" (the sign never
+/// wraps onto a line of its own).
+pub fn pct(v: f64) -> String {
+    if v > 0.0 && v < 1.0 {
+        format!("{v:.1}\u{a0}%")
+    } else {
+        format!("{v:.0}\u{a0}%")
+    }
 }
 
 pub fn size(bytes: i64) -> String {

@@ -77,6 +77,14 @@ def wait_until(condition, timeout=30.0, interval=0.05, what="condition"):
     raise AssertionError(f"{what} not met within {timeout} s" + (f": {last_error}" if last_error else ""))
 
 
+def free_port():
+    """A loopback TCP port nothing listens on (right now)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class HttpResponse:
     def __init__(self, status, headers, body):
         self.status = status
@@ -178,6 +186,39 @@ class Api:
             timeout=timeout, interval=0.1, what=f"task {task_id} finished")
 
 
+class Receiver:
+    """A webhook receiver on a random loopback port: records every POST
+    (path, headers with lowercase names, body) and answers 204."""
+
+    def __init__(self):
+        import http.server
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "body": body,
+                                 "headers": {k.lower(): v for k, v in self.headers.items()}})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def events(self):
+        return [json.loads(r["body"])["event"] for r in self.received]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class LabProcess:
     """`lab.py run` with the given hosts, stopped by closing its stdin."""
 
@@ -265,6 +306,11 @@ class Server:
             "ADMIN_PASSWORD": ADMIN_PW,
             "SECRET_KEY": SECRET_KEY,
             "RUST_LOG": "info",
+            # Probe every second, so health charts and alerts show up within
+            # seconds. The host-down tolerance stays at its default (120 s):
+            # a probe slowed by a busy lab must not fail a pair over.
+            "MONITOR_INTERVAL_SECS": "1",
+            "MONITOR_PROBE_TIMEOUT_SECS": "1",
         }
         self.proc = None
         self.base = None
@@ -357,6 +403,7 @@ class Suite:
         self.server = None
         self.lab = None
         self.driver = None
+        self.receiver = None
         self.ids = {}  # what tests made and later tests use: hypervisor, pair, task ids
 
     def start(self):
@@ -377,6 +424,7 @@ class Suite:
             self.server.start()
             self.driver = chrome(os.path.join(self.tmp, "chromium-profile"))
             self.api = Api(self.server.base).login_with_token(ADMIN, ADMIN_PW)
+            self.receiver = Receiver()
             os.makedirs(SCREENSHOTS, exist_ok=True)
         except BaseException:
             self.stop()
@@ -386,13 +434,14 @@ class Suite:
     def stop(self):
         errors = []
         for what, step in (("browser", lambda: self.driver and self.driver.quit()),
+                           ("webhook receiver", lambda: self.receiver and self.receiver.stop()),
                            ("drswitch", lambda: self.server and self.server.stop()),
                            ("lab", lambda: self.lab and self.lab.stop())):
             try:
                 step()
             except Exception as e:  # keep tearing down the rest
                 errors.append(f"{what}: {e}")
-        self.driver = self.server = self.lab = None
+        self.driver = self.server = self.lab = self.receiver = None
         if self.tmp and not os.environ.get("DRSWITCH_UI_KEEP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
         if errors:

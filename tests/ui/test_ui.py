@@ -8,6 +8,9 @@ ones made, and make it through the JSON API themselves when run alone.
 Run: /usr/bin/python3 -m unittest discover -s tests/ui -v
 """
 import datetime
+import hashlib
+import hmac
+import json
 import os
 import re
 import unittest
@@ -21,6 +24,7 @@ from harness import ADMIN, ADMIN_PW, FINAL, UUID, Api, Page, wait_until
 
 SUITE = None
 FAILURES = "/tmp/drswitch-ui-failures"
+WEBHOOK_SECRET = "hook-secret-0123456789"
 
 
 def setUpModule():
@@ -87,6 +91,57 @@ def archive():
 def api_tasks(**query):
     q = urllib.parse.urlencode({"limit": 500, **query})
     return SUITE.api.get(f"/api/v1/tasks?{q}")
+
+
+def api_alerts(**query):
+    q = urllib.parse.urlencode({"limit": 500, **query})
+    return SUITE.api.get(f"/api/v1/alerts?{q}")
+
+
+def host_status(hid):
+    return SUITE.api.get(f"/api/v1/hypervisors/{hid}/status")
+
+
+def probed(hid, n=3, timeout=30):
+    """Waits until the monitor has at least `n` samples of host `hid`."""
+    return wait_until(lambda: (lambda st: st if len(st["history"]) >= n else None)(host_status(hid)),
+                      timeout=timeout, interval=0.25, what=f"{n} samples of {hid}")
+
+
+def webhook_target():
+    """The ops webhook (to the suite's receiver, signed), made through the API
+    when no test made it through the form."""
+    if "target" not in SUITE.ids:
+        t = SUITE.api.post("/api/v1/notification-targets", {
+            "name": "ops webhook", "kind": "webhook", "url": SUITE.receiver.url, "secret": WEBHOOK_SECRET,
+            "kinds": ["host_down", "service_down"]}, expect=201)
+        SUITE.ids["target"] = t["id"]
+    return SUITE.ids["target"]
+
+
+def find_alert(kind, subject_id, text, state):
+    for a in api_alerts(state=state):
+        if a["kind"] == kind and a["subject"]["id"] == subject_id and text in a["message"]:
+            return a
+    return None
+
+
+def service_alert(service, resolve):
+    """Stops `service` on dc1 until its service_down alert is open; with
+    `resolve`, starts it again until the alert is resolved. Returns the alert."""
+    dc, _ = pinned()
+    if resolve:
+        done = find_alert("service_down", dc, service, "resolved")
+        if done:
+            return done
+    SUITE.lab.hook("dc1", "services-stopped", service)
+    opened = wait_until(lambda: find_alert("service_down", dc, service, "open"), timeout=40, interval=0.25,
+                        what=f"a service_down alert for {service}")
+    if not resolve:
+        return opened
+    SUITE.lab.clear_hook("dc1", "services-stopped")
+    return wait_until(lambda: find_alert("service_down", dc, service, "resolved"), timeout=40, interval=0.25,
+                      what=f"the {service} alert resolved")
 
 
 class UiTest(unittest.TestCase):
@@ -180,8 +235,8 @@ class T01Login(UiTest):
         self.assertEqual(self.h1(), "Dashboard")
         self.assertEqual(self.p.who(), "admin · admin")
         nav = [a.text for a in self.p.css_all("header nav a")]
-        self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Tasks", "Schedules", "Archives", "Users",
-                               "Account"])
+        self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Tasks", "Schedules", "Archives", "Alerts",
+                               "Users", "Settings", "Account"])
         self.assertEqual(self.p.css("header nav a.active").text, "Dashboard")
         self.assertEqual(len(self.p.buttons("Log out")), 1)
 
@@ -646,7 +701,10 @@ class T19Access(UiTest):
                                           "password": "vera-password-1", "role": "viewer"}, expect=201)
         self.p.login("vera", "vera-password-1")
         self.assertEqual(self.p.who(), "vera · viewer")
-        self.assertNotIn("Users", [a.text for a in self.p.css_all("header nav a")])
+        nav = [a.text for a in self.p.css_all("header nav a")]
+        self.assertNotIn("Users", nav)
+        self.assertNotIn("Settings", nav)
+        self.assertIn("Alerts", nav)
         pair_name = self.s.api.get(f"/api/v1/pairs/{pid}")["name"]
         pages = {
             "/pairs": "VM pairs",
@@ -656,6 +714,7 @@ class T19Access(UiTest):
             "/schedules": "Schedules",
             "/archives": "Archives",
             "/tasks": "Tasks",
+            "/alerts": "Alerts",
             "/": "Dashboard",
         }
         for path, heading in pages.items():
@@ -673,6 +732,9 @@ class T19Access(UiTest):
         self.assertIsNotNone(self.row_with_link(pair_name))
         self.p.open("/pairs/new")
         self.assertIn("Forbidden", self.h1())
+        for path in ("/settings", "/settings/targets/new"):
+            self.p.open(path)
+            self.assertIn("Forbidden", self.h1(), f"{path} is for admins")
 
     def test_20_form_post_without_csrf_is_refused(self):
         dc, drc = hypervisors()
@@ -783,28 +845,348 @@ class T23More(UiTest):
         self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the dashboard was reloaded")
         self.assertEqual(self.s.lab.vm_status("drc1", 9100), "running")
 
+
+class T26Monitoring(UiTest):
+    def checkbox(self, name, value, scope=None):
+        return (scope or self.d).find_element(By.CSS_SELECTOR, f"input[type='checkbox'][name='{name}'][value='{value}']")
+
+    def target_row(self, name):
+        for tr in self.p.css_all("table.targets tbody tr"):
+            cells = tr.find_elements(By.TAG_NAME, "td")
+            if cells and cells[0].text == name:
+                return tr
+        return None
+
+    def test_26_add_a_webhook_target_through_the_form(self):
+        if "target" in self.s.ids:
+            self.skipTest("the target exists already")
+        receiver = self.s.receiver
+        self.p.open("/settings")
+        self.assertEqual(self.h1(), "Settings")
+        self.p.click_and_wait_load(self.p.link("Add target"))
+        self.assertEqual(self.p.path(), "/settings/targets/new")
+        form = self.p.css("#target-form")
+        self.assertEqual(self.p.field("kind", form).get_attribute("value"), "webhook", "webhook is the default kind")
+        # Only the chosen kind's settings show.
+        shown = lambda: {f.get_attribute("data-kind") for f in self.p.css_all("fieldset[data-kind]") if f.is_displayed()}
+        self.assertEqual(shown(), {"webhook"})
+        self.p.fill({"kind": "smtp"}, form)
+        self.assertEqual(shown(), {"smtp"})
+        self.p.fill({"kind": "webhook"}, form)
+        self.assertEqual(shown(), {"webhook"})
+        self.p.fill({"name": "ops webhook", "url": receiver.url, "secret": WEBHOOK_SECRET,
+                     "min_severity": "warning"}, form)
+        for kind in ("host_down", "service_down"):
+            self.checkbox("kinds", kind, form).click()
+        self.p.click_and_wait_load(self.p.button("Add target", form))
+        self.assertEqual(self.p.path(), "/settings", self.p.flash())
+        self.assertIn("Notification target ops webhook added.", self.p.flash())
+        row = self.target_row("ops webhook")
+        self.assertIsNotNone(row, "the target is not listed")
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        self.assertEqual(cells[1:6], ["webhook", receiver.url, "warning and critical\nhost_down, service_down",
+                                      "stored", "enabled"])
+        self.assertNotIn(WEBHOOK_SECRET, self.d.page_source, "the secret is write-only")
+        targets = self.s.api.get("/api/v1/notification-targets")
+        stored = [t for t in targets if t["name"] == "ops webhook"][0]
+        self.s.ids["target"] = stored["id"]
+        self.assertEqual((stored["kind"], stored["url"], stored["has_secret"], stored["kinds"], stored["enabled"]),
+                         ("webhook", receiver.url, True, ["host_down", "service_down"], True))
+        self.assertNotIn("secret", stored)
+
+        # Send test: the receiver gets it, signed with the secret typed in the form.
+        before = len(receiver.received)
+        self.p.click_and_wait_load(self.p.button("Send test", self.target_row("ops webhook")))
+        self.assertEqual(self.p.path(), "/settings")
+        self.assertIn("Test notice to ops webhook: sent (1 attempt). delivered: HTTP 204", self.p.flash())
+        self.assertEqual(len(self.p.css_all(".flash.ok")), 1)
+        got = receiver.received[before]
+        self.assertEqual(json.loads(got["body"])["event"], "test")
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), got["body"], hashlib.sha256).hexdigest()
+        self.assertEqual(got["headers"].get("x-drswitch-signature"), expected)
+
+        # Edit: a bad URL is refused next to the field, what was typed stays, the secret is kept.
+        self.p.click_and_wait_load(self.p.link("Edit", self.target_row("ops webhook")))
+        self.assertEqual(self.p.path(), f"/settings/targets/{stored['id']}/edit")
+        form = self.p.css("#target-form")
+        self.assertEqual(self.p.field("url", form).get_attribute("value"), receiver.url)
+        self.assertEqual(self.p.field("secret", form).get_attribute("value"), "", "secrets are never sent back")
+        hint = self.p.field("secret", form).find_element(By.XPATH, "./ancestor::label[1]").text
+        self.assertIn("stored — leave empty to keep", hint)
+        self.assertTrue(self.checkbox("kinds", "service_down", form).is_selected())
+        self.assertFalse(self.checkbox("kinds", "task_failed", form).is_selected())
+        self.assertEqual(len(self.p.buttons("Save", form)), 1)
+        self.p.fill({"name": "ops hook", "url": "ftp://files.example"}, form)
+        self.checkbox("kinds", "failover", form).click()
+        self.p.click_and_wait_load(self.p.button("Save", form))
+        url = self.p.field("url")
+        self.assertIn("invalid", url.get_attribute("class").split())
+        errors = url.find_elements(By.XPATH, "./ancestor::label[1]//*[contains(@class,'field-error')]")
+        self.assertEqual([e.text for e in errors], ["must be an http:// or https:// URL"])
+        self.assertEqual(self.p.field("name").get_attribute("value"), "ops hook", "the name typed was kept")
+        self.assertEqual(url.get_attribute("value"), "ftp://files.example")
+        self.assertTrue(self.checkbox("kinds", "failover").is_selected(), "the ticked kinds were kept")
+        self.assertEqual(self.s.api.get(f"/api/v1/notification-targets/{stored['id']}")["name"], "ops webhook")
+        self.p.fill({"name": "ops webhook", "url": receiver.url})
+        self.checkbox("kinds", "failover").click()
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.assertEqual(self.p.path(), "/settings")
+        self.assertIn("Notification target ops webhook saved.", self.p.flash())
+        after = self.s.api.get(f"/api/v1/notification-targets/{stored['id']}")
+        self.assertTrue(after["has_secret"], "saving without retyping the secret keeps it")
+        self.assertEqual(after["kinds"], ["host_down", "service_down"])
+
+    def test_26a_a_command_target_is_added_and_deleted(self):
+        self.p.open("/settings/targets/new")
+        form = self.p.css("#target-form")
+        self.p.fill({"name": "sms gateway", "kind": "command", "min_severity": "critical"}, form)
+        self.p.fill({"argv": "/usr/bin/true\n--to\n+90 555 000 0000\n"}, form)
+        self.p.click_and_wait_load(self.p.button("Add target", form))
+        self.assertIn("Notification target sms gateway added.", self.p.flash())
+        stored = [t for t in self.s.api.get("/api/v1/notification-targets") if t["name"] == "sms gateway"][0]
+        self.assertEqual((stored["kind"], stored["argv"], stored["min_severity"], stored["kinds"]),
+                         ("command", ["/usr/bin/true", "--to", "+90 555 000 0000"], "critical", []))
+        cells = [td.text for td in self.target_row("sms gateway").find_elements(By.TAG_NAME, "td")]
+        self.assertEqual(cells[2:4], ["/usr/bin/true --to +90 555 000 0000", "critical only\nevery kind"])
+        self.p.click_and_wait_load(self.p.button("Send test", self.target_row("sms gateway")))
+        self.assertIn("Test notice to sms gateway: sent", self.p.flash())
+        # Delete asks first; dismissing keeps it.
+        self.p.button("Delete", self.target_row("sms gateway")).click()
+        self.assertIn("Delete the notification target sms gateway?", self.p.confirm(accept=False))
+        self.s.api.get(f"/api/v1/notification-targets/{stored['id']}", expect=200)
+        self.p.click_confirm_and_wait_load(self.p.button("Delete", self.target_row("sms gateway")), accept=True)
+        self.assertEqual(self.p.path(), "/settings")
+        self.assertIn("Notification target deleted.", self.p.flash())
+        self.assertIsNone(self.target_row("sms gateway"))
+        self.s.api.get(f"/api/v1/notification-targets/{stored['id']}", expect=404)
+
+    def test_27_change_thresholds_through_the_form(self):
+        before = self.s.api.get("/api/v1/alert-settings")
+        self.addCleanup(self.s.api.put, "/api/v1/alert-settings",
+                        {k: before[k] for k in ("cpu_pct", "mem_pct", "disk_pct", "samples", "tolerance_secs")})
+        self.p.open("/settings")
+        form = self.p.css("#thresholds form")
+        for name in ("cpu_pct", "mem_pct", "disk_pct", "samples"):
+            self.assertEqual(float(self.p.field(name, form).get_attribute("value")), float(before[name]), name)
+        self.assertEqual(self.p.field("tolerance_secs", form).get_attribute("value"), "")
+        self.assertIn("once every 1 s", self.p.css("#thresholds").text, "the probe interval is shown")
+        self.assertEqual(self.p.css("#effective-tolerance").text, "2 min")
+        # A bad value is refused next to its field; the rest of what was typed stays.
+        self.p.fill({"cpu_pct": "85.5", "samples": "0", "tolerance_secs": "300"}, form)
+        self.p.click_and_wait_load(self.p.button("Save thresholds"))
+        samples = self.p.field("samples")
+        errors = samples.find_elements(By.XPATH, "./ancestor::label[1]//*[contains(@class,'field-error')]")
+        self.assertEqual([e.text for e in errors], ["must be an integer from 1 to 100"])
+        self.assertEqual(self.p.field("cpu_pct").get_attribute("value"), "85.5")
+        self.assertEqual(self.p.field("tolerance_secs").get_attribute("value"), "300")
+        self.assertEqual(self.s.api.get("/api/v1/alert-settings")["cpu_pct"], before["cpu_pct"], "nothing saved")
+        self.p.fill({"samples": before["samples"]})
+        self.p.click_and_wait_load(self.p.button("Save thresholds"))
+        self.assertEqual(self.p.path(), "/settings")
+        self.assertIn("Thresholds saved", self.p.flash())
+        got = self.s.api.get("/api/v1/alert-settings")
+        self.assertEqual((got["cpu_pct"], got["tolerance_secs"], got["effective_tolerance_secs"], got["samples"]),
+                         (85.5, 300, 300, before["samples"]))
+        self.assertEqual(self.p.css("#effective-tolerance").text, "5 min")
+        self.assertEqual(self.p.field("cpu_pct").get_attribute("value"), "85.5")
+        # Empty tolerance: back to FAILOVER_TOLERANCE_SECS.
+        self.p.fill({"tolerance_secs": "", "cpu_pct": "90"})
+        self.p.click_and_wait_load(self.p.button("Save thresholds"))
+        got = self.s.api.get("/api/v1/alert-settings")
+        self.assertEqual((got["cpu_pct"], got["tolerance_secs"], got["effective_tolerance_secs"]), (90, None, 120))
+        self.assertEqual(self.p.css("#effective-tolerance").text, "2 min")
+
+    def test_28_alerts_page_lists_a_service_alert(self):
+        dc, _ = pinned()
+        target = webhook_target()
+        target_name = self.s.api.get(f"/api/v1/notification-targets/{target}")["name"]
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "services-stopped")
+        opened = service_alert("pvedaemon", resolve=False)
+        # The webhook target wants service_down: wait until it was told.
+        wait_until(lambda: any(d["status"] == "sent" for d in
+                               find_alert("service_down", dc, "pvedaemon", "open")["deliveries"]),
+                   timeout=30, what="the opened alert delivered")
+        self.p.open("/alerts")
+        self.assertEqual(self.h1(), "Alerts")
+        self.assertEqual(self.p.css("header nav a.active").text, "Alerts")
+        row = self.p.css(f"#alert-list tr[data-alert='{opened['id']}']")
+        self.assertEqual(row.get_attribute("data-state"), "open")
+        cells = row.find_elements(By.TAG_NAME, "td")
+        self.assertEqual(cells[0].text, "warning\nservice_down")
+        self.assertIn("badge warn", cells[0].find_element(By.CSS_SELECTOR, ".badge").get_attribute("class"))
+        link = cells[1].find_element(By.TAG_NAME, "a")
+        self.assertEqual((link.text, urllib.parse.urlsplit(link.get_attribute("href")).path), ("dc1", f"/hypervisors/{dc}"))
+        self.assertIn("pvedaemon on dc1 is", cells[2].text)
+        self.assertRegex(cells[4].text, r"^open \d+ s$")
+        self.assertIn(f"sent {target_name} opened", cells[5].text)
+        # Open alerts come first, in their own table.
+        open_table = self.d.find_element(By.XPATH, "//h2[@id='open-alerts']/following-sibling::div[1]")
+        self.assertIn(opened["id"], [r.get_attribute("data-alert") for r in open_table.find_elements(By.CSS_SELECTOR, "tbody tr")])
+
+        # Started again: the alert resolves and moves to the history.
+        self.s.lab.clear_hook("dc1", "services-stopped")
+        wait_until(lambda: find_alert("service_down", dc, "pvedaemon", "resolved"), timeout=40,
+                   what="the alert resolved")
+        wait_until(lambda: "alert.resolved" in self.s.receiver.events(), timeout=30, what="the recovery notice")
+        self.p.open("/alerts?state=resolved")
+        self.assertEqual(self.p.field("state").get_attribute("value"), "resolved", "the filter stays chosen")
+        self.assertEqual(self.p.css_all("#open-alerts"), [], "only resolved alerts are asked for")
+        row = self.p.css(f"#alert-list tr[data-alert='{opened['id']}']")
+        self.assertEqual(row.get_attribute("data-state"), "resolved")
+        resolved = row.find_elements(By.TAG_NAME, "td")[4].text
+        self.assertIn("pvedaemon on dc1 runs again", resolved)
+        notified = row.find_elements(By.TAG_NAME, "td")[5].text
+        self.assertIn(f"sent {target_name} opened", notified)
+        self.assertIn(f"{target_name} resolved", notified)
+        self.p.open("/alerts?state=open")
+        self.assertEqual(self.p.css_all(f"#alert-list tr[data-alert='{opened['id']}']"), [])
+        self.assertEqual(self.p.css_all("#alert-history"), [])
+
+    def test_29_hypervisor_page_shows_health_and_charts(self):
+        dc, _ = pinned()
+        probed(dc, 5)
+        self.p.open(f"/hypervisors/{dc}")
+        health = self.p.css("#health")
+        self.assertEqual(health.get_attribute("data-reachability"), "up")
+        self.assertEqual(health.find_element(By.CSS_SELECTOR, "h2 .badge").text, "up")
+        self.assertIn("badge ok", health.find_element(By.CSS_SELECTOR, "h2 .badge").get_attribute("class"))
+        dl = health.find_element(By.CSS_SELECTOR, "dl.health")
+        facts = {dt.text: dd.text for dt, dd in zip(dl.find_elements(By.TAG_NAME, "dt"), dl.find_elements(By.TAG_NAME, "dd"))}
+        self.assertRegex(facts["Last probe"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+ s ago\)$")
+        self.assertTrue(facts["Proxmox API"].startswith("answers"), facts)
+        self.assertTrue(facts["SSH"].startswith("answers"), facts)
+        self.assertRegex(facts["Now"], r"CPU [\d.]+ % · memory \d+ % \(.+ free\) · root disk \d+ %")
+        services = {li.get_attribute("data-service"): li.text for li in health.find_elements(By.CSS_SELECTOR, "ul.services li")}
+        self.assertEqual(services.get("pveproxy"), "running pveproxy")
+        # Charts: reachability, CPU, memory, disk; drawn as SVG by the server.
+        charts = health.find_elements(By.CSS_SELECTOR, "svg.hchart")
+        self.assertEqual(len(charts), 4)
+        captions = [f.find_element(By.TAG_NAME, "figcaption").text for f in health.find_elements(By.CSS_SELECTOR, "figure.hchart")]
+        self.assertEqual([c.split(" ")[0] for c in captions], ["Reachability", "CPU", "Memory", "Disk"])
+        self.assertGreaterEqual(len(charts[1].find_elements(By.CSS_SELECTOR, "polyline.series")), 1, "no CPU line")
+        self.assertGreaterEqual(len(charts[0].find_elements(By.CSS_SELECTOR, "rect.r-up")), 1, "no reachability")
+        self.assertEqual(len(charts[1].find_elements(By.CSS_SELECTOR, "line.threshold")), 1, "no threshold line")
+        self.assertEqual(self.d.execute_script("return document.querySelectorAll('[style]').length"), 0,
+                         "no inline styles (the CSP refuses them)")
+        # The section refreshes itself without reloading the page.
+        self.d.execute_script("window.__marker = 1;")
+        first = health.find_element(By.CSS_SELECTOR, "dl.health dd").text
+        self.p.until(lambda d: self.p.css("#health dl.health dd").text != first, timeout=20,
+                     message="the health section did not refresh")
+        self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the page was reloaded")
+        # A host the monitor has never probed says so.
+        spare = self.s.api.post("/api/v1/hypervisors", {"name": "spare-health", "host": "127.0.0.1", "node": "spare",
+                                                         "role": "drc"}, expect=201)
+        self.addCleanup(self.s.api.delete, f"/api/v1/hypervisors/{spare['id']}")
+        self.p.open(f"/hypervisors/{spare['id']}")
+        health = self.p.css("#health")
+        self.assertEqual(health.get_attribute("data-reachability"), "unchecked")
+        self.assertEqual(health.find_element(By.CSS_SELECTOR, "h2 .badge").text, "not checked yet")
+        self.assertIn("SSH host key is pinned", health.text)
+        self.assertIn("No samples yet", health.text)
+        self.assertEqual(health.find_elements(By.CSS_SELECTOR, "svg"), [])
+
+    def test_29a_dashboard_colours_hosts_by_reachability(self):
+        dc, drc = pinned()
+        probed(dc, 2)
+        probed(drc, 2)
+        # A host that stops answering: drc1's details, pinned, then a wrong
+        # ssh user and API port (neither unpins the key).
+        body = {**self.s.lab.hypervisor_body("drc1", "drc"), "name": "ghost"}
+        ghost = self.s.api.post("/api/v1/hypervisors", body, expect=201)["id"]
+        self.addCleanup(self.s.api.delete, f"/api/v1/hypervisors/{ghost}")
+        self.assertTrue(self.s.api.post(f"/api/v1/hypervisors/{ghost}/check", {}, expect=200)["ok"])
+        closed = harness.free_port()
+        self.s.api.put(f"/api/v1/hypervisors/{ghost}", {"ssh_user": "nobody", "api_port": closed})
+        self.assertIsNotNone(self.s.api.get(f"/api/v1/hypervisors/{ghost}")["host_key_fingerprint"])
+        wait_until(lambda: host_status(ghost)["reachability"] == "unreachable", timeout=30,
+                   what="the ghost host unreachable")
+        self.p.open("/")
+        tile = lambda hid: self.p.css(f".tile[data-hypervisor='{hid}']")
+        self.assertEqual(tile(dc).get_attribute("data-reachability"), "up")
+        self.assertIn("ok", tile(dc).get_attribute("class").split())
+        self.assertEqual(tile(dc).find_element(By.CSS_SELECTOR, ".badge").text, "up")
+        self.assertEqual(tile(ghost).get_attribute("data-reachability"), "unreachable")
+        self.assertIn("bad", tile(ghost).get_attribute("class").split(), "a host that does not answer is red")
+        self.assertEqual(tile(ghost).find_element(By.CSS_SELECTOR, ".badge").text, "unreachable")
+        # The open-alert count links to the alerts.
+        opened = len(api_alerts(state="open"))
+        count = self.p.css("#open-alerts")
+        summary = self.p.css(".alert-summary")
+        if opened:
+            self.assertEqual(count.text, f"{opened} open alert{'s' if opened != 1 else ''} — see Alerts")
+            self.assertTrue({"warn", "bad"} & set(summary.get_attribute("class").split()))
+        else:
+            self.assertEqual(count.text, "No open alerts")
+        self.p.click_and_wait_load(count)
+        self.assertEqual(self.p.path(), "/alerts")
+        # The live refresh keeps it current: an alert that opens shows up by itself.
+        self.p.open("/")
+        self.d.execute_script("window.__marker = 1;")
+        self.addCleanup(self.s.lab.clear_hook, "dc1", "services-stopped")
+        service_alert("pvestatd", resolve=False)
+        now_open = len(api_alerts(state="open"))
+        self.p.until(lambda d: self.p.css("#open-alerts").text.startswith(f"{now_open} open alert"), timeout=15,
+                     message="the dashboard did not show the new alert by itself")
+        self.assertEqual(self.d.execute_script("return window.__marker"), 1, "the dashboard was reloaded")
+        self.assertIn("pvestatd on dc1 is dead", self.p.css(".alert-summary ul").text)
+        self.assertIn("1 open alert", tile(dc).text, "the host's tile says it has an alert")
+        self.assertEqual(tile(dc).get_attribute("data-reachability"), "up", "a stopped service is not a host down")
+        # A host the monitor stops probing (a new address unpins its key):
+        # its page says that what it shows is not current.
+        self.s.api.put(f"/api/v1/hypervisors/{ghost}", {"ssh_port": harness.free_port()})
+        self.assertIsNone(self.s.api.get(f"/api/v1/hypervisors/{ghost}")["host_key_fingerprint"])
+        self.p.open(f"/hypervisors/{ghost}")
+        warning = self.p.until(lambda d: self.p.css_all("#health .stale-probe"), timeout=30,
+                               message="no warning that the probes stopped")[0]
+        self.assertIn("host key is not pinned", warning.text)
+
+
+class T30Screenshots(UiTest):
     def test_30_screenshots(self):
         pid = pair()
+        dc, _ = pinned()
         # The pair's chart needs two backups to draw.
         while len([t for t in api_tasks(pair_id=pid, status="succeeded")["items"]
                    if t["kind"] in ("backup", "replicate")]) < 2:
             task = self.s.api.post(f"/api/v1/pairs/{pid}/backup", {}, expect=202)
             self.assertEqual(self.s.api.wait_task(task["id"])["status"], "succeeded")
+        # Alerts to show: one resolved, one open (pvestatd stays stopped), told to the webhook.
+        webhook_target()
+        service_alert("pvedaemon", resolve=True)
+        service_alert("pvestatd", resolve=False)
+        # A CPU that moves, so the chart has a shape: a few probes at each level.
+        for level in (0.18, 0.46, 0.71, 0.38, 0.12):
+            self.s.lab.hook("dc1", "node-cpu", str(level))
+            wait_until(lambda: [round(x["cpu_pct"] or 0) for x in host_status(dc)["history"][-3:]]
+                       == [round(level * 100)] * 3, timeout=20, interval=0.2, what=f"CPU at {level}")
+        self.s.lab.clear_hook("dc1", "node-cpu")
         self.p.open("/")
         self.p.until(lambda d: self.p.css_all(".tile"), message="the dashboard shows no tiles")
+        self.assertIn("open alert", self.p.css("#open-alerts").text)
         self.p.screenshot("dashboard.png")
         self.p.open("/pairs")
         self.p.screenshot("pairs.png")
         self.p.open(f"/pairs/{pid}")
         self.assertEqual(len(self.p.css_all("svg.chart")), 1, "two backups draw the chart")
         self.p.screenshot("pair.png")
-        for name in ("dashboard.png", "pairs.png", "pair.png"):
+        self.p.open("/alerts")
+        self.assertGreaterEqual(len(self.p.css_all("#alert-list tr[data-state='open']")), 1)
+        self.assertGreaterEqual(len(self.p.css_all("#alert-list tr[data-state='resolved']")), 1)
+        self.p.screenshot("alerts.png")
+        self.p.open("/settings")
+        self.assertGreaterEqual(len(self.p.css_all("table.targets tbody tr")), 1)
+        self.p.screenshot("settings.png")
+        self.p.open(f"/hypervisors/{dc}")
+        self.assertEqual(len(self.p.css_all("#health svg.hchart")), 4)
+        self.d.execute_script("document.getElementById('health').scrollIntoView();")
+        self.p.screenshot("hypervisor-health.png")
+        for name in ("dashboard.png", "pairs.png", "pair.png", "alerts.png", "settings.png", "hypervisor-health.png"):
             with open(os.path.join(harness.SCREENSHOTS, name), "rb") as f:
                 head = f.read(24)
             self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
             width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
             self.assertEqual((width, height), (harness.WIDTH, harness.HEIGHT), name)
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -212,6 +212,7 @@ async fn detail_page(state: &AppState, me: &PageUser, raw: &str, report: Option<
     let h = svc::get(state, &me.user, id(raw)?).await?;
     let can = me.user.role.allows(MANAGE);
     let pairs = state.db.count_pairs_using(h.id).await.map_err(ServiceError::from)?;
+    let health = super::health::section(state, me, &h).await?;
     let body = html! {
         h1 { (h.name) " " span.badge.info { (h.role) } }
         @if can {
@@ -223,7 +224,9 @@ async fn detail_page(state: &AppState, me: &PageUser, raw: &str, report: Option<
             }
         }
         @if let Some(r) = report { (check_report(r)) }
+        (health)
         div.panel {
+            h2 { "Configuration" }
             dl.facts {
                 dt { "Address" } dd.mono { (h.host) ":" (h.ssh_port) " (ssh user " (h.ssh_user) ")" }
                 dt { "Proxmox node" } dd { (h.node) }
