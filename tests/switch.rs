@@ -314,3 +314,54 @@ async fn a_drill_runs_an_isolated_copy_then_destroys_it() {
     assert_eq!(lab.vm_status("drc1", 8136), "running");
     assert_eq!(lab.disk_sha("drc1", 8136), foreign);
 }
+
+#[tokio::test]
+async fn a_failback_brings_the_drc_copy_home_byte_for_byte() {
+    let LabSetup { app, lab, dc, drc } = lab_setup(FAST).await;
+    let pair = protected_pair(&app, &lab, &dc, &drc, 137, json!({"network_map": {"vmbr0": "vmbr10"}})).await;
+    let t = app.wait_for_task(&app.queue(&pair, "failover").await).await;
+    assert_eq!(t["status"], "succeeded", "{}", log_text(&t));
+    // The DRC copy lives on and changes while the DC is away.
+    let drc_disk = lab.disk_path("drc1", 9137);
+    let mut bytes = std::fs::read(&drc_disk).unwrap();
+    bytes[..4096].fill(0x5a);
+    std::fs::write(&drc_disk, &bytes).unwrap();
+    let live = lab.disk_sha("drc1", 9137);
+    assert_ne!(live, lab.disk_sha("dc1", 137));
+    let (s, sch) =
+        app.post("/api/v1/schedules", json!({"pair_id": pair, "kind": "backup", "cron": "*/2 * * * * *"})).await;
+    assert_eq!(s, 201, "{sch}");
+
+    let t = app.wait_for_task(&app.queue(&pair, "failback").await).await;
+    assert_eq!(t["status"], "succeeded", "{}", log_text(&t));
+    assert_eq!(lab.disk_sha("dc1", 137), live, "the DC VM is byte-identical to the DRC copy");
+    assert_eq!(lab.vm_status("dc1", 137), "running");
+    assert_eq!(lab.vm_status("drc1", 9137), "stopped", "the DRC copy is fenced");
+    assert_eq!(config_value(&lab.vm_config("drc1", 9137), "onboot").as_deref(), Some("0"));
+    assert_eq!(pair_state(&app, &pair).await, "protected");
+    let dc_config = lab.vm_config("dc1", 137);
+    assert!(config_value(&dc_config, "net0").unwrap().contains("bridge=vmbr0,"), "{dc_config}");
+    assert!(!config_value(&dc_config, "tags").unwrap_or_default().contains("drswitch-"), "{dc_config}");
+    let (_, events) = app.get(&format!("/api/v1/events?pair_id={pair}")).await;
+    let ev = &events[0];
+    assert_eq!((ev["kind"].as_str(), ev["status"].as_str()), (Some("failback"), Some("succeeded")), "{ev}");
+    let steps: Vec<&str> = ev["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["back up the DRC copy", "restore on the DC", "fence the DRC copy", "start the DC VM"]);
+
+    // Protected again: the schedule backs the DC VM up once more.
+    let done = t["finished_at"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, page) = app.get(&format!("/api/v1/tasks?pair_id={pair}&kind=backup")).await;
+        let fresh = page["items"].as_array().unwrap().iter().any(|b| {
+            b["schedule_id"].is_string()
+                && b["status"] == "succeeded"
+                && b["created_at"].as_str().unwrap() > done.as_str()
+        });
+        if fresh {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup after the failback: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -57,6 +57,17 @@ impl NetworkMap {
         Ok(Self(out))
     }
 
+    /// The way back (DRC bridge → DC bridge), for a failback. A VLAN tag
+    /// the map added is dropped; the DC side's own tags are not known here.
+    pub fn inverted(&self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(from, to)| (to.bridge.clone(), NetTarget { bridge: from.clone(), tag: None }))
+                .collect(),
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -145,6 +156,13 @@ mod tests {
         );
         assert_eq!(m.apply("virtio=BC:24:11:00:00:03,bridge=vmbr9"), None);
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"vmbr0":"vmbr10","vmbr1":{"bridge":"vmbr11","tag":20}}"#);
+    }
+
+    #[test]
+    fn the_inverse_leads_back() {
+        let m = map(r#"{"vmbr0": {"bridge": "vmbr10", "tag": 20}}"#).unwrap();
+        let there = m.apply("virtio=BC:24:11:00:00:01,bridge=vmbr0").unwrap();
+        assert_eq!(m.inverted().apply(&there).unwrap(), "virtio=BC:24:11:00:00:01,bridge=vmbr0");
     }
 
     #[test]

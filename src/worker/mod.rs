@@ -333,7 +333,11 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             let hv = connect(&dst)?;
             jobs::drill::run_drill(ctx, &pair, &dst, &hv).await
         }
-        TaskKind::Failback => Err(fail(ErrorKind::Config, "Failback is not supported by this version yet.")),
+        TaskKind::Failback => {
+            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(pair.dst_hypervisor_id).await?);
+            let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
+            jobs::failback::run_failback(ctx, &pair, &src, &dst, &src_hv, &dst_hv).await
+        }
     }
 }
 

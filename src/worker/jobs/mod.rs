@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod drill;
 pub mod evidence;
+pub mod failback;
 pub mod failover;
 pub mod restore;
 

@@ -1,0 +1,272 @@
+//! Failback of a pair (after the DC returned): back up the DRC copy through
+//! the middleware (archived like any other, checksummed at every hop),
+//! restore it over the pair's own DC VMID (stopping that VM first; rolled
+//! back to the DC's last archive if the restore fails, so the DC never
+//! ends with no VM), fence the DRC copy (which keeps its marker and stays
+//! the replica), start the DC VM, mark the pair `protected`.
+
+use tokio_util::sync::CancellationToken;
+
+use super::evidence::Evidence;
+use super::restore::{apply_network_map, send, start_and_confirm};
+use super::{fail, JobError};
+use crate::db::archives::Archive;
+use crate::db::hypervisors::Hypervisor as HypervisorRecord;
+use crate::db::pairs::Pair;
+use crate::domain::{AlertKind, ErrorKind, PairState, TaskKind, Timestamp};
+use crate::hypervisor::{GuestState, HvEvent, Hypervisor};
+use crate::monitor::conditions::Draft;
+use crate::worker::context::{Phases, Span, TaskCtx};
+use crate::worker::leftovers;
+
+pub async fn run_failback(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    dst: &HypervisorRecord,
+    src_hv: &impl Hypervisor,
+    dst_hv: &impl Hypervisor,
+) -> Result<(), JobError> {
+    let db = &ctx.state.db;
+    if !db.set_pair_state(pair.id, &[PairState::FailedOver], PairState::FailingBack).await? {
+        let now = db.pair(pair.id).await?.map(|p| p.state);
+        if now != Some(PairState::FailingBack) {
+            return Err(fail(
+                ErrorKind::Config,
+                format!(
+                    "The pair is {} now; a failback is not possible.",
+                    now.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        ctx.log("the pair was already failing back (an earlier attempt stopped); going on");
+    }
+    let mut ev = Evidence::begin(ctx, TaskKind::Failback).await?;
+    let mut dc_touched = false;
+    let result = steps(ctx, pair, src, dst, src_hv, dst_hv, &mut ev, &mut dc_touched).await;
+    match result {
+        Ok(()) => {
+            db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::Protected).await?;
+            let summary = format!(
+                "VM {} on {} is the live copy again and {} is protected; the DRC copy VM {} is stopped.",
+                pair.src_vmid, src.name, pair.name, pair.dst_vmid
+            );
+            ev.finish(ctx, true, &summary, Some(ev.elapsed_ms())).await;
+            ctx.log(format!("failback succeeded: {summary}"));
+            Ok(())
+        }
+        Err(e) => {
+            // Until the DC VM was touched the DRC copy still runs as the
+            // live one: the pair stays failed over.
+            if !dc_touched {
+                db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await?;
+            }
+            let why = match &e {
+                JobError::Cancelled => "cancelled".to_string(),
+                other => other.to_string(),
+            };
+            ev.finish(ctx, false, &why, None).await;
+            let d = Draft {
+                kind: AlertKind::Failover,
+                subject_type: "pair",
+                subject_id: pair.id.to_string(),
+                subject_name: pair.name.clone(),
+                message: format!("Failback of {} failed: {why}", pair.name),
+            };
+            if let Err(e) = crate::monitor::raise(&ctx.state, &format!("failback-failed:{}", pair.id), &d).await {
+                tracing::warn!(error = %e, "cannot raise the failback alert");
+            }
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn steps(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    dst: &HypervisorRecord,
+    src_hv: &impl Hypervisor,
+    dst_hv: &impl Hypervisor,
+    ev: &mut Evidence,
+    dc_touched: &mut bool,
+) -> Result<(), JobError> {
+    let db = &ctx.state.db;
+    // The DC's last archive: what a failed restore on the DC rolls back to.
+    let prev = db.list_archives(pair.id).await?.into_iter().find(|a| a.verified_at.is_some());
+
+    // 1. Back up the DRC copy, as if it were the pair's source.
+    let t0 = Timestamp::now();
+    let mut reversed = pair.clone();
+    reversed.src_hypervisor_id = pair.dst_hypervisor_id;
+    reversed.src_vmid = pair.dst_vmid;
+    let archive = match super::backup::run_backup(ctx, &reversed, dst, dst_hv, Phases::new(0.0, 20.0, 40.0)).await {
+        Ok(a) => a,
+        Err(e) => {
+            ev.step(ctx, "back up the DRC copy", t0, false, e.to_string()).await;
+            return Err(e);
+        }
+    };
+    ev.step(
+        ctx,
+        "back up the DRC copy",
+        t0,
+        true,
+        format!(
+            "VM {} on {} archived as {} ({} bytes, verified)",
+            pair.dst_vmid, dst.name, archive.file_name, archive.size_bytes
+        ),
+    )
+    .await;
+
+    // 2. Restore it over the DC VM.
+    let t1 = Timestamp::now();
+    let dir = leftovers::open_task_dir(ctx, src_hv, src).await?;
+    let local = ctx.state.archives().path(pair.id, &archive.file_name);
+    let remote = send(ctx, src_hv, src, &dir, &archive, &local, Span { from: 40.0, to: 60.0 }, &ctx.cancel).await?;
+    let before = src_hv.guest_state(pair.guest, pair.src_vmid, &ctx.cancel).await?;
+    // From here the DC VM is touched: no cancel cuts a step.
+    let _shielded = ctx.shield();
+    let shield = CancellationToken::new();
+    *dc_touched = true;
+    let restored = restore_dc(ctx, pair, src, src_hv, &remote, &before, &shield).await;
+    let _ = src_hv.remove(&[&remote], &shield).await;
+    if let Err(e) = restored {
+        let why = e.to_string();
+        ev.step(ctx, "restore on the DC", t1, false, why.clone()).await;
+        return Err(rollback(ctx, pair, src, src_hv, &dir, prev.as_ref(), &archive, &why, &shield).await);
+    }
+    // The copy came from the DRC: its marker and DRC bridges go back to
+    // what the DC uses.
+    let mut dc_pair = pair.clone();
+    dc_pair.dst_vmid = pair.src_vmid;
+    dc_pair.network_map = pair.network_map.inverted();
+    let tags = src_hv.tags(pair.guest, pair.src_vmid, &shield).await?;
+    let own: Vec<String> = tags.iter().filter(|t| !t.starts_with("drswitch-")).cloned().collect();
+    if own.len() != tags.len() {
+        src_hv.set_tags(pair.guest, pair.src_vmid, &own, &shield).await?;
+    }
+    apply_network_map(ctx, &dc_pair, src_hv, pair.src_vmid, &shield).await?;
+    ev.step(
+        ctx,
+        "restore on the DC",
+        t1,
+        true,
+        format!("restored {} as VM {} on {}", archive.file_name, pair.src_vmid, src.name),
+    )
+    .await;
+
+    // 3. Fence the DRC copy before the DC VM starts: never both running.
+    let t2 = Timestamp::now();
+    ctx.phase("fencing", 90);
+    let (guest, vmid) = (pair.guest, pair.dst_vmid);
+    if let GuestState::Running(_) = dst_hv.guest_state(guest, vmid, &shield).await? {
+        let timeout = ctx.state.settings.fence_shutdown;
+        if let Err(e) = dst_hv.shutdown(guest, vmid, timeout, &shield).await {
+            ctx.log(format!("clean shutdown of the DRC copy did not finish ({e}); stopping it"));
+            dst_hv.stop(guest, vmid, &shield).await?;
+        }
+    }
+    dst_hv.set_options(guest, vmid, &[("onboot".into(), "0".into())], &shield).await?;
+    ctx.state.db.replica_whole(pair.id, Some(archive.id)).await?;
+    ev.step(
+        ctx,
+        "fence the DRC copy",
+        t2,
+        true,
+        format!("VM {vmid} on {} stopped, onboot 0; it stays the replica", dst.name),
+    )
+    .await;
+
+    // 4. Start the DC VM; if it does not come up, the DRC copy runs again.
+    let t3 = Timestamp::now();
+    if let Err(e) = start_and_confirm(ctx, &dc_pair, src_hv, src, &shield).await {
+        ev.step(ctx, "start the DC VM", t3, false, e.to_string()).await;
+        let _ = dst_hv.start(guest, vmid, &shield).await;
+        *dc_touched = false;
+        return Err(fail(
+            ErrorKind::CommandFailed,
+            format!("{e} The DRC copy VM {vmid} on {} was started again and stays the live copy.", dst.name),
+        ));
+    }
+    ev.step(ctx, "start the DC VM", t3, true, format!("VM {} runs on {}", pair.src_vmid, src.name)).await;
+    Ok(())
+}
+
+/// Stops the DC VM if it runs and restores the archive over it (or in its
+/// place), without starting it.
+async fn restore_dc(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    hv: &impl Hypervisor,
+    remote: &str,
+    before: &GuestState,
+    shield: &CancellationToken,
+) -> Result<(), JobError> {
+    if let GuestState::Running(_) = before {
+        ctx.log(format!("stopping VM {} on {} before restoring over it", pair.src_vmid, src.name));
+        hv.stop(pair.guest, pair.src_vmid, shield).await?;
+    }
+    ctx.phase("restoring", 60);
+    let rep = ctx.reporter();
+    let mut on = |e: HvEvent<'_>| match e {
+        HvEvent::Line(line) => rep.output(line),
+        HvEvent::Progress { percent, done, total } => {
+            rep.progress("restoring", 60 + i64::from(percent) * 30 / 100, done as i64, total as i64)
+        }
+    };
+    let exists = *before != GuestState::Missing;
+    hv.restore(pair.guest, remote, pair.src_vmid, &src.restore_storage, exists, false, shield, &mut on).await?;
+    Ok(())
+}
+
+/// Puts the DC's last archive back over the DC VM after a failed restore,
+/// and starts it; the pair stays failed over. Returns the task's error.
+#[allow(clippy::too_many_arguments)]
+async fn rollback(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    hv: &impl Hypervisor,
+    dir: &str,
+    prev: Option<&Archive>,
+    failed: &Archive,
+    why: &str,
+    shield: &CancellationToken,
+) -> JobError {
+    let Some(prev) = prev.filter(|p| p.id != failed.id) else {
+        return fail(
+            ErrorKind::CommandFailed,
+            format!(
+                "{why}; there is no earlier archive of VM {} to roll back to, so it may be incomplete.",
+                pair.src_vmid
+            ),
+        );
+    };
+    ctx.log(format!("restore on the DC failed; rolling back to {}, the DC's last archive", prev.file_name));
+    let local = ctx.state.archives().path(pair.id, &prev.file_name);
+    let result = async {
+        let remote = send(ctx, hv, src, dir, prev, &local, Span { from: 90.0, to: 95.0 }, shield).await?;
+        let mut on = |_: HvEvent<'_>| {};
+        let r =
+            hv.restore(pair.guest, &remote, pair.src_vmid, &src.restore_storage, true, false, shield, &mut on).await;
+        let _ = hv.remove(&[&remote], shield).await;
+        r.map_err(JobError::from)
+    }
+    .await;
+    if let Err(e) = &result {
+        // The DC VM may be half-written: the pair must not look protected.
+        let _ = ctx.state.db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await;
+        return fail(ErrorKind::CommandFailed, format!("{why}; rolling back to {} also failed: {e}", prev.file_name));
+    }
+    let _ = ctx.state.db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await;
+    fail(
+        ErrorKind::CommandFailed,
+        format!(
+            "{why}; VM {} on {} was rolled back to {} (stopped); the DRC copy stays the live copy.",
+            pair.src_vmid, src.name, prev.file_name
+        ),
+    )
+}
