@@ -3,7 +3,7 @@
 
 use crate::db::pairs::Pair;
 use crate::db::tasks::{NewTask, Task};
-use crate::db::DbResult;
+use crate::db::{DbError, DbResult};
 use crate::domain::{ArchiveId, ScheduleId, TaskKind};
 use crate::state::AppState;
 
@@ -16,15 +16,27 @@ pub struct Request<'a> {
     pub force: bool,
 }
 
-/// Queues a task for the pair and wakes this process's worker.
+/// Queues a task for the pair and wakes this process's worker. A pair
+/// without a DRC host is placed first when the task needs one.
 pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResult<Task> {
+    let mut placed = None;
+    let mut pair = pair.clone();
+    if pair.dst_hypervisor_id.is_none() && req.kind != TaskKind::Backup {
+        let (host, why) = crate::placement::choose(state, &pair).await?;
+        if state.db.place_pair(pair.id, host).await? {
+            tracing::info!(pair = %pair.id, "{why}");
+            placed = Some(why);
+        }
+        pair = state.db.pair(pair.id).await?.ok_or_else(|| DbError::Conflict("The pair was deleted.".into()))?;
+    }
+    let pair = &pair;
     // The hosts a task holds, for the per-host order. A failover holds only
     // the DRC host: fencing the DC VM is one short command, and a DC host
     // that is down or busy must not hold the failover back.
     let (src, dst) = match req.kind {
         TaskKind::Backup => (Some(pair.src_hypervisor_id), None),
-        TaskKind::Restore | TaskKind::Failover | TaskKind::Drill => (None, Some(pair.dst_hypervisor_id)),
-        TaskKind::Replicate | TaskKind::Failback => (Some(pair.src_hypervisor_id), Some(pair.dst_hypervisor_id)),
+        TaskKind::Restore | TaskKind::Failover | TaskKind::Drill => (None, pair.dst_hypervisor_id),
+        TaskKind::Replicate | TaskKind::Failback => (Some(pair.src_hypervisor_id), pair.dst_hypervisor_id),
     };
     let task = state
         .db
@@ -41,6 +53,9 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
         })
         .await?;
     state.db.append_log(task.id, &format!("queued by {}", req.requested_by)).await?;
+    if let Some(why) = placed {
+        state.db.append_log(task.id, &why).await?;
+    }
     tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
     state.wake.task_queued();
     Ok(task)

@@ -365,3 +365,50 @@ async fn a_failback_brings_the_drc_copy_home_byte_for_byte() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn placement_picks_the_drc_host_with_the_most_free_memory() {
+    let app = TestApp::spawn_with(FAST).await;
+    app.login_admin().await;
+    let lab = Lab::start(&["dc1", "drc1", "drc2", "drc3"], &app.pubkey());
+    let dc = app.register(&lab, "dc1", "dc").await;
+    let mut drc = std::collections::HashMap::new();
+    for (name, used_gib) in [("drc1", 12u64), ("drc2", 4), ("drc3", 8)] {
+        lab.hook(name, "node-memory-used", &(used_gib << 30).to_string());
+        drc.insert(name, app.register(&lab, name, "drc").await);
+    }
+    // Wait until the monitor has seen each host's memory.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, id) in &drc {
+        loop {
+            let (_, st) = app.get(&format!("/api/v1/hypervisors/{id}/status")).await;
+            let free = st["latest"]["mem_free_bytes"].as_i64().unwrap_or(0);
+            if free > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no figures for {name}: {st}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    lab.create_vm("dc1", 140, "4M");
+    let (s, p) = app.post("/api/v1/pairs", json!({"src_hypervisor_id": dc, "src_vmid": 140, "dst_vmid": 9140})).await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["dst_hypervisor_id"], Value::Null, "placed later: {p}");
+    let pair = p["id"].as_str().unwrap().to_string();
+
+    let t = app.wait_for_task(&app.queue(&pair, "replicate").await).await;
+    assert_eq!(t["status"], "succeeded", "{}", log_text(&t));
+    let log = log_text(&t);
+    assert!(log.contains("placement: drc2 chosen because it has the most free memory (12.0 GiB)"), "{log}");
+    assert!(log.contains("drc1 4.0 GiB free") && log.contains("drc3 8.0 GiB free"), "{log}");
+    let (_, p) = app.get(&format!("/api/v1/pairs/{pair}")).await;
+    assert_eq!(p["dst_hypervisor_id"], drc["drc2"].as_str(), "{p}");
+    assert_eq!(lab.vm_status("drc2", 9140), "running");
+    assert_eq!(lab.vm_status("drc1", 9140), "missing");
+    // The choice is kept: the next replicate goes to the same host.
+    lab.hook("drc2", "node-memory-used", &(15u64 << 30).to_string());
+    let t = app.wait_for_task(&app.queue(&pair, "replicate").await).await;
+    assert_eq!(t["status"], "succeeded");
+    assert!(!log_text(&t).contains("placement:"));
+    assert_eq!(lab.vm_status("drc3", 9140), "missing");
+}

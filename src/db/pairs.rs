@@ -12,7 +12,9 @@ pub struct Pair {
     pub src_hypervisor_id: HypervisorId,
     #[schema(value_type = i64)]
     pub src_vmid: Vmid,
-    pub dst_hypervisor_id: HypervisorId,
+    /// Null until placement chose a DRC host (at the first restore or
+    /// failover); then that host, kept.
+    pub dst_hypervisor_id: Option<HypervisorId>,
     #[schema(value_type = i64)]
     pub dst_vmid: Vmid,
     pub guest: Guest,
@@ -63,7 +65,7 @@ pub struct PairFields {
     pub name: String,
     pub src_hypervisor_id: HypervisorId,
     pub src_vmid: Vmid,
-    pub dst_hypervisor_id: HypervisorId,
+    pub dst_hypervisor_id: Option<HypervisorId>,
     pub dst_vmid: Vmid,
     pub guest: Guest,
     pub compress: Compress,
@@ -97,7 +99,7 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
         name: get(row, "name")?,
         src_hypervisor_id: parse(row, "src_hypervisor_id")?,
         src_vmid: vmid(row, "src_vmid")?,
-        dst_hypervisor_id: parse(row, "dst_hypervisor_id")?,
+        dst_hypervisor_id: parse_opt(row, "dst_hypervisor_id")?,
         dst_vmid: vmid(row, "dst_vmid")?,
         guest: parse(row, "guest")?,
         compress: parse(row, "compress")?,
@@ -135,7 +137,7 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
     q.bind(&f.name)
         .bind(f.src_hypervisor_id.to_string())
         .bind(i64::from(f.src_vmid))
-        .bind(f.dst_hypervisor_id.to_string())
+        .bind(f.dst_hypervisor_id.map(|h| h.to_string()))
         .bind(i64::from(f.dst_vmid))
         .bind(f.guest.as_str())
         .bind(f.compress.as_str())
@@ -249,6 +251,18 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Records the DRC host placement chose, unless the pair has one
+    /// already (false then).
+    pub async fn place_pair(&self, id: PairId, host: HypervisorId) -> DbResult<bool> {
+        let r = sqlx::query("UPDATE pairs SET dst_hypervisor_id = ? WHERE id = ? AND dst_hypervisor_id IS NULL")
+            .bind(host.to_string())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict(e, DUPLICATE))?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Moves the pair to `to` if it is in one of `from` (which must not

@@ -27,7 +27,11 @@ pub struct PairInput {
     pub src_hypervisor_id: Option<HypervisorId>,
     #[schema(value_type = Option<i64>)]
     pub src_vmid: Option<Vmid>,
-    pub dst_hypervisor_id: Option<HypervisorId>,
+    /// A DRC hypervisor, or null to let placement choose the one with the
+    /// most free memory at the first restore or failover.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<HypervisorId>)]
+    pub dst_hypervisor_id: Option<Option<HypervisorId>>,
     #[schema(value_type = Option<i64>)]
     pub dst_vmid: Option<Vmid>,
     pub guest: Option<Guest>,
@@ -107,9 +111,10 @@ fn keep_opt(field: &str, n: Option<i64>) -> ServiceResult<Option<u32>> {
 /// Checks the hypervisors exist and stand on the right sides.
 async fn check_sides(state: &AppState, f: &PairFields) -> ServiceResult<()> {
     for (field, id, role) in [
-        ("src_hypervisor_id", f.src_hypervisor_id, HypervisorRole::Dc),
+        ("src_hypervisor_id", Some(f.src_hypervisor_id), HypervisorRole::Dc),
         ("dst_hypervisor_id", f.dst_hypervisor_id, HypervisorRole::Drc),
     ] {
+        let Some(id) = id else { continue };
         match state.db.hypervisor(id).await? {
             None => return Err(ServiceError::invalid(field, "no hypervisor has this id")),
             Some(h) if h.role != role => {
@@ -184,7 +189,8 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
         },
         src_hypervisor_id: required("src_hypervisor_id", b.src_hypervisor_id)?,
         src_vmid,
-        dst_hypervisor_id: required("dst_hypervisor_id", b.dst_hypervisor_id)?,
+        // None: placement picks a DRC host at the first restore or failover.
+        dst_hypervisor_id: b.dst_hypervisor_id.flatten(),
         dst_vmid,
         guest: b.guest.unwrap_or(Guest::Qemu),
         compress: b.compress.unwrap_or(Compress::Zstd),
@@ -328,6 +334,6 @@ pub async fn adopt(state: &AppState, actor: &User, id: PairId) -> ServiceResult<
         return Err(busy("adopting its target"));
     }
     tracing::warn!(target: "audit", by = %actor.username, pair = %p.id, vmid = %p.dst_vmid,
-        hypervisor = %p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
+        hypervisor = ?p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
     view_one(state, load(state, id).await?).await
 }

@@ -264,6 +264,12 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
         db.hypervisor(id).await?.ok_or_else(|| fail(ErrorKind::Config, "A hypervisor of this pair no longer exists."))
     };
     let connect = |h| crate::hypervisor::connect(&ctx.state, h).map_err(JobError::from);
+    // Placement chose a DRC host when the task was queued (backups need none).
+    let dst_id = match pair.dst_hypervisor_id {
+        Some(id) => id,
+        None if ctx.task.kind == TaskKind::Backup => pair.src_hypervisor_id,
+        None => return Err(fail(ErrorKind::Config, "The pair has no DRC hypervisor yet; queue it again to place it.")),
+    };
     match ctx.task.kind {
         TaskKind::Backup => {
             let src = load(pair.src_hypervisor_id).await?;
@@ -272,7 +278,7 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             Ok(())
         }
         TaskKind::Restore => {
-            let dst = load(pair.dst_hypervisor_id).await?;
+            let dst = load(dst_id).await?;
             let archive = match ctx.task.archive_id {
                 Some(a) => db
                     .archive(a)
@@ -287,10 +293,11 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             };
             db.set_task_archive(ctx.task.id, archive.id).await?;
             let hv = connect(&dst)?;
-            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0), false).await
+            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0), false)
+                .await
         }
         TaskKind::Replicate => {
-            let dst = load(pair.dst_hypervisor_id).await?;
+            let dst = load(dst_id).await?;
             // An earlier attempt died while replacing the replica with its
             // already verified archive: repair with that archive instead of
             // dumping the DC VM again (the DC may be what is down).
@@ -320,21 +327,30 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
             let archive = jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
             // Just verified on arrival; no need to read it again.
-            jobs::restore::run_restore(ctx, &pair, &dst, &dst_hv, &archive, false, Phases::new(50.0, 75.0, 100.0), false)
-                .await
+            jobs::restore::run_restore(
+                ctx,
+                &pair,
+                &dst,
+                &dst_hv,
+                &archive,
+                false,
+                Phases::new(50.0, 75.0, 100.0),
+                false,
+            )
+            .await
         }
         TaskKind::Failover => {
-            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(pair.dst_hypervisor_id).await?);
+            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(dst_id).await?);
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
             jobs::failover::run_failover(ctx, &pair, &src, &dst, &src_hv, &dst_hv).await
         }
         TaskKind::Drill => {
-            let dst = load(pair.dst_hypervisor_id).await?;
+            let dst = load(dst_id).await?;
             let hv = connect(&dst)?;
             jobs::drill::run_drill(ctx, &pair, &dst, &hv).await
         }
         TaskKind::Failback => {
-            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(pair.dst_hypervisor_id).await?);
+            let (src, dst) = (load(pair.src_hypervisor_id).await?, load(dst_id).await?);
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
             jobs::failback::run_failback(ctx, &pair, &src, &dst, &src_hv, &dst_hv).await
         }

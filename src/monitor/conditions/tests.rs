@@ -119,7 +119,7 @@ fn pair(name: &str, rpo_target_secs: i64, created_secs_ago: i64) -> Pair {
         name: name.to_string(),
         src_hypervisor_id: HypervisorId::new(),
         src_vmid: Vmid::try_from(100).unwrap(),
-        dst_hypervisor_id: HypervisorId::new(),
+        dst_hypervisor_id: Some(HypervisorId::new()),
         dst_vmid: Vmid::try_from(100).unwrap(),
         guest: Guest::Qemu,
         compress: Compress::Zstd,

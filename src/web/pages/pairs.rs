@@ -1,5 +1,9 @@
 //! VM pairs: the seed's "Add Node Pair" form with a VM picker, the pair's
-//! page with its actions, archives, schedules and charts.
+//! page with its actions, archives, schedules and charts; the switch part
+//! of the page (failover, drills, recovery assurance, events) is in
+//! `switch`.
+
+mod switch;
 
 use actix_session::Session;
 use actix_web::{web, HttpResponse};
@@ -9,16 +13,17 @@ use serde::Deserialize;
 use crate::db::archives::Archive;
 use crate::db::hypervisors::Hypervisor;
 use crate::db::tasks::TaskFilter;
-use crate::domain::{ArchiveId, HypervisorId, HypervisorRole, PairId, TaskKind, TaskStatus};
+use crate::domain::{ArchiveId, HypervisorId, HypervisorRole, NetworkMap, PairId, TaskKind, TaskStatus};
 use crate::service::pairs::{self as svc, PairInput, PairView, ADOPT, MANAGE};
+use crate::service::tasks::allowed_in_state;
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
 use crate::web::view::{
-    after_action, again, checkbox, done, duration, form_error, input, outcome, post_button, redirect, select, size,
-    when, Outcome,
+    after_action, again, checkbox, done, duration, form_error, input, outcome, pair_state_badge, post_button, redirect,
+    select, size, textarea, when, Outcome,
 };
 use crate::web::Page;
 
@@ -35,7 +40,38 @@ const FIELDS: &[(&str, Kind)] = &[
     ("keep_last", Kind::Number),
     ("rpo_target_secs", Kind::Number),
     ("enabled", Kind::Flag),
+    ("drill_vmid", Kind::OptNumber),
+    ("network_map", Kind::JsonObject),
+    ("auto_failover", Kind::Flag),
+    ("shutdown_returned_source", Kind::Flag),
 ];
+
+/// The form's fields as the service input. A network map entry that is
+/// neither a bridge name nor `{"bridge", "tag"}` gets a sentence instead
+/// of serde's "did not match any variant".
+fn pair_input(f: &Form) -> Result<PairInput, ServiceError> {
+    f.input::<PairInput>(FIELDS).map_err(|e| match e {
+        ServiceError::Invalid { field, message } if field == "network_map" && message.contains("untagged enum") => {
+            let key = message.split_once(": ").map(|(k, _)| format!("{k}: ")).unwrap_or_default();
+            ServiceError::invalid(
+                field,
+                format!(r#"{key}must be a bridge name like "vmbr10" or {{"bridge": "vmbr10", "tag": 20}}"#),
+            )
+        }
+        other => other,
+    })
+}
+
+/// `vmbr0 → vmbr10, vmbr1 → vmbr11 (VLAN 20)`.
+fn network_map_text(m: &NetworkMap) -> String {
+    m.0.iter()
+        .map(|(from, to)| match to.tag {
+            Some(tag) => format!("{from} → {} (VLAN {tag})", to.bridge),
+            None => format!("{from} → {}", to.bridge),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn id(raw: &str) -> Result<PairId, ServiceError> {
     crate::web::view::path_id(raw, "pair")
@@ -58,9 +94,15 @@ pub async fn list(state: web::Data<AppState>, me: PageUser) -> Page {
                         tr {
                             td { a href={ "/pairs/" (v.pair.id) } { (v.pair.name) } }
                             td { (name(v.pair.src_hypervisor_id)) " / " (v.pair.src_vmid) }
-                            td { (name(v.pair.dst_hypervisor_id)) " / " (v.pair.dst_vmid) }
+                            td {
+                                @match v.pair.dst_hypervisor_id {
+                                    Some(h) => (name(h)),
+                                    None => span.muted { "placed at first restore" },
+                                }
+                                " / " (v.pair.dst_vmid)
+                            }
                             td { (rpo(v)) }
-                            td { @if v.pair.enabled { span.badge.ok { "enabled" } } @else { span.badge.muted { "disabled" } } }
+                            td { (pair_state_badge(v.pair.state)) @if !v.pair.enabled { " " span.badge.muted { "disabled" } } }
                         }
                     }
                 }
@@ -131,6 +173,17 @@ fn form(
             (select("Guest type", "guest", &opts(&[("qemu", "VM (qemu)"), ("lxc", "container (lxc)")]), &v("guest"), err))
             (checkbox("Start the replica after each restore", "start_after_restore", v("start_after_restore") != "false"))
             (checkbox("Enabled", "enabled", v("enabled") != "false"))
+            fieldset #switch-fields {
+                legend { "Failover and drills" }
+                div.two {
+                    (input("Drill VMID", "drill_vmid", "number", &v("drill_vmid"),
+                        Some("a free VMID on the DRC host that drills restore to and destroy; empty = no drills"), err))
+                }
+                (textarea("Network map", "network_map", &v("network_map"),
+                    Some(r#"JSON, DC bridge → DRC bridge, applied before the replica starts: {"vmbr0": "vmbr10"} or {"vmbr0": {"bridge": "vmbr10", "tag": 20}}; empty = keep the bridges"#), err))
+                (checkbox("Fail over automatically when the DC host is declared down", "auto_failover", v("auto_failover") == "true"))
+                (checkbox("While failed over, stop the DC VM if it runs again (otherwise only report it)", "shutdown_returned_source", v("shutdown_returned_source") == "true"))
+            }
             div.actions {
                 button type="submit" { (if new { "Add pair" } else { "Save" }) }
                 a.button.secondary href="/pairs" { "Back" }
@@ -147,6 +200,7 @@ fn defaults(name: &str) -> String {
         "rpo_target_secs" => "90000",
         "guest" => "qemu",
         "start_after_restore" | "enabled" => "true",
+        "auto_failover" | "shutdown_returned_source" => "false",
         _ => "",
     }
     .to_string()
@@ -193,7 +247,7 @@ pub async fn vm_picker(state: web::Data<AppState>, me: PageUser, q: web::Query<P
 }
 
 pub async fn create(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let result = async { svc::create(&state, &me.user, f.input::<PairInput>(FIELDS)?).await }.await;
+    let result = async { svc::create(&state, &me.user, pair_input(&f)?).await }.await;
     match outcome(result)? {
         Outcome::Done(v) => done(&session, format!("Pair {} added.", v.pair.name), &format!("/pairs/{}", v.pair.id)),
         Outcome::Again(e) => {
@@ -211,7 +265,7 @@ fn current(v: &PairView) -> impl Fn(&str) -> String + '_ {
         "name" => p.name.clone(),
         "src_hypervisor_id" => p.src_hypervisor_id.to_string(),
         "src_vmid" => p.src_vmid.to_string(),
-        "dst_hypervisor_id" => p.dst_hypervisor_id.to_string(),
+        "dst_hypervisor_id" => p.dst_hypervisor_id.map(|h| h.to_string()).unwrap_or_default(),
         "dst_vmid" => p.dst_vmid.to_string(),
         "guest" => p.guest.to_string(),
         "compress" => p.compress.to_string(),
@@ -220,6 +274,11 @@ fn current(v: &PairView) -> impl Fn(&str) -> String + '_ {
         "keep_last" => p.keep_last.to_string(),
         "rpo_target_secs" => p.rpo_target_secs.to_string(),
         "enabled" => p.enabled.to_string(),
+        "drill_vmid" => p.drill_vmid.map(|v| v.to_string()).unwrap_or_default(),
+        "network_map" if p.network_map.is_empty() => String::new(),
+        "network_map" => serde_json::to_string_pretty(&p.network_map).unwrap_or_default(),
+        "auto_failover" => p.auto_failover.to_string(),
+        "shutdown_returned_source" => p.shutdown_returned_source.to_string(),
         _ => String::new(),
     }
 }
@@ -241,7 +300,7 @@ pub async fn update(
     f: Form,
 ) -> Page {
     let pid = id(&path)?;
-    let result = async { svc::update(&state, &me.user, pid, f.input::<PairInput>(FIELDS)?).await }.await;
+    let result = async { svc::update(&state, &me.user, pid, pair_input(&f)?).await }.await;
     match outcome(result)? {
         Outcome::Done(v) => done(&session, format!("Pair {} saved.", v.pair.name), &format!("/pairs/{}", v.pair.id)),
         Outcome::Again(e) => {
@@ -388,14 +447,35 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
     points.reverse();
     let run = me.user.role.allows(crate::service::tasks::RUN);
     let manage = me.user.role.allows(MANAGE);
+    // Only what the pair's state allows (failed over: nothing touches the old source or the live replica).
+    let can = |kind: TaskKind| run && allowed_in_state(p, kind).is_ok();
+    let events = crate::service::tasks::events(&state, &me.user, Some(p.id), 50).await?;
+    let (dc_name, drc_name) = (
+        host(p.src_hypervisor_id),
+        p.dst_hypervisor_id.map(&host).unwrap_or_else(|| "the DRC host placement picks".into()),
+    );
+    let site = switch::Site {
+        pair: p,
+        dc: &dc_name,
+        drc: &drc_name,
+        archives: &archives,
+        tasks: &tasks,
+        events: &events,
+        drill_boot_secs: state.settings.drill_boot.as_secs(),
+    };
     let body = html! {
-        h1 { (p.name) " " (rpo(&v)) }
+        h1 { (p.name) " " (rpo(&v)) " " (pair_state_badge(p.state)) }
+        (switch::banner(&site))
         @if run || manage {
             div.actions {
-                @if run {
+                @if can(TaskKind::Backup) {
                     (post_button(&format!("/pairs/{}/backup", p.id), "Backup now", &me.csrf, "", None))
+                }
+                @if can(TaskKind::Replicate) {
                     (post_button(&format!("/pairs/{}/replicate", p.id), "Replicate now", &me.csrf, "",
                         Some("Back up the DC VM and restore it over the replica now?")))
+                }
+                @if can(TaskKind::Restore) {
                     (post_button(&format!("/pairs/{}/restore", p.id), "Restore", &me.csrf, "secondary",
                         Some("Restore the newest verified archive over the replica now?")))
                 }
@@ -411,7 +491,13 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                 h2 { "Pair" }
                 dl.facts {
                     dt { "DC VM" } dd { (host(p.src_hypervisor_id)) " / VM " (p.src_vmid) " (" (p.guest) ")" }
-                    dt { "DRC replica" } dd { (host(p.dst_hypervisor_id)) " / VM " (p.dst_vmid) }
+                    dt { "DRC replica" } dd {
+                        @match p.dst_hypervisor_id {
+                            Some(h) => (host(h)),
+                            None => "placed at the first restore or failover",
+                        }
+                        " / VM " (p.dst_vmid)
+                    }
                     dt { "Backup" } dd { (p.mode) " mode, " (p.compress) ", keep " (p.keep_last) }
                     dt { "After restore" } dd { (if p.start_after_restore { "start the replica" } else { "leave it stopped" }) }
                     dt { "RPO target" } dd { (duration(p.rpo_target_secs)) }

@@ -99,7 +99,7 @@ async fn steps(
     // 1. Back up the DRC copy, as if it were the pair's source.
     let t0 = Timestamp::now();
     let mut reversed = pair.clone();
-    reversed.src_hypervisor_id = pair.dst_hypervisor_id;
+    reversed.src_hypervisor_id = dst.id;
     reversed.src_vmid = pair.dst_vmid;
     let archive = match super::backup::run_backup(ctx, &reversed, dst, dst_hv, Phases::new(0.0, 20.0, 40.0)).await {
         Ok(a) => a,

@@ -64,7 +64,7 @@ async fn world() -> World {
             name: "p".into(),
             src_hypervisor_id: dc,
             src_vmid: 100.try_into().unwrap(),
-            dst_hypervisor_id: drc,
+            dst_hypervisor_id: Some(drc),
             dst_vmid: 200.try_into().unwrap(),
             guest: Guest::Qemu,
             compress: crate::domain::Compress::None,
@@ -142,8 +142,15 @@ impl World {
     async fn replica(&self, content: &[u8], archive: &Archive) -> FakeHv {
         let drc = FakeHv::new("drc1");
         drc.with(|h| {
-            h.guests
-                .insert(200, FakeGuest { disk: content.to_vec(), running: true, tags: vec![replica_tag(&self.pair)], ..Default::default() })
+            h.guests.insert(
+                200,
+                FakeGuest {
+                    disk: content.to_vec(),
+                    running: true,
+                    tags: vec![replica_tag(&self.pair)],
+                    ..Default::default()
+                },
+            )
         });
         self.state.db.replica_whole(self.pair.id, Some(archive.id)).await.unwrap();
         drc
@@ -202,7 +209,10 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
     let w = world().await;
     let new = w.archive(2, b"new data").await;
     let drc = FakeHv::new("drc1");
-    drc.with(|h| h.guests.insert(200, FakeGuest { disk: b"production".to_vec(), running: true, tags: vec![], ..Default::default() }));
+    drc.with(|h| {
+        h.guests
+            .insert(200, FakeGuest { disk: b"production".to_vec(), running: true, tags: vec![], ..Default::default() })
+    });
     let (ctx, writer) = w.task(TaskKind::Restore).await;
     let r = restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await;
     let Err(JobError::Failed { kind, message }) = r else { panic!("{r:?}") };

@@ -1,0 +1,67 @@
+-- Recovery plans (SPEC §5.3): named, ordered groups of pairs failed over or
+-- drilled together, and their runs. Keep in step with
+-- ../mysql/20261129000003_plans.sql.
+
+CREATE TABLE plans (
+    id         VARCHAR(64) PRIMARY KEY NOT NULL,
+    name       VARCHAR(255) NOT NULL UNIQUE,
+    delay_secs INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+-- The plan's groups in order (group_no from 1), each an ordered list of
+-- pairs (slot from 1); a pair at most once per plan.
+CREATE TABLE plan_pairs (
+    plan_id  VARCHAR(64) NOT NULL,
+    group_no INTEGER NOT NULL,
+    slot     INTEGER NOT NULL,
+    pair_id  VARCHAR(64) NOT NULL,
+    PRIMARY KEY (plan_id, group_no, slot),
+    UNIQUE (plan_id, pair_id)
+);
+
+-- One failover or drill of a plan. The plan's name, delay and groups are
+-- copied at the start, so editing the plan never changes a run.
+CREATE TABLE plan_runs (
+    id            VARCHAR(64) PRIMARY KEY NOT NULL,
+    plan_id       VARCHAR(64) NOT NULL,
+    plan_name     VARCHAR(255) NOT NULL,
+    kind          VARCHAR(64) NOT NULL,
+    status        VARCHAR(64) NOT NULL,
+    forced        INTEGER NOT NULL DEFAULT 0,
+    delay_secs    INTEGER NOT NULL,
+    requested_by  VARCHAR(255) NOT NULL,
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    current_group INTEGER NOT NULL,
+    group_count   INTEGER NOT NULL,
+    next_group_at INTEGER,
+    -- The plan's id while the run runs, NULL once it ended: at most one
+    -- running run per plan, whichever process starts it.
+    running_key   VARCHAR(64) UNIQUE
+);
+CREATE INDEX plan_runs_plan ON plan_runs (plan_id, started_at);
+CREATE INDEX plan_runs_status ON plan_runs (status);
+
+CREATE TABLE plan_run_groups (
+    run_id     VARCHAR(64) NOT NULL,
+    group_no   INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at   INTEGER,
+    PRIMARY KEY (run_id, group_no)
+);
+
+-- Each pair of a run: its task once queued, or why it could not be.
+CREATE TABLE plan_run_items (
+    run_id   VARCHAR(64) NOT NULL,
+    group_no INTEGER NOT NULL,
+    slot     INTEGER NOT NULL,
+    pair_id  VARCHAR(64) NOT NULL,
+    task_id  VARCHAR(64),
+    error    TEXT,
+    PRIMARY KEY (run_id, group_no, slot)
+);
+
+-- The plan runner: one process per database advances the runs.
+INSERT INTO leases (name, holder, expires_at) VALUES ('plans', '', 0);
