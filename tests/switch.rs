@@ -301,6 +301,19 @@ async fn a_drill_runs_an_isolated_copy_then_destroys_it() {
     assert_eq!(steps, ["preflight", "push", "restore", "boot", "stays up", "destroy drill VM"], "{ev}");
     assert!(ev["rto_secs"].as_f64().unwrap() > 0.0);
     assert_eq!(pair_state(&app, &pair).await, "protected");
+    let (_, view) = app.get(&format!("/api/v1/pairs/{pair}")).await;
+    assert_eq!(view["last_drill"]["status"], "succeeded", "{view}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("drswitch_pair_last_drill_success{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("drswitch_pair_state{") && l.contains("state=\"protected\"") && l.ends_with(" 1")),
+        "{metrics}"
+    );
 
     // A VM on the drill VMID that no drill made is left alone.
     lab.create_vm("drc1", 8136, "4M");

@@ -101,7 +101,13 @@ fn steps_json(steps: &[Step]) -> String {
 }
 
 impl Db {
-    pub async fn insert_event(&self, pair: PairId, kind: TaskKind, task: TaskId, started: Timestamp) -> DbResult<String> {
+    pub async fn insert_event(
+        &self,
+        pair: PairId,
+        kind: TaskKind,
+        task: TaskId,
+        started: Timestamp,
+    ) -> DbResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO events (id, pair_id, kind, task_id, status, started_at, steps, summary) \
@@ -151,6 +157,20 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Each pair's newest finished event of `kind`, in one query.
+    pub async fn latest_events(&self, kind: TaskKind) -> DbResult<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT e.* FROM events e JOIN (SELECT pair_id, MAX(started_at) AS s FROM events \
+             WHERE kind = ? AND status <> 'running' GROUP BY pair_id) m \
+             ON e.pair_id = m.pair_id AND e.started_at = m.s WHERE e.kind = ?",
+        )
+        .bind(kind.as_str())
+        .bind(kind.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event).collect()
     }
 
     /// Newest first; for one pair or all.

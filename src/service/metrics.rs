@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::{require, ServiceResult};
 use crate::db::users::User;
-use crate::domain::{Role, TaskStatus, Timestamp};
+use crate::domain::{PairState, Role, TaskKind, TaskStatus, Timestamp};
 use crate::monitor::conditions::Reachability;
 use crate::state::AppState;
 
@@ -47,6 +47,33 @@ pub async fn render(state: &AppState, actor: Option<&User>) -> ServiceResult<Str
         );
         m.gauge("drswitch_pair_archives", "Archives of the pair on the middleware.", &labels, count as f64);
         m.gauge("drswitch_pair_enabled", "1 when the pair is enabled.", &labels, f64::from(u8::from(p.enabled)));
+        for st in PairState::ALL {
+            let l = [("pair", p.name.as_str()), ("pair_id", &p.id.to_string()), ("state", st.as_str())];
+            m.gauge(
+                "drswitch_pair_state",
+                "1 for the pair's current switch state (protected, failing_over, failed_over, failing_back).",
+                &l,
+                f64::from(u8::from(p.state == *st)),
+            );
+        }
+    }
+    for e in db.latest_events(TaskKind::Drill).await? {
+        let Some(name) = pair_names.get(&e.pair_id) else { continue };
+        let labels = [("pair", *name), ("pair_id", &e.pair_id.to_string())];
+        m.gauge(
+            "drswitch_pair_last_drill_success",
+            "1 when the pair's last DR drill passed, 0 when it failed.",
+            &labels,
+            f64::from(u8::from(e.status == "succeeded")),
+        );
+        if let Some(rto) = e.rto_secs {
+            m.gauge(
+                "drswitch_pair_last_drill_rto_seconds",
+                "Measured RTO of the pair's last passed drill.",
+                &labels,
+                rto,
+            );
+        }
     }
     for t in &outcomes {
         let Some(name) = pair_names.get(&t.pair_id) else { continue };

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod overview;
 pub mod pairs;
+pub mod plans;
 pub mod schedules;
 pub mod session;
 pub mod targets;

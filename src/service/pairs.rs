@@ -73,16 +73,26 @@ pub struct PairView {
     pub rpo_seconds: Option<i64>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_archive_at: Option<Timestamp>,
+    /// The newest finished DR drill: passed or not, measured RTO, when.
+    pub last_drill: Option<crate::db::events::Event>,
 }
 
 fn view(pair: Pair, newest: Option<Timestamp>) -> PairView {
     let rpo_seconds = newest.map(|t| (Timestamp::now().millis() - t.millis()).max(0) / 1000);
-    PairView { pair, rpo_seconds, last_archive_at: newest }
+    PairView { pair, rpo_seconds, last_archive_at: newest, last_drill: None }
 }
 
 async fn view_one(state: &AppState, pair: Pair) -> ServiceResult<PairView> {
     let newest = state.db.list_archives(pair.id).await?.into_iter().find(|a| a.verified_at.is_some());
-    Ok(view(pair, newest.map(|a| a.created_at)))
+    let last_drill = state
+        .db
+        .list_events(Some(pair.id), 20)
+        .await?
+        .into_iter()
+        .find(|e| e.kind == crate::domain::TaskKind::Drill && e.status != "running");
+    let mut v = view(pair, newest.map(|a| a.created_at));
+    v.last_drill = last_drill;
+    Ok(v)
 }
 
 fn keep(field: &str, n: i64, min: u32) -> ServiceResult<u32> {
@@ -161,6 +171,7 @@ pub async fn load(state: &AppState, id: PairId) -> ServiceResult<Pair> {
 pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<PairView>> {
     require(actor, Role::Viewer)?;
     let newest = state.db.newest_verified_archives().await?;
+    let drills = state.db.latest_events(crate::domain::TaskKind::Drill).await?;
     Ok(state
         .db
         .list_pairs()
@@ -168,7 +179,9 @@ pub async fn list(state: &AppState, actor: &User) -> ServiceResult<Vec<PairView>
         .into_iter()
         .map(|p| {
             let at = newest.get(&p.id).copied();
-            view(p, at)
+            let mut v = view(p, at);
+            v.last_drill = drills.iter().find(|e| e.pair_id == v.pair.id).cloned();
+            v
         })
         .collect())
 }
