@@ -4,7 +4,7 @@
     lab.py run --dir DIR --authorized-key PUBKEY --host NAME[:ADDR] [--host …] [--no-stdin-watch]
     lab.py create-vm --root R --node N --vmid 100 [--name web01] [--disk-size 64M]
                      [--disks 1] [--storage local-lvm|local] [--memory 2048] [--running]
-                     [--onboot] [--seed S]
+                     [--onboot] [--agent] [--seed S]
     lab.py disk-path --root R --node N --vmid 100 [--disk scsi0]
     lab.py vm-status --root R --node N --vmid 100
     lab.py hook --root R NAME [VALUE] | --clear
@@ -154,7 +154,7 @@ def _vmid(text):
 def cmd_create_vm(args):
     paths = create_vm(_host(args), args.vmid, name=args.name, disk_size=parse_disk_size(args.disk_size),
                       disks=args.disks, running=args.running, seed=args.seed, storage=args.storage,
-                      memory=args.memory, onboot=args.onboot)
+                      memory=args.memory, onboot=args.onboot, agent=args.agent)
     for path in paths:
         print(path)
     return 0
@@ -216,6 +216,8 @@ def build_parser():
     create.add_argument("--memory", type=int, default=2048)
     create.add_argument("--running", action="store_true")
     create.add_argument("--onboot", action="store_true", help="`onboot: 1`: started when the host powers on")
+    create.add_argument("--agent", action="store_true",
+                        help="`agent: 1`: the QEMU guest agent answers `qm guest cmd <vmid> ping`")
     create.add_argument("--seed", type=int)
     create.set_defaults(func=cmd_create_vm)
 

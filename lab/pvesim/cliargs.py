@@ -160,6 +160,14 @@ def parse(argv, positionals, options, usage, variadic=False):
     return pos, opts
 
 
+def usage_line(prefix, positionals, options):
+    """RESTHandler::getopt_usage 'short': `<prefix> <arg> …`, then ` [OPTIONS]`
+    only when the method has options (so `qm guest cmd <vmid> <command>` has
+    none, and a command without positionals keeps the blank after its name)."""
+    args = " ".join(f"<{name}>" for name, _ in positionals)
+    return f"{prefix} {args}" + (" [OPTIONS]" if options else "")
+
+
 def dispatch(tool, commands, host, argv):
     """Run `<tool> <command> …` from a table of command -> (function,
     positionals, options), printing errors the way PVE's CLI does."""
@@ -167,7 +175,7 @@ def dispatch(tool, commands, host, argv):
         err(f"unknown command '{tool} {argv[0]}'" if argv else "ERROR: no command specified")
         return EXIT_TASK_ERROR
     func, positionals, options = commands[argv[0]]
-    usage = f"{tool} {argv[0]}" + "".join(f" <{name}>" for name, _ in positionals) + " [OPTIONS]"
+    usage = usage_line(f"{tool} {argv[0]}", positionals, options)
     try:
         pos, opts = parse(argv[1:], positionals, options, usage)
         return func(host, pos, opts)

@@ -10,19 +10,29 @@ Job hooks (one-shot: the next vzdump / qmrestore on the host consumes them):
                                  multi-byte UTF-8 text (2-, 3- and 4-byte characters,
                                  lines of 100-300 bytes), so that line ends and
                                  characters fall at every offset of a reader's buffer
+  qm-start-fail                  content: error message (default "start failed: QEMU
+                                 exited with code 1"); the next VM start fails with it
 Persistent hooks (read on every API/pvesh call, until removed):
   node-cpu                       fraction 0..1 (e.g. 0.93)
   node-memory-total, node-memory-used, node-rootfs-total, node-rootfs-used   bytes
   services-stopped               comma-separated service names (e.g. pveproxy,pvestatd)
+Persistent guest hooks (read by qm, until removed); content: comma-separated VMIDs,
+empty = every VM of the host:
+  qm-shutdown-hang               `qm shutdown` waits its timeout, then fails (or with
+                                 --forceStop terminates the VM)
+  guest-agent-dead               `qm guest cmd <vmid> ping`: the agent does not answer
 """
 import os
 import random
+import re
 
 JOB_HOOKS = ("vzdump-fail", "vzdump-hang", "vzdump-slow", "vzdump-chatter",
              "qmrestore-fail", "qmrestore-hang", "qmrestore-slow", "qmrestore-chatter")
 NODE_HOOKS = ("node-cpu", "node-memory-total", "node-memory-used",
               "node-rootfs-total", "node-rootfs-used", "services-stopped")
-ALL_HOOKS = JOB_HOOKS + NODE_HOOKS
+QM_HOOKS = ("qm-start-fail", "qm-shutdown-hang", "guest-agent-dead")
+ALL_HOOKS = JOB_HOOKS + NODE_HOOKS + QM_HOOKS
+DEFAULT_START_FAIL = "start failed: QEMU exited with code 1"
 DEFAULT_CHATTER = 65536
 # é ü (2 bytes), € 本 (3), 𝄞 🙂 (4) and a space now and then.
 CHATTER_CHARS = "\u00e9\u00fc\u20ac\u672c\U0001d11e\U0001f642 "
@@ -50,6 +60,16 @@ def read_hook(hooks_dir, name):
             return f.read().strip()
     except FileNotFoundError:
         return None
+
+
+def hook_covers(hooks_dir, name, vmid):
+    """Whether a persistent per-guest hook is set for `vmid`: its value lists
+    VMIDs (separated by commas, semicolons or blanks); empty means every guest."""
+    value = read_hook(hooks_dir, name)
+    if value is None:
+        return False
+    vmids = re.sub(r"[,;]", " ", value).split()
+    return not vmids or str(vmid) in vmids
 
 
 def take_hook(hooks_dir, name):

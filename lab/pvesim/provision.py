@@ -34,7 +34,7 @@ def fill_disk(path, size, seed):
 
 
 def create_vm(host: Host, vmid, name=None, disk_size=64 * MIB, disks=1, running=False,
-              seed=None, storage="local-lvm", memory=2048, cores=2, onboot=False):
+              seed=None, storage="local-lvm", memory=2048, cores=2, onboot=False, agent=False):
     """Write a realistic qemu config plus filled disk images; return their real paths."""
     if host.vm_exists(vmid):
         raise ValueError(f"VM {vmid} already exists on node '{host.node}'")
@@ -43,6 +43,7 @@ def create_vm(host: Host, vmid, name=None, disk_size=64 * MIB, disks=1, running=
     rng = random.Random(seed)
     mac = "BC:24:11:" + ":".join(f"{rng.randint(0, 255):02X}" for _ in range(3))
     values = {
+        **({"agent": "1"} if agent else {}),
         "boot": "order=scsi0;net0", "cores": str(cores), "cpu": "x86-64-v2-AES",
         "memory": str(memory), "meta": "creation-qemu=9.2.0,ctime=1732280000",
         "name": name or f"vm{vmid}", "net0": f"virtio={mac},bridge=vmbr0,firewall=1",

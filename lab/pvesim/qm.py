@@ -1,16 +1,20 @@
 """`qm` for the simulated node: list, status, start, stop, shutdown, destroy,
-config, set.
+config, set, guest cmd (ping only).
 
 Guests are not real processes: a running guest has a pid file under
 /run/qemu-server (see Host.set_running). Error texts, their stream and the
 exit codes follow qemu-server's CLI (two different missing-VM messages!).
 """
+import os
 import random
 import re
+import select
+import sys
+import time
 
-from . import cliargs, guestconfig
-from .cliargs import BOOLEAN, CONFIGID_LIST, DNS_NAME, INTEGER, STRING, TAG_LIST, VMID
-from .common import TaskError, err, parse_disk_size
+from . import cliargs, guestconfig, hooks
+from .cliargs import BOOLEAN, CONFIGID_LIST, DNS_NAME, INTEGER, STRING, TAG_LIST, VMID, CodeParamError
+from .common import Interrupted, TaskError, err, out, parse_disk_size
 from .host import DISK_KEY_RE, UNUSED_KEY_RE, Host
 
 NET_KEY_RE = re.compile(r"net([0-9]|[12][0-9]|3[01])")  # MAX_NETS = 32
@@ -32,6 +36,14 @@ QEMU_KEYS = frozenset((
     "vga", "vmgenid", "vmstate", "vmstatestorage", "watchdog",
 ))
 QEMU_NUMBERED_RE = re.compile(r"(hostpci|usb|serial|parallel|ipconfig|numa|virtiofs|unused)\d+")
+# PVE::API2::Qemu::Agent's $guest_agent_commands: the `command` enum of `qm guest cmd`.
+AGENT_COMMANDS = ("fsfreeze-freeze", "fsfreeze-status", "fsfreeze-thaw", "fstrim", "get-fsinfo",
+                  "get-host-name", "get-memory-block-info", "get-memory-blocks", "get-osinfo",
+                  "get-time", "get-timezone", "get-users", "get-vcpus", "info",
+                  "network-get-interfaces", "ping", "shutdown", "suspend-disk", "suspend-hybrid",
+                  "suspend-ram")
+SIMULATED_AGENT_COMMANDS = ("ping",)
+SHUTDOWN_TIMEOUT = 60  # _do_vm_stop's default
 
 
 def _missing_conf(host, vmid):
@@ -98,6 +110,9 @@ def cmd_start(host, pos, opts):
         raise TaskError("you can't start a vm if it's a template")
     if host.running_pid(vmid):
         raise TaskError(f"VM {vmid} already running")
+    failure = hooks.take_hook(host.hooks_dir, "qm-start-fail")
+    if failure is not None:
+        raise TaskError(failure or hooks.DEFAULT_START_FAIL)  # QEMU died: the VM stays stopped
     host.set_running(vmid, True)
     return 0
 
@@ -111,6 +126,44 @@ def cmd_stop(host, pos, opts):
     return 0
 
 
+def _startup_down(config):
+    """`down=N` of the config's `startup` property string, or None."""
+    for part in config.values.get("startup", "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "down" and value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _session_gone(parent, poll):
+    """The ssh session went away: re-parented, or nobody reads stdout any more."""
+    return os.getppid() != parent or any(
+        events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+
+
+def _await_powerdown(host, vmid, timeout):
+    """_do_vm_stop's wait while the guest ignores the powerdown (hook
+    qm-shutdown-hang): True when the VM went away meanwhile (stopped by someone
+    else, or the hook was cleared: the guest finally powered off), False after
+    `timeout` seconds. A vanished ssh session ends the job as a signal would."""
+    parent = os.getppid()
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not host.running_pid(vmid):
+            return True
+        if not hooks.hook_covers(host.hooks_dir, "qm-shutdown-hang", vmid):
+            host.set_running(vmid, False)
+            return True
+        if _session_gone(parent, poll):
+            raise TaskError("interrupted by signal")  # nobody sees it; the VM keeps running
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.2, left))
+
+
 def cmd_shutdown(host, pos, opts):
     vmid = int(pos["vmid"])
     if not host.vm_exists(vmid):
@@ -118,6 +171,18 @@ def cmd_shutdown(host, pos, opts):
     _check_lock(host, vmid, opts)
     if not host.running_pid(vmid):
         err(f"VM {vmid} not running")  # the stray warning of current qemu-server
+    elif hooks.hook_covers(host.hooks_dir, "qm-shutdown-hang", vmid):
+        timeout = int(opts["timeout"]) if "timeout" in opts else None
+        if timeout is None:
+            timeout = _startup_down(host.read_config(vmid)) or SHUTDOWN_TIMEOUT
+        if _await_powerdown(host, vmid, max(timeout, 0)):
+            return 0
+        if opts.get("forceStop") != "1":
+            raise TaskError("VM quit/powerdown failed - got timeout")
+        try:
+            out("VM still running - terminating now with SIGTERM")  # a worker warn: stdout
+        except Interrupted:
+            pass  # the caller went away; the task goes on and terminates the VM
     host.set_running(vmid, False)
     return 0
 
@@ -294,6 +359,41 @@ def cmd_set(host, pos, opts):
     return 0
 
 
+def agent_enabled(config):
+    """get_qga_key($conf, 'enabled'): the `agent` property string's `enabled`
+    (its default key, so `agent: 1` and `agent: enabled=1,…` both count)."""
+    for n, part in enumerate(config.values.get("agent", "").split(",")):
+        key, eq, value = part.partition("=")
+        if not eq and n == 0:
+            key, value = "enabled", key
+        if key.strip() == "enabled":
+            return value.strip().lower() in ("1", "yes", "on", "true")
+    return False
+
+
+def cmd_guest_cmd(host, pos, opts):
+    """`qm guest cmd <vmid> <command>` (the API's agent POST): load_config, then
+    assert_agent_available, then the command. `ping` answers an empty hash,
+    which the CLI prints as nothing."""
+    vmid = int(pos["vmid"])
+    command = pos["command"]
+    if command not in SIMULATED_AGENT_COMMANDS:
+        raise CodeParamError({"command": f"value '{command}' is not simulated by the lab "
+                                         f"(only {', '.join(SIMULATED_AGENT_COMMANDS)})"})
+    if not host.vm_exists(vmid):
+        raise _missing_conf(host, vmid)
+    config = host.read_config(vmid)
+    if "agent" not in config.values:
+        raise TaskError("No QEMU guest agent configured")
+    if not host.running_pid(vmid):
+        raise TaskError(f"VM {vmid} is not running")
+    # qga_check_running: a guest-ping on the QGA socket, which exists only when
+    # the agent is enabled; the hook stands for an agent that does not answer.
+    if not agent_enabled(config) or hooks.hook_covers(host.hooks_dir, "guest-agent-dead", vmid):
+        raise TaskError("QEMU guest agent is not running")
+    return 0
+
+
 VMID_ARG = [("vmid", VMID)]
 COMMANDS = {
     "list": (cmd_list, [], {"full": BOOLEAN}),
@@ -312,5 +412,12 @@ COMMANDS = {
 }
 
 
+GUEST_COMMANDS = {
+    "cmd": (cmd_guest_cmd, VMID_ARG + [("command", AGENT_COMMANDS)], {}),
+}
+
+
 def main(argv):
+    if argv and argv[0] == "guest":  # a command group, like `qm disk`
+        return cliargs.dispatch("qm guest", GUEST_COMMANDS, Host.from_env(), argv[1:])
     return cliargs.dispatch("qm", COMMANDS, Host.from_env(), argv)
