@@ -100,6 +100,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     if state.settings.monitor_enabled {
         let s = state.clone();
         siblings.push(supervise("monitor", shutdown.clone(), move |stop| crate::monitor::run(s.clone(), stop)));
+        let s = state.clone();
+        siblings.push(supervise("plans", shutdown.clone(), move |stop| crate::plans::run(s.clone(), stop)));
     }
     let mut server = tokio::spawn(server);
     tokio::select! {

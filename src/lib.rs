@@ -12,6 +12,7 @@ pub mod files;
 pub mod hypervisor;
 pub mod monitor;
 pub mod notify;
+pub mod plans;
 pub mod placement;
 pub mod queue;
 pub mod scheduler;

@@ -7,6 +7,7 @@ mod hypervisors;
 mod metrics;
 mod openapi;
 mod pairs;
+mod plans;
 mod schedules;
 mod session;
 mod tasks;
@@ -68,6 +69,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}", web::get().to(tasks::get))
             .route("/tasks/{id}/log", web::get().to(tasks::log))
             .route("/tasks/{id}/cancel", web::post().to(tasks::cancel))
+            .route("/plans", web::get().to(plans::list))
+            .route("/plans", web::post().to(plans::create))
+            .route("/plans/{id}", web::get().to(plans::get))
+            .route("/plans/{id}", web::put().to(plans::update))
+            .route("/plans/{id}", web::delete().to(plans::delete))
+            .route("/plans/{id}/failover", web::post().to(plans::failover))
+            .route("/plans/{id}/drill", web::post().to(plans::drill))
             .route("/schedules", web::get().to(schedules::list))
             .route("/schedules", web::post().to(schedules::create))
             .route("/schedules/{id}", web::get().to(schedules::get))

@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{alerts, events, hypervisors, pairs, schedules, session, tasks, tokens, users};
+use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
 
 /// The API description, generated from the handlers' annotations and the
 /// request/response types, so it cannot drift from the code.
@@ -45,6 +45,13 @@ use super::{alerts, events, hypervisors, pairs, schedules, session, tasks, token
         tasks::get,
         tasks::log,
         tasks::cancel,
+        plans::list,
+        plans::create,
+        plans::get,
+        plans::update,
+        plans::delete,
+        plans::failover,
+        plans::drill,
         schedules::list,
         schedules::create,
         schedules::get,

@@ -9,6 +9,7 @@ pub mod events;
 pub mod hypervisors;
 pub mod monitoring;
 pub mod pairs;
+pub mod plans;
 pub mod remote_files;
 pub mod schedules;
 pub mod targets;

@@ -564,14 +564,12 @@ impl Db {
             .bind(group)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE plan_runs SET next_group_at = ? WHERE id = ? AND current_group = ? AND status = 'running'",
-        )
-        .bind(next_group_at.map(Timestamp::millis))
-        .bind(run.to_string())
-        .bind(group)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE plan_runs SET next_group_at = ? WHERE id = ? AND current_group = ? AND status = 'running'")
+            .bind(next_group_at.map(Timestamp::millis))
+            .bind(run.to_string())
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -195,7 +195,13 @@ pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<(
 /// Starts a failover or drill of the whole plan: records the run and
 /// queues group 1 at once; the runner does the rest. `force` lets each
 /// failover go on where the DC VM cannot be fenced.
-pub async fn start(state: &AppState, actor: &User, id: Uuid, action: PlanAction, force: bool) -> ServiceResult<PlanRun> {
+pub async fn start(
+    state: &AppState,
+    actor: &User,
+    id: Uuid,
+    action: PlanAction,
+    force: bool,
+) -> ServiceResult<PlanRun> {
     require(actor, RUN)?;
     if force && action != PlanAction::Failover {
         return Err(ServiceError::invalid("force", "only a failover can be forced"));

@@ -11,6 +11,7 @@ const NAV: &[(&str, &str, Role)] = &[
     ("/", "Dashboard", Role::Viewer),
     ("/hypervisors", "Hypervisors", Role::Viewer),
     ("/pairs", "Pairs", Role::Viewer),
+    ("/plans", "Plans", Role::Viewer),
     ("/tasks", "Tasks", Role::Viewer),
     ("/schedules", "Schedules", Role::Viewer),
     ("/archives", "Archives", Role::Viewer),

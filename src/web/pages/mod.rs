@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod health;
 pub mod hypervisors;
 pub mod pairs;
+pub mod plans;
 pub mod schedules;
 pub mod session;
 pub mod settings;

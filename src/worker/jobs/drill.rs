@@ -179,7 +179,7 @@ async fn drill(
     ctx.phase("checking", 90);
     let hold = ctx.state.settings.drill_boot;
     let agent =
-        hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && v.starts_with('1'));
+        hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && agent_enabled(v));
     let deadline = tokio::time::Instant::now() + hold;
     let mut agent_ok = !agent;
     loop {
@@ -208,6 +208,12 @@ async fn drill(
     let agent_note = if agent { "; the guest agent answers" } else { "" };
     ev.step(ctx, "stays up", t4, true, format!("kept running for {} s{agent_note}", hold.as_secs())).await;
     Ok(rto_ms)
+}
+
+/// `agent: 1` or `agent: enabled=1,…` (the first, unnamed, option is
+/// `enabled`).
+fn agent_enabled(value: &str) -> bool {
+    value.split(',').any(|part| matches!(part.trim(), "1" | "enabled=1"))
 }
 
 /// Sets `link_down=1` on every NIC, keeping model and MAC. Returns how many.
@@ -256,4 +262,18 @@ async fn remove_drill_vm(
     }
     hv.destroy(pair.guest, vmid, &shield).await?;
     Ok(Some(format!("drill VM {vmid} stopped and destroyed")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_enabled;
+
+    #[test]
+    fn the_agent_option_is_read_both_ways() {
+        assert!(agent_enabled("1"));
+        assert!(agent_enabled("enabled=1,fstrim_cloned_disks=1"));
+        assert!(agent_enabled("1,type=virtio"));
+        assert!(!agent_enabled("0"));
+        assert!(!agent_enabled("enabled=0"));
+    }
 }
