@@ -19,7 +19,6 @@ use crate::db::tasks::Task;
 use crate::db::users::User;
 use crate::db::DbError;
 use crate::domain::{PairId, Role, TaskKind, Timestamp};
-use crate::queue::{enqueue, Request};
 use crate::state::AppState;
 
 /// Who may create, change and delete plans.
@@ -272,23 +271,7 @@ async fn queue_group(state: &AppState, run: &PlanRun, number: i64, recover: bool
 /// clearing the pair's other work), on behalf of the user who started the
 /// run, whose role was checked then.
 async fn queue_one(state: &AppState, by: &str, pair_id: PairId, kind: TaskKind, force: bool) -> ServiceResult<Task> {
-    let pair = super::pairs::load(state, pair_id).await?;
-    if !pair.enabled {
-        return Err(ServiceError::Conflict("This pair is disabled; enable it first.".into()));
-    }
-    super::tasks::allowed_in_state(&pair, kind)?;
-    if kind.is_switch() && state.db.pair_has_open_task(pair.id, kind).await? {
-        return Err(ServiceError::Conflict(format!("A {kind} of this pair is already queued or running.")));
-    }
-    if kind == TaskKind::Failover {
-        let why = format!("Cancelled: a failover of this pair was requested by {by}.");
-        let (queued, running) = state.db.clear_way_for_switch(pair.id, &why).await?;
-        if queued + running > 0 {
-            tracing::warn!(pair = %pair.id, queued, running, "failover: other tasks of the pair cancelled");
-        }
-    }
-    let req = Request { kind, archive_id: None, schedule_id: None, requested_by: by, force };
-    Ok(enqueue(state, &pair, req).await?)
+    super::tasks::queue_as(state, by, pair_id, kind, None, force).await
 }
 
 /// One step of a running run, as far as it can go now: settles pairs an

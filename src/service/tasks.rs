@@ -24,11 +24,8 @@ pub async fn queue(
     force: bool,
 ) -> ServiceResult<Task> {
     require(actor, RUN)?;
-    let pair = super::pairs::load(state, pair_id).await?;
-    if !pair.enabled {
-        return Err(ServiceError::Conflict("This pair is disabled; enable it first.".into()));
-    }
     if let Some(a) = archive_id {
+        let pair = super::pairs::load(state, pair_id).await?;
         match state.db.archive(a).await? {
             Some(arch) if arch.pair_id == pair.id && arch.verified_at.is_some() => {}
             _ => return Err(ServiceError::invalid("archive_id", "is not a verified archive of this pair")),
@@ -37,18 +34,38 @@ pub async fn queue(
     if force && kind != TaskKind::Failover {
         return Err(ServiceError::invalid("force", "only a failover can be forced"));
     }
+    queue_as(state, &actor.username, pair_id, kind, archive_id, force).await
+}
+
+/// Queues `kind` for the pair on behalf of `by`, whose role the caller
+/// checked (a user now, or the user who started a recovery plan): the
+/// pair must be enabled and in a state that allows the kind, one switch
+/// task per pair at a time, and a failover first clears the pair's other
+/// work.
+pub async fn queue_as(
+    state: &AppState,
+    by: &str,
+    pair_id: PairId,
+    kind: TaskKind,
+    archive_id: Option<ArchiveId>,
+    force: bool,
+) -> ServiceResult<Task> {
+    let pair = super::pairs::load(state, pair_id).await?;
+    if !pair.enabled {
+        return Err(ServiceError::Conflict("This pair is disabled; enable it first.".into()));
+    }
     allowed_in_state(&pair, kind)?;
     if kind.is_switch() && state.db.pair_has_open_task(pair.id, kind).await? {
         return Err(ServiceError::Conflict(format!("A {kind} of this pair is already queued or running.")));
     }
     if kind == TaskKind::Failover {
-        let why = format!("Cancelled: a failover of this pair was requested by {}.", actor.username);
+        let why = format!("Cancelled: a failover of this pair was requested by {by}.");
         let (queued, running) = state.db.clear_way_for_switch(pair.id, &why).await?;
         if queued + running > 0 {
             tracing::warn!(pair = %pair.id, queued, running, "failover: other tasks of the pair cancelled");
         }
     }
-    let req = Request { kind, archive_id, schedule_id: None, requested_by: &actor.username, force };
+    let req = Request { kind, archive_id, schedule_id: None, requested_by: by, force };
     Ok(enqueue(state, &pair, req).await?)
 }
 
