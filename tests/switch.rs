@@ -425,3 +425,55 @@ async fn placement_picks_the_drc_host_with_the_most_free_memory() {
     assert!(!log_text(&t).contains("placement:"));
     assert_eq!(lab.vm_status("drc3", 9140), "missing");
 }
+
+#[tokio::test]
+async fn fencing_stops_a_vm_that_ignores_its_shutdown() {
+    let LabSetup { app, lab, dc, drc } = lab_setup(&[("FENCE_SHUTDOWN_SECS", "2")]).await;
+    let pair = protected_pair(&app, &lab, &dc, &drc, 138, json!({})).await;
+    lab.hook("dc1", "qm-shutdown-hang", "138");
+    let t = app.wait_for_task(&app.queue(&pair, "failover").await).await;
+    assert_eq!(t["status"], "succeeded", "{}", log_text(&t));
+    assert!(log_text(&t).contains("stopped hard after the shutdown timed out"), "{}", log_text(&t));
+    assert_eq!(lab.vm_status("dc1", 138), "stopped");
+    assert_eq!(lab.vm_status("drc1", 9138), "running");
+}
+
+#[tokio::test]
+async fn a_drill_waits_for_the_guest_agent_when_the_vm_has_one() {
+    let LabSetup { app, lab, dc, drc } = lab_setup(FAST).await;
+    lab_cmd(&[
+        "create-vm",
+        "--root",
+        &lab.root("dc1"),
+        "--node",
+        "dc1",
+        "--vmid",
+        "139",
+        "--disk-size",
+        "4M",
+        "--running",
+        "--agent",
+    ]);
+    let (s, p) = app
+        .post(
+            "/api/v1/pairs",
+            json!({"src_hypervisor_id": dc, "src_vmid": 139, "dst_hypervisor_id": drc, "dst_vmid": 9139,
+                                      "drill_vmid": 8139, "start_after_restore": false}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    let pair = p["id"].as_str().unwrap().to_string();
+    assert_eq!(app.wait_for_task(&app.queue(&pair, "replicate").await).await["status"], "succeeded");
+
+    let t = app.wait_for_task(&app.queue(&pair, "drill").await).await;
+    assert_eq!(t["status"], "succeeded", "{}", log_text(&t));
+    assert!(log_text(&t).contains("the guest agent answers"), "{}", log_text(&t));
+
+    lab.hook("drc1", "guest-agent-dead", "8139");
+    let t = app.wait_for_task(&app.queue(&pair, "drill").await).await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["error"].as_str().unwrap().contains("guest agent"), "{t}");
+    assert_eq!(lab.vm_status("drc1", 8139), "missing", "a failed drill still destroys its VM");
+    let (_, view) = app.get(&format!("/api/v1/pairs/{pair}")).await;
+    assert_eq!(view["last_drill"]["status"], "failed", "{view}");
+}
