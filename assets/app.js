@@ -4,6 +4,11 @@
 document.addEventListener("submit", function (e) {
   var form = e.target;
   var question = form.getAttribute("data-confirm");
+  // A forced failover asks a different question: it may leave both copies running.
+  var force = form.querySelector("input[name='force']");
+  if (force && force.checked && form.hasAttribute("data-confirm-forced")) {
+    question = form.getAttribute("data-confirm-forced");
+  }
   if (question && !window.confirm(question)) {
     e.preventDefault();
   }

@@ -24,6 +24,9 @@ def free_port():
 
 
 def binary():
+    # DRSWITCH_BIN: a binary built elsewhere (e.g. from a clean checkout).
+    if os.environ.get("DRSWITCH_BIN"):
+        return os.environ["DRSWITCH_BIN"]
     for profile in ("release", "debug"):
         path = os.path.join(ROOT, "target", profile, "drswitch")
         if os.path.exists(path):
@@ -114,7 +117,26 @@ class Lab:
         root = self.hosts[host]["root"]
         self.lab("create-vm", "--root", root, "--node", host, "--vmid", str(vmid), "--disk-size", size, "--running")
 
+    def _control(self, verb, name):
+        """One control line on the lab's stdin; returns its answer line."""
+        self.proc.stdin.write(f"{verb} {name}\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if not answer.startswith("OK "):
+            raise RuntimeError(f"lab: {verb} {name}: {answer or 'no answer'}")
+        return answer
+
+    def power_off(self, name):
+        """Pulls the plug of host `name` (see lab/README.md, Power loss)."""
+        return self._control("power-off", name)
+
+    def power_on(self, name):
+        return self._control("power-on", name)
+
     def stop(self):
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:  # the lab already died (e.g. Ctrl-C reached it too)
+            pass
         self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -118,7 +118,16 @@ impl Serialize for NetworkMap {
 
 impl<'de> Deserialize<'de> for NetworkMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, RawTarget>::deserialize(d)?;
+        let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                serde_json::from_value::<RawTarget>(v).map(|t| (k.clone(), t)).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{k:?} must map to a bridge name or to {{\"bridge\": \"vmbr10\", \"tag\": 20}}"
+                    ))
+                })
+            })
+            .collect::<Result<BTreeMap<_, _>, D::Error>>()?;
         NetworkMap::checked(raw).map_err(|e| serde::de::Error::custom(e.0))
     }
 }

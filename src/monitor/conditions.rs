@@ -93,7 +93,9 @@ pub fn evaluate(i: &Inputs<'_>) -> BTreeMap<String, Verdict> {
         host_verdicts(view, i, n, &mut out);
     }
     let names: HashMap<PairId, &str> = i.pairs.iter().map(|p| (p.id, p.name.as_str())).collect();
-    for pair in i.pairs.iter().filter(|p| p.enabled) {
+    // A pair that is failed over has its replica as the live copy and no
+    // backups by design; the failover alerts speak for it.
+    for pair in i.pairs.iter().filter(|p| p.enabled && p.state == crate::domain::PairState::Protected) {
         out.insert(format!("rpo_breached:{}", pair.id), rpo_verdict(pair, i.newest_archive.get(&pair.id), i.now));
     }
     for task in i.outcomes {

@@ -84,6 +84,11 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
 /// the alerts in line with what is true now.
 pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
     let started = std::time::Instant::now();
+    // Every sample of a round carries the round's start: a host that
+    // answered quickly one round and not at all the next is then silent
+    // for exactly the rounds in between, and a tolerance that is a
+    // multiple of the interval does not cost one interval more.
+    let round_at = Timestamp::now();
     let hosts: Vec<Hypervisor> =
         state.db.list_hypervisors().await?.into_iter().filter(|h| h.enabled && h.host_key.is_some()).collect();
     // Each probe bounds itself; the outer timeout only guards against a
@@ -100,11 +105,12 @@ pub async fn round(state: &Arc<AppState>) -> DbResult<()> {
     }))
     .await;
     for (h, p) in hosts.iter().zip(probes) {
-        let p = p.unwrap_or_else(|| ProbeResult {
+        let mut p = p.unwrap_or_else(|| ProbeResult {
             sample: Sample { at: Timestamp::now(), api_up: Some(0.0), ssh_up: Some(0.0), ..Default::default() },
             api_detail: "the probe did not finish in time".into(),
             ssh_detail: "the probe did not finish in time".into(),
         });
+        p.sample.at = round_at;
         state.db.record_probe(h.id, &p.sample, &p.api_detail, &p.ssh_detail).await?;
     }
     let probed_ms = started.elapsed().as_millis() as u64;

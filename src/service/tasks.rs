@@ -2,9 +2,9 @@
 //! queued, cancelling, and reading tasks and their logs.
 
 use super::{require, ServiceError, ServiceResult};
+use crate::db::pairs::Pair;
 use crate::db::tasks::{LogLine, Task, TaskFilter};
 use crate::db::users::User;
-use crate::db::pairs::Pair;
 use crate::domain::{ArchiveId, PairId, PairState, Role, TaskId, TaskKind, TaskStatus};
 use crate::queue::{enqueue, Request};
 use crate::state::AppState;
@@ -82,8 +82,14 @@ pub fn allowed_in_state(pair: &Pair, kind: TaskKind) -> ServiceResult<()> {
     if !ok {
         return Err(ServiceError::Conflict(format!("A {kind} is not possible while the pair is {}.", pair.state)));
     }
+    if kind == TaskKind::Drill && pair.guest != crate::domain::Guest::Qemu {
+        return Err(ServiceError::Conflict("Drills are for qemu guests only so far.".into()));
+    }
     if kind == TaskKind::Drill && pair.drill_vmid.is_none() {
-        return Err(ServiceError::invalid("drill_vmid", "is not set for this pair; set a free VMID on the DRC host first"));
+        return Err(ServiceError::invalid(
+            "drill_vmid",
+            "is not set for this pair; set a free VMID on the DRC host first",
+        ));
     }
     Ok(())
 }

@@ -68,6 +68,10 @@ pub enum Kind {
     /// An optional setting: sent empty means "none" (JSON null), which the
     /// API takes as "clear it".
     Clearable,
+    /// A textarea holding a JSON object (a network map): sent empty means
+    /// "none" (JSON null, which clears it); anything else must parse as an
+    /// object, which the service input then checks like the API's body.
+    JsonObject,
 }
 
 impl Form {
@@ -106,6 +110,11 @@ impl Form {
                     None if self.fields.iter().any(|(k, _)| k == name) => Value::Null,
                     None => continue,
                 },
+                Kind::JsonObject => match self.get(name) {
+                    Some(v) => json_object(name, v)?,
+                    None if self.fields.iter().any(|(k, _)| k == name) => Value::Null,
+                    None => continue,
+                },
                 Kind::Multi => {
                     if !self.fields.iter().any(|(k, _)| k == name) {
                         continue;
@@ -137,13 +146,45 @@ impl Form {
     }
 
     /// The form as a service input type, with errors naming the field.
+    /// An error inside a field's value (a key of a JSON object, an item
+    /// of a list) is shown next to that field.
     pub fn input<T: DeserializeOwned>(&self, schema: &[(&str, Kind)]) -> ServiceResult<T> {
-        crate::service::input::decode(self.json(schema)?)
+        crate::service::input::decode(self.json(schema)?).map_err(|e| match e {
+            ServiceError::Invalid { field, message } => {
+                let (top, inner) = split_path(&field);
+                match inner {
+                    Some(inner) if schema.iter().any(|(n, _)| *n == top) => {
+                        ServiceError::invalid(top, format!("{inner}: {message}"))
+                    }
+                    _ => ServiceError::Invalid { field, message },
+                }
+            }
+            other => other,
+        })
     }
 
     /// The values as typed, to fill a form again after an error.
     pub fn values(&self) -> impl Fn(&str) -> String + '_ {
         move |name| self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+}
+
+/// A typed JSON object; a list, a number or broken JSON is refused naming
+/// the field.
+fn json_object(name: &str, v: &str) -> ServiceResult<Value> {
+    match serde_json::from_str::<Value>(v) {
+        Ok(obj @ Value::Object(_)) => Ok(obj),
+        Ok(_) => Err(ServiceError::invalid(name, "must be a JSON object in braces: { … }")),
+        Err(e) => Err(ServiceError::invalid(name, format!("is not valid JSON ({e})"))),
+    }
+}
+
+/// `network_map.vmbr0` → (`network_map`, Some(`vmbr0`)); `kinds[1]` →
+/// (`kinds`, Some(`[1]`)); a plain name has no inner part.
+fn split_path(path: &str) -> (&str, Option<&str>) {
+    match path.find(['.', '[']) {
+        Some(i) => (&path[..i], Some(path[i..].trim_start_matches('.'))),
+        None => (path, None),
     }
 }
 
@@ -189,5 +230,40 @@ mod tests {
         assert!(err.to_string().starts_with("tolerance_secs:"), "{err}");
         let err = form(&[("cpu_pct", "NaN")]).json(&[("cpu_pct", Kind::Decimal)]).unwrap_err();
         assert!(err.to_string().starts_with("cpu_pct:"), "{err}");
+    }
+
+    #[test]
+    fn a_json_object_field_parses_or_names_itself() {
+        let v =
+            form(&[("network_map", " {\"vmbr0\": \"vmbr10\"} ")]).json(&[("network_map", Kind::JsonObject)]).unwrap();
+        assert_eq!(v, json!({"network_map": {"vmbr0": "vmbr10"}}));
+        // Sent empty: cleared; not sent: unchanged.
+        let v = form(&[("network_map", "")]).json(&[("network_map", Kind::JsonObject)]).unwrap();
+        assert_eq!(v, json!({"network_map": null}));
+        assert_eq!(form(&[]).json(&[("network_map", Kind::JsonObject)]).unwrap(), json!({}));
+        for bad in ["{\"vmbr0\": ", "[\"vmbr0\"]", "vmbr0=vmbr10"] {
+            let err = form(&[("network_map", bad)]).json(&[("network_map", Kind::JsonObject)]).unwrap_err();
+            assert!(err.to_string().starts_with("network_map:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_error_inside_a_value_is_shown_at_its_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Input {
+            limits: Option<std::collections::BTreeMap<String, u16>>,
+        }
+        let f = form(&[("limits", "{\"vmbr0\": 70000}")]);
+        let err = f.input::<Input>(&[("limits", Kind::JsonObject)]).unwrap_err();
+        match err {
+            crate::service::ServiceError::Invalid { field, message } => {
+                assert_eq!(field, "limits");
+                assert!(message.starts_with("vmbr0: "), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(super::split_path("kinds[1]"), ("kinds", Some("[1]")));
+        assert_eq!(super::split_path("name"), ("name", None));
     }
 }

@@ -5,7 +5,8 @@ use actix_web::http::header;
 use actix_web::HttpResponse;
 use maud::{html, Markup};
 
-use crate::domain::{Severity, TaskStatus, Timestamp};
+use crate::db::events::Event;
+use crate::domain::{PairState, Severity, TaskKind, TaskStatus, Timestamp};
 use crate::monitor::conditions::Reachability;
 use crate::service::ServiceError;
 
@@ -212,6 +213,30 @@ pub fn reachability_word(r: Reachability) -> &'static str {
     }
 }
 
+/// Where a pair stands in the switch: protected green, failing over or
+/// back amber, failed over red. `data-state` carries the API's word.
+pub fn pair_state_badge(s: PairState) -> Markup {
+    let (class, text) = match s {
+        PairState::Protected => ("ok", "protected"),
+        PairState::FailingOver => ("warn", "failing over"),
+        PairState::FailedOver => ("bad", "failed over"),
+        PairState::FailingBack => ("warn", "failing back"),
+    };
+    html! { span class={ "badge " (class) } data-state=(s) { (text) } }
+}
+
+/// How a failover, failback or drill ended, in one word (drills pass or
+/// fail); `data-outcome` carries the word.
+pub fn event_badge(e: &Event) -> Markup {
+    let (class, text) = match (e.status.as_str(), e.kind) {
+        ("succeeded", TaskKind::Drill) => ("ok", "passed"),
+        ("succeeded", _) => ("ok", "succeeded"),
+        ("running", _) => ("info", "running"),
+        _ => ("bad", "failed"),
+    };
+    html! { span class={ "badge " (class) } data-outcome=(text) { (text) } }
+}
+
 /// An alert's severity: critical red, warning amber.
 pub fn severity_badge(s: Severity) -> Markup {
     let class = match s {
@@ -254,6 +279,20 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
+/// A measured time to the tenth of a second under a minute (RTOs, steps):
+/// 0.4 s, 12.1 s, 2 min 5 s, 1 h 3 min.
+pub fn elapsed(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 59_950 {
+        return format!("{:.1} s", ms as f64 / 1000.0);
+    }
+    match (ms + 500) / 1000 {
+        s if s < 3600 && s % 60 == 0 => format!("{} min", s / 60),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s => duration(s),
+    }
+}
+
 /// A timestamp as people read it (UTC).
 pub fn when(t: Timestamp) -> String {
     t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -268,5 +307,15 @@ mod tests {
         assert_eq!(super::duration(3_660), "1 h 1 min");
         assert_eq!(super::duration(2 * 86_400), "2 d");
         assert_eq!(super::duration(2 * 86_400 + 7_200), "2 d 2 h");
+    }
+
+    #[test]
+    fn measured_times_keep_tenths_under_a_minute() {
+        assert_eq!(super::elapsed(420), "0.4 s");
+        assert_eq!(super::elapsed(12_149), "12.1 s");
+        assert_eq!(super::elapsed(125_000), "2 min 5 s");
+        assert_eq!(super::elapsed(3_780_000), "1 h 3 min");
+        assert_eq!(super::elapsed(59_960), "1 min");
+        assert_eq!(super::elapsed(-5), "0.0 s");
     }
 }

@@ -311,6 +311,10 @@ class Server:
             # a probe slowed by a busy lab must not fail a pair over.
             "MONITOR_INTERVAL_SECS": "1",
             "MONITOR_PROBE_TIMEOUT_SECS": "1",
+            # A drill VM has to keep running 2 s (not a minute), and a DC VM
+            # that does not shut down cleanly is stopped after 5 s.
+            "DRILL_BOOT_SECS": "2",
+            "FENCE_SHUTDOWN_SECS": "5",
         }
         self.proc = None
         self.base = None

@@ -235,8 +235,8 @@ class T01Login(UiTest):
         self.assertEqual(self.h1(), "Dashboard")
         self.assertEqual(self.p.who(), "admin · admin")
         nav = [a.text for a in self.p.css_all("header nav a")]
-        self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Tasks", "Schedules", "Archives", "Alerts",
-                               "Users", "Settings", "Account"])
+        self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Plans", "Tasks", "Schedules", "Archives",
+                               "Alerts", "Users", "Settings", "Account"])
         self.assertEqual(self.p.css("header nav a.active").text, "Dashboard")
         self.assertEqual(len(self.p.buttons("Log out")), 1)
 
@@ -447,7 +447,10 @@ class T09Pairs(UiTest):
         self.assertIsNotNone(row, f"pair {name} is not listed")
         self.assertEqual(row[1:3], ["dc1 / 100", f"{drc_name} / 9100"])
         self.assertRegex(row[3], r"^(no archive|.+ old)$")
-        self.assertEqual(row[4], "enabled")
+        self.assertEqual(row[4], "protected", "the state column shows where the pair stands in the switch")
+        badge = self.d.find_element(By.XPATH, f"//tr[.//a[normalize-space()={harness.xpath_str(name)}]]//*[@data-state]")
+        self.assertEqual(badge.get_attribute("data-state"), "protected")
+        self.assertIn("badge ok", badge.get_attribute("class"))
         self.p.click_and_wait_load(self.p.link(name))
         self.assertEqual(self.p.path(), f"/pairs/{pid}")
 
@@ -722,7 +725,8 @@ class T19Access(UiTest):
             self.assertTrue(self.h1().startswith(heading), f"{path}: {self.h1()}")
             main = self.d.find_element(By.TAG_NAME, "main")
             for label in ("Backup now", "Replicate now", "Restore", "Delete", "Cancel", "Test connection",
-                          "Schedule backup", "Disable", "Enable", "Add pair", "Add hypervisor", "Edit"):
+                          "Schedule backup", "Disable", "Enable", "Add pair", "Add hypervisor", "Edit",
+                          "Fail over", "Fail back", "Run drill"):
                 found = main.find_elements(
                     By.XPATH, f".//*[(self::button or self::a) and normalize-space()={harness.xpath_str(label)}]")
                 self.assertEqual(found, [], f"{path} offers {label!r} to a viewer")
@@ -1187,6 +1191,277 @@ class T30Screenshots(UiTest):
             self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
             width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
             self.assertEqual((width, height), (harness.WIDTH, harness.HEIGHT), name)
+
+DRILL_VMID = 9200
+DRILL_STEPS = ["preflight", "push", "restore", "boot", "stays up", "destroy drill VM"]
+NETWORK_MAP = {"vmbr0": "vmbr10", "vmbr1": {"bridge": "vmbr11", "tag": 20}}
+
+
+def drill_ready():
+    """The main pair with a verified archive and its drill VMID set."""
+    pid = pair()
+    archive()
+    if SUITE.api.get(f"/api/v1/pairs/{pid}").get("drill_vmid") != DRILL_VMID:
+        SUITE.api.put(f"/api/v1/pairs/{pid}", {"drill_vmid": DRILL_VMID})
+    return pid
+
+
+class T31Switch(UiTest):
+    """Failover, failback and drills from a pair's page (SPEC 5.3). Runs
+    last; the failover and failback use a pair of their own (db01)."""
+
+    def field_errors(self, name):
+        return [e.text for e in self.p.field(name).find_elements(
+            By.XPATH, "./ancestor::label[1]//*[contains(@class,'field-error')]")]
+
+    def state(self):
+        """The h1's state badge as (API word, text, class)."""
+        badge = self.p.css("h1 [data-state]")
+        return badge.get_attribute("data-state"), badge.text, badge.get_attribute("class")
+
+    def events(self):
+        return self.p.css_all("#events details.event")
+
+    def steps(self, event):
+        """An event's steps as (name, result, took) rows, read from the page."""
+        rows = event.find_elements(By.CSS_SELECTOR, "table.steps tbody tr")
+        return [tuple(self.p.text_of(td) for td in r.find_elements(By.TAG_NAME, "td"))[:5] for r in rows]
+
+    def test_31_drill_vmid_and_network_map_through_the_edit_form(self):
+        pid = pair()
+        self.p.open(f"/pairs/{pid}/edit")
+        fields = self.p.css("#switch-fields")
+        self.assertEqual(fields.find_element(By.TAG_NAME, "legend").text, "Failover and drills")
+        self.assertEqual(self.p.field("network_map").tag_name, "textarea")
+        self.assertFalse(self.p.field("auto_failover").is_selected())
+        self.assertFalse(self.p.field("shutdown_returned_source").is_selected())
+        # Broken JSON and a value that is no bridge are refused next to the field; what was typed stays.
+        for typed, error in (('{"vmbr0": ', "is not valid JSON"),
+                             ('["vmbr0", "vmbr10"]', "must be a JSON object"),
+                             ('{"vmbr0": 10}', 'vmbr0: must be a bridge name like "vmbr10"'),
+                             ('{"vmbr0": "vm br"}', "is not a bridge name"),
+                             ('{"vmbr0": {"bridge": "vmbr10", "tag": 5000}}', "VLAN tag 5000 must be from 1 to 4094")):
+            self.p.fill({"drill_vmid": DRILL_VMID, "network_map": typed})
+            self.p.click_and_wait_load(self.p.button("Save"))
+            self.assertEqual(self.p.path(), f"/pairs/{pid}", "the form is shown again at its action")
+            errors = self.field_errors("network_map")
+            self.assertEqual(len(errors), 1, f"{typed}: no error next to network_map ({self.p.flash()})")
+            self.assertIn(error, errors[0], typed)
+            self.assertIn("invalid", self.p.field("network_map").get_attribute("class").split())
+            self.assertEqual(self.p.field("network_map").get_attribute("value"), typed, "what was typed is kept")
+            self.assertEqual(self.p.field("drill_vmid").get_attribute("value"), str(DRILL_VMID))
+            self.assertEqual(len(self.p.css_all(".field-error")), 1, "only the faulty field is marked")
+        stored = self.s.api.get(f"/api/v1/pairs/{pid}")
+        self.assertEqual((stored["drill_vmid"], stored["network_map"]), (None, {}), "nothing was saved")
+        # A good one is saved and shown.
+        self.p.fill({"drill_vmid": DRILL_VMID, "network_map": json.dumps(NETWORK_MAP),
+                     "shutdown_returned_source": True})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.assertEqual(self.p.path(), f"/pairs/{pid}", self.p.flash())
+        self.assertIn("saved.", self.p.flash())
+        facts = self.facts()
+        self.assertEqual(facts["Network map"], "vmbr0 → vmbr10, vmbr1 → vmbr11 (VLAN 20)")
+        self.assertEqual(facts["DC VM back while failed over"], "stopped by drswitch")
+        self.assertEqual(facts["Auto failover"], "no: an operator fails over")
+        assurance = self.facts(self.p.css("#assurance"))
+        drc_name = self.s.api.get(f"/api/v1/hypervisors/{stored['dst_hypervisor_id']}")["name"]
+        self.assertEqual(assurance["Drill VM"], f"VM {DRILL_VMID} on {drc_name}, destroyed after each drill")
+        stored = self.s.api.get(f"/api/v1/pairs/{pid}")
+        self.assertEqual((stored["drill_vmid"], stored["network_map"], stored["shutdown_returned_source"],
+                          stored["auto_failover"]), (DRILL_VMID, NETWORK_MAP, True, False))
+        # The edit form shows what is stored; emptying the map clears it.
+        self.p.open(f"/pairs/{pid}/edit")
+        self.assertEqual(self.p.field("drill_vmid").get_attribute("value"), str(DRILL_VMID))
+        self.assertEqual(json.loads(self.p.field("network_map").get_attribute("value")), NETWORK_MAP)
+        self.assertTrue(self.p.field("shutdown_returned_source").is_selected())
+        self.p.fill({"network_map": "", "shutdown_returned_source": False})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.assertIn("saved.", self.p.flash())
+        self.assertEqual(self.facts()["Network map"], "none: the replica keeps the DC bridges")
+        stored = self.s.api.get(f"/api/v1/pairs/{pid}")
+        self.assertEqual((stored["drill_vmid"], stored["network_map"], stored["shutdown_returned_source"]),
+                         (DRILL_VMID, {}, False), "an emptied map is cleared; the drill VMID stays")
+        # Put the map back: the drill below runs with it (a drill keeps every NIC's link down instead).
+        self.s.api.put(f"/api/v1/pairs/{pid}", {"network_map": NETWORK_MAP})
+
+    def test_32_run_a_drill_from_the_pair_page(self):
+        pid = drill_ready()
+        drc = self.s.api.get(f"/api/v1/pairs/{pid}")["dst_hypervisor_id"]
+        drc_name = self.s.api.get(f"/api/v1/hypervisors/{drc}")["name"]
+        before = len(self.s.api.get(f"/api/v1/events?pair_id={pid}"))
+        replica = self.s.lab.vm_status("drc1", 9100)
+        self.p.open(f"/pairs/{pid}")
+        form = self.p.css("#drill-form")
+        options = [o.get_attribute("value") for o in form.find_elements(By.CSS_SELECTOR, "select[name='archive_id'] option")]
+        self.assertEqual(options[0], "", "the newest verified archive is the default")
+        self.assertGreaterEqual(len(options), 2, "each verified archive can be chosen")
+        # Dismissing the question runs nothing.
+        self.p.button("Run drill").click()
+        question = self.p.confirm(accept=False)
+        self.assertEqual(question, f"Restores the chosen archive on {drc_name} as an isolated VM {DRILL_VMID} "
+                                   "(new MAC addresses, network links down), checks it keeps running for 2 s, then "
+                                   "destroys it. The replica VM 9100 and the DC VM are not touched. Continue?")
+        self.assertEqual(self.p.path(), f"/pairs/{pid}")
+        self.p.click_confirm_and_wait_load(self.p.button("Run drill"), accept=True)
+        tid = self.task_id_from_path()
+        self.assertIn("drill", self.h1())
+        self.p.until(lambda d: self.task_state()[1] in FINAL, timeout=90, message="the drill never ended")
+        self.assertEqual(self.task_state()[1], "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
+        self.assertEqual(self.s.lab.vm_status("drc1", DRILL_VMID), "missing", "the drill VM was destroyed")
+        self.assertEqual(self.s.lab.vm_status("drc1", 9100), replica, "the replica was not touched")
+
+        self.p.open(f"/pairs/{pid}")
+        events = self.events()
+        self.assertEqual(len(events), before + 1)
+        newest = events[0]
+        self.assertEqual((newest.get_attribute("data-kind"), newest.get_attribute("data-status")),
+                         ("drill", "succeeded"))
+        self.assertIsNotNone(newest.get_attribute("open"), "the newest event is open")
+        head = self.p.text_of(newest.find_element(By.CSS_SELECTOR, "summary"))
+        self.assertRegex(head, r"^Drill passed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+ s ago\) took [\d.]+ s "
+                               r"RTO [\d.]+ s Drill passed: .+ booted as VM 9200 on .+ kept running")
+        steps = self.steps(newest)
+        self.assertEqual([s[0] for s in steps], DRILL_STEPS)
+        for name, result, at, took, detail in steps:
+            self.assertEqual(result, "ok", f"{name}: {detail}")
+            self.assertRegex(at, r"^\+[\d.]+ s$")
+            self.assertRegex(took, r"^[\d.]+ s$")
+            self.assertTrue(detail, f"{name} has no detail")
+        self.assertIn("kept running for 2 s", steps[4][4])
+        link = newest.find_element(By.XPATH, ".//a[normalize-space()=\"The task's log\"]")
+        self.assertTrue(link.get_attribute("href").endswith(f"/tasks/{tid}"))
+        # Recovery assurance: the drill passed, with its measured RTO.
+        drill = self.p.text_of(self.p.css("#assurance-drill"))
+        self.assertRegex(drill, r"^passed RTO [\d.]+ s, \d+ s ago · task$")
+        event = self.s.api.get(f"/api/v1/events?pair_id={pid}")[0]
+        self.assertIn(f"RTO {event['rto_secs']:.1f} s", drill, "the page shows the event's RTO")
+        restored = [t for t in api_tasks(pair_id=pid, status="succeeded")["items"] if t["kind"] in ("restore", "replicate")]
+        self.assertRegex(self.p.text_of(self.p.css("#assurance-restore")),
+                         r"^[\d.]+ s (restore|replicate \(backup and restore\)), \d+ (s|min) ago · task$" if restored
+                         else r"^none in the recent tasks$")
+        # Folded: the summary stays, the steps hide.
+        newest.find_element(By.CSS_SELECTOR, "summary").click()
+        self.assertIsNone(newest.get_attribute("open"))
+        self.assertFalse(newest.find_element(By.CSS_SELECTOR, "table.steps").is_displayed())
+        newest.find_element(By.CSS_SELECTOR, "summary").click()
+        # The dashboard tile tells the last drill too.
+        self.p.open("/")
+        self.assertRegex(self.p.css(f".tile[data-pair='{pid}'] .drill").text, r"^Last drill: passed RTO [\d.]+ s · ")
+        self.p.open(f"/pairs/{pid}")
+        self.d.execute_script("document.getElementById('assurance').scrollIntoView();")
+        self.p.screenshot("pair-drill.png")
+
+    def test_33_fail_over_a_pair_from_its_page(self):
+        dc, drc = pinned()
+        drc_name = self.s.api.get(f"/api/v1/hypervisors/{drc}")["name"]
+        # A pair of its own: nothing after this test uses it, since failed over it stays so.
+        self.s.lab.create_vm("dc1", 102, "8M")
+        p = self.s.api.post("/api/v1/pairs", {"name": "db01", "src_hypervisor_id": dc, "src_vmid": 102,
+                                              "dst_hypervisor_id": drc, "dst_vmid": 9102}, expect=201)
+        pid = self.s.ids["failed_over"] = p["id"]
+        task = self.s.api.post(f"/api/v1/pairs/{pid}/replicate", {}, expect=202)
+        self.assertEqual(self.s.api.wait_task(task["id"])["status"], "succeeded")
+        self.assertEqual(self.s.lab.vm_status("drc1", 9102), "running")
+
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(self.state(), ("protected", "protected", "badge ok"))
+        self.assertEqual(self.p.css_all("#pair-state"), [], "a protected pair has no state banner")
+        for label in ("Backup now", "Replicate now", "Fail over"):
+            self.assertEqual(len(self.p.buttons(label)), 1, f"{label} is offered")
+        self.assertEqual(self.p.buttons("Fail back"), [], "only a failed-over pair fails back")
+        self.assertEqual(self.p.buttons("Run drill"), [], "no drill VMID, no drill")
+        self.assertIn("needs a drill VMID", self.p.css("#switch").text)
+        form = self.p.css("#failover-form")
+        force = self.p.field("force", form)
+        self.assertEqual(force.find_element(By.XPATH, "./ancestor::label[1]").text,
+                         "Go on even if the DC VM cannot be fenced")
+        self.assertFalse(force.is_selected())
+        question = (f"Stops VM 102 on dc1 (shutdown, then stop, onboot 0) and starts the replica VM 9102 on "
+                    f"{drc_name}.")
+        # Forced, the question says what that risks; dismissed, nothing happens.
+        force.click()
+        self.p.button("Fail over").click()
+        self.assertEqual(self.p.confirm(accept=False),
+                         question + " If VM 102 on dc1 cannot be fenced, the replica starts anyway and both copies "
+                                    "may run at once. Continue?")
+        force.click()
+        self.p.button("Fail over").click()
+        self.assertEqual(self.p.confirm(accept=False), question + " Continue?")
+        self.assertEqual(self.p.path(), f"/pairs/{pid}")
+        self.assertEqual(self.s.api.get(f"/api/v1/pairs/{pid}")["state"], "protected")
+
+        self.p.click_confirm_and_wait_load(self.p.button("Fail over"), accept=True)
+        tid = self.task_id_from_path()
+        self.assertIn("failover", self.h1())
+        self.p.until(lambda d: self.task_state()[1] in FINAL, timeout=90, message="the failover never ended")
+        self.assertEqual(self.task_state()[1], "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
+        self.assertFalse(self.s.api.get(f"/api/v1/tasks/{tid}")["force"])
+        self.assertEqual(self.s.lab.vm_status("dc1", 102), "stopped", "the DC VM was fenced")
+        self.assertEqual(self.s.lab.vm_status("drc1", 9102), "running", "the replica is the live copy")
+
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(self.state(), ("failed_over", "failed over", "badge bad"))
+        banner = self.p.css("#pair-state")
+        self.assertIn(f"The replica VM 9102 on {drc_name} is the live copy; backups of the DC VM are paused.",
+                      banner.text)
+        self.assertIn("state-banner bad", banner.get_attribute("class"))
+        self.p.screenshot("pair-failed-over.png")
+        for label in ("Backup now", "Replicate now", "Restore", "Fail over", "Run drill"):
+            self.assertEqual(self.p.buttons(label), [], f"a failed-over pair still offers {label!r}")
+        self.assertEqual(len(self.p.buttons("Fail back")), 1)
+        self.p.button("Fail back").click()
+        self.assertEqual(self.p.confirm(accept=False),
+                         f"Copies the DRC copy (VM 9102 on {drc_name}) back over VM 102 on dc1, stops the DRC copy "
+                         "and starts VM 102 on dc1; the pair is then protected again. Continue?")
+        newest = self.events()[0]
+        self.assertEqual((newest.get_attribute("data-kind"), newest.get_attribute("data-status")),
+                         ("failover", "succeeded"))
+        steps = self.steps(newest)
+        self.assertEqual([s[0] for s in steps], ["fence", "check replica", "start replica"])
+        self.assertEqual({s[1] for s in steps}, {"ok"})
+        self.assertIn("VM 102 on dc1", steps[0][4])
+        self.assertIn("set onboot 0", steps[0][4])
+        self.assertRegex(self.p.text_of(self.p.css("#assurance-failover")), r"^succeeded RTO [\d.]+ s, \d+ s ago$")
+        # The pair list and the dashboard say it too.
+        self.p.open("/pairs")
+        self.assertEqual(self.row_with_link("db01")[4], "failed over")
+        self.p.open("/")
+        tile = self.p.css(f".tile[data-pair='{pid}']")
+        self.assertEqual(tile.get_attribute("data-state"), "failed_over")
+        self.assertIn("bad", tile.get_attribute("class").split())
+        self.assertIn(f"Replica VM 9102 on {drc_name} is the live copy; backups paused", tile.text)
+        # The API agrees: no backup of the old source while failed over.
+        refused = self.s.api.request("POST", f"/api/v1/pairs/{pid}/backup", {})
+        self.assertEqual(refused.status, 409, refused.text)
+
+    def test_34_fail_back_from_the_pair_page(self):
+        pid = self.s.ids.get("failed_over")
+        if not pid:
+            self.skipTest("needs the pair test_33 failed over")
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(self.state()[0], "failed_over")
+        question = self.p.click_confirm_and_wait_load(self.p.button("Fail back"), accept=True)
+        self.assertIn("back over VM 102 on dc1", question)
+        tid = self.task_id_from_path()
+        self.assertIn("failback", self.h1())
+        self.p.until(lambda d: self.task_state()[1] in FINAL, timeout=90, message="the failback never ended")
+        self.assertEqual(self.task_state()[1], "succeeded", f"log: {self.p.css('#task-log').text[-2000:]}")
+        self.assertEqual(self.s.lab.vm_status("dc1", 102), "running", "the DC VM runs again")
+        self.assertEqual(self.s.lab.vm_status("drc1", 9102), "stopped", "the DRC copy was fenced")
+        self.p.open(f"/pairs/{pid}")
+        self.assertEqual(self.state(), ("protected", "protected", "badge ok"))
+        self.assertEqual(self.p.css_all("#pair-state"), [], "no banner once protected again")
+        for label in ("Backup now", "Replicate now", "Fail over"):
+            self.assertEqual(len(self.p.buttons(label)), 1, f"{label} is offered again")
+        self.assertEqual(self.p.buttons("Fail back"), [])
+        newest = self.events()[0]
+        self.assertEqual((newest.get_attribute("data-kind"), newest.get_attribute("data-status")),
+                         ("failback", "succeeded"))
+        steps = self.steps(newest)
+        self.assertEqual({s[1] for s in steps}, {"ok"}, steps)
+        self.assertEqual(steps[-1][0], "start the DC VM")
+        self.assertIsNone(self.events()[1].get_attribute("open"), "only the newest event is open")
+
 
 if __name__ == "__main__":
     unittest.main()

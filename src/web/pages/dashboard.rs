@@ -8,14 +8,17 @@ use maud::{html, Markup};
 
 use crate::db::alerts::Alert;
 use crate::domain::Severity;
-use crate::domain::{HypervisorId, TaskStatus};
+use crate::domain::{HypervisorId, PairState, TaskStatus};
 use crate::monitor::conditions::Reachability;
 use crate::service::monitoring::{self, AlertState};
 use crate::service::overview::{overview, rpo_health, Overview, RpoHealth};
 use crate::state::AppState;
 use crate::web::auth::PageUser;
 use crate::web::layout::page;
-use crate::web::view::{ago, duration, reachability_badge, reachability_word, severity_badge, status_badge};
+use crate::web::view::{
+    ago, duration, elapsed, event_badge, pair_state_badge, reachability_badge, reachability_word, severity_badge,
+    status_badge,
+};
 use crate::web::Page;
 
 /// Open alerts listed above the tiles; the rest are a click away.
@@ -95,11 +98,24 @@ fn tiles(o: &Overview, reach: &HashMap<HypervisorId, Reachability>, open: &[Aler
             div.tiles {
                 @for v in &o.pairs {
                     @let health = rpo_health(v);
-                    @let class = if v.pair.replica_task_id.is_some() { "bad" } else { match health { RpoHealth::Good => "ok", RpoHealth::Near => "warn", RpoHealth::Breached => "bad" } };
+                    // Failed over is an incident whatever the recovery point says; a switch under way needs watching.
+                    @let class = match (v.pair.state, health) {
+                        _ if v.pair.replica_task_id.is_some() => "bad",
+                        (PairState::FailedOver, _) | (_, RpoHealth::Breached) => "bad",
+                        (PairState::FailingOver | PairState::FailingBack, _) | (_, RpoHealth::Near) => "warn",
+                        (PairState::Protected, RpoHealth::Good) => "ok",
+                    };
                     @let task = o.latest.get(&v.pair.id);
-                    div class={ "tile " (class) } data-pair=(v.pair.id) {
-                        h3 { a href={ "/pairs/" (v.pair.id) } { (v.pair.name) } }
+                    div class={ "tile " (class) } data-pair=(v.pair.id) data-state=(v.pair.state) {
+                        h3 { a href={ "/pairs/" (v.pair.id) } { (v.pair.name) } " " (pair_state_badge(v.pair.state)) }
                         div.meta {
+                            @if v.pair.state == PairState::FailedOver {
+                                @let drc = v.pair.dst_hypervisor_id.and_then(|h| o.hypervisors.iter().find(|x| x.id == h));
+                                span.live {
+                                    "Replica VM " (v.pair.dst_vmid) @if let Some(h) = drc { " on " (h.name) }
+                                    " is the live copy; backups paused"
+                                }
+                            }
                             span {
                                 "Recovery point: "
                                 @match (v.rpo_seconds, v.last_archive_at) {
@@ -107,6 +123,13 @@ fn tiles(o: &Overview, reach: &HashMap<HypervisorId, Reachability>, open: &[Aler
                                     _ => { strong { "no archive yet" } }
                                 }
                                 " · " span.nowrap { "target " (duration(v.pair.rpo_target_secs)) }
+                            }
+                            @if let Some(d) = &v.last_drill {
+                                span.drill {
+                                    "Last drill: " (event_badge(d))
+                                    @if let Some(r) = d.rto_secs { " RTO " (elapsed((r * 1000.0).round() as i64)) }
+                                    " · " span.nowrap { (ago(d.started_at)) }
+                                }
                             }
                             @if let Some(t) = task {
                                 span {

@@ -486,7 +486,9 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                 }
             }
         }
+        // Two columns: what the pair is and how it backs up; how well it is protected and what to do.
         div.row {
+          div.col {
             div.panel {
                 h2 { "Pair" }
                 dl.facts {
@@ -506,6 +508,12 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                         @else if p.adopted { span.badge.warn { "adopted: the next restore replaces the VM there" } }
                         @else if p.replica_archive_id.is_some() { span.badge.ok { "replica restored by drswitch" } }
                         @else { span.badge.muted { "no restore yet" } } }
+                    dt { "Network map" } dd #network-map {
+                        @if p.network_map.is_empty() { span.muted { "none: the replica keeps the DC bridges" } }
+                        @else { (network_map_text(&p.network_map)) } }
+                    dt { "Auto failover" } dd { (if p.auto_failover { "yes, when the DC host is declared down" } else { "no: an operator fails over" }) }
+                    dt { "DC VM back while failed over" } dd {
+                        (if p.shutdown_returned_source { "stopped by drswitch" } else { "reported, never overwritten" }) }
                 }
                 @if me.user.role.allows(ADOPT) && !p.adopted {
                     details {
@@ -520,9 +528,15 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                 h2 { "Backups over time" }
                 (charts(&points))
             }
+          }
+          div.col {
+            (switch::assurance(&site, &v, rpo(&v)))
+            @if run { (switch::actions(&me, &site)) }
+          }
         }
+        (switch::events(&site))
         h2 { "Archives" }
-        (archive_table(&me, p.id, &archives, run))
+        (archive_table(&me, p.id, &archives, can(TaskKind::Restore)))
         h2 { "Schedules" }
         @if schedules.is_empty() { p.muted { "No schedule yet." } } @else {
             div.table-wrap { table {
@@ -544,17 +558,18 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
     Ok(page(&me, "/pairs", &p.name, body))
 }
 
-fn archive_table(me: &PageUser, pair: PairId, archives: &[Archive], run: bool) -> Markup {
+/// `restore`: the viewer may restore and the pair's state allows it.
+fn archive_table(me: &PageUser, pair: PairId, archives: &[Archive], restore: bool) -> Markup {
     html! {
-        @if archives.is_empty() { p.muted { "No archive yet." @if run { " Backup now makes the first." } } } @else {
+        @if archives.is_empty() { p.muted { "No archive yet." @if restore { " Backup now makes the first." } } } @else {
             div.table-wrap { table {
-                thead { tr { th { "Archive" } th { "Taken" } th { "Size" } th { "SHA-256" } @if run { th {} } } }
+                thead { tr { th { "Archive" } th { "Taken" } th { "Size" } th { "SHA-256" } @if restore { th {} } } }
                 tbody { @for a in archives { tr {
                     td.mono { (a.file_name) }
                     td { (when(a.created_at)) }
                     td { (size(a.size_bytes)) }
                     td.mono title=(a.sha256) { (a.sha256.get(..16).unwrap_or(&a.sha256)) "…" }
-                    @if run { td {
+                    @if restore { td {
                         form method="post" action={ "/pairs/" (pair) "/restore" } data-confirm="Restore this archive over the replica now?" {
                             input type="hidden" name="csrf" value=(me.csrf);
                             input type="hidden" name="archive_id" value=(a.id);
@@ -587,7 +602,7 @@ pub async fn archives(state: web::Data<AppState>, me: PageUser, q: web::Query<Ar
         @if sections.is_empty() { div.empty { "No pairs yet — " a href="/pairs/new" { "add one" } "." } }
         @for (v, list) in &sections {
             h2 { a href={ "/pairs/" (v.pair.id) } { (v.pair.name) } }
-            (archive_table(&me, v.pair.id, list, run))
+            (archive_table(&me, v.pair.id, list, run && allowed_in_state(&v.pair, TaskKind::Restore).is_ok()))
         }
     };
     Ok(page(&me, "/archives", "Archives", body))
