@@ -308,6 +308,61 @@ fn average(at: Timestamp, samples: &[Sample]) -> Sample {
 mod tests {
     use super::*;
 
+    async fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let settings = crate::settings::Settings::from_lookup(|k| match k {
+            "DATA_DIR" => Some(data.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        let db = Db::connect(&settings).await.unwrap();
+        db.migrate().await.unwrap();
+        (dir, db)
+    }
+
+    /// Raw samples older than 48 h become one average per whole 15-minute
+    /// bucket, once; younger ones stay raw; averages past 90 days go.
+    #[tokio::test]
+    async fn history_is_compacted_and_expired() {
+        let (_dir, db) = db().await;
+        let host = HypervisorId::new();
+        let bucket = BUCKET_SECS * 1000;
+        let now = Timestamp(1_000 * bucket);
+        let old = now.millis() - RAW_KEEP_SECS * 1000 - 2 * bucket;
+        let start = old - old.rem_euclid(bucket);
+        for (i, cpu) in [10.0, 20.0, 30.0].into_iter().enumerate() {
+            let s = Sample {
+                at: Timestamp(start + i as i64 * 60_000),
+                api_up: Some(1.0),
+                cpu_pct: Some(cpu),
+                ..Default::default()
+            };
+            db.record_probe(host, &s, "", "").await.unwrap();
+        }
+        let fresh = Sample { at: Timestamp(now.millis() - 60_000), api_up: Some(0.0), ..Default::default() };
+        db.record_probe(host, &fresh, "", "").await.unwrap();
+        let ancient = Sample {
+            at: Timestamp(now.millis() - AVG_KEEP_SECS * 1000 - bucket),
+            span_secs: BUCKET_SECS,
+            ..Default::default()
+        };
+        let mut conn = db.pool().acquire().await.unwrap();
+        insert_sample(&mut conn, host, &ancient).await.unwrap();
+        drop(conn);
+
+        assert_eq!(db.compact_samples(now).await.unwrap(), 3);
+        let all = db.sample_history(host, Timestamp(0), 100).await.unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[0].at, all[0].span_secs, all[0].cpu_pct), (Timestamp(start), BUCKET_SECS, Some(20.0)));
+        assert_eq!(all[0].api_up, Some(1.0));
+        assert_eq!((all[1].span_secs, all[1].api_up), (0, Some(0.0)));
+        assert_eq!(db.compact_samples(now).await.unwrap(), 0, "each bucket once");
+        let health = db.host_health(host).await.unwrap().unwrap();
+        assert_eq!(health.last_good_at, Some(Timestamp(start + 120_000)));
+        assert!(!health.api_up);
+    }
+
     #[test]
     fn averages_skip_missing_figures() {
         let a = Sample { api_up: Some(1.0), cpu_pct: Some(10.0), ..Default::default() };
