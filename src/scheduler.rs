@@ -108,6 +108,9 @@ async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<Task
         // a stale (or fenced) VM over the failed-over one's history.
         return Ok((format!("skipped: the pair is {}", pair.state), None));
     }
+    if state.db.pair_has_open_task(pair.id, TaskKind::Failover).await? {
+        return Ok(("skipped: a failover of the pair is queued or running".into(), None));
+    }
     if state.db.pair_has_open_task(pair.id, kind).await? {
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }

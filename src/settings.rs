@@ -184,6 +184,11 @@ impl Settings {
         if probe_timeout > monitor_interval.max(secs(2)) {
             return Err(err("MONITOR_PROBE_TIMEOUT_SECS", "must not be longer than MONITOR_INTERVAL_SECS"));
         }
+        let failover_tolerance = secs(r.number("FAILOVER_TOLERANCE_SECS", 120, 1, 86_400)?);
+        // One missed probe must never make a host "down" (and fail it over).
+        if failover_tolerance < monitor_interval * 2 {
+            return Err(err("FAILOVER_TOLERANCE_SECS", "must be at least twice MONITOR_INTERVAL_SECS"));
+        }
         Ok(Settings {
             database_url: Secret::new(database_url),
             backend,
@@ -210,7 +215,7 @@ impl Settings {
             monitor_enabled: r.flag("MONITOR_ENABLED", true)?,
             monitor_interval,
             probe_timeout,
-            failover_tolerance: secs(r.number("FAILOVER_TOLERANCE_SECS", 120, 1, 86_400)?),
+            failover_tolerance,
             metrics_public: r.flag("METRICS_PUBLIC", false)?,
             fence_shutdown: secs(r.number("FENCE_SHUTDOWN_SECS", 60, 1, 3600)?),
             drill_boot: secs(r.number("DRILL_BOOT_SECS", 60, 1, 3600)?),

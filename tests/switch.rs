@@ -359,7 +359,7 @@ async fn a_failback_brings_the_drc_copy_home_byte_for_byte() {
     let ev = &events[0];
     assert_eq!((ev["kind"].as_str(), ev["status"].as_str()), (Some("failback"), Some("succeeded")), "{ev}");
     let steps: Vec<&str> = ev["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["back up the DRC copy", "restore on the DC", "fence the DRC copy", "start the DC VM"]);
+    assert_eq!(steps, ["fence the DRC copy", "back up the DRC copy", "restore on the DC", "start the DC VM"]);
 
     // Protected again: the schedule backs the DC VM up once more.
     let done = t["finished_at"].as_str().unwrap().to_string();

@@ -122,7 +122,8 @@ impl Db {
         // and pair against the ordinary queue behind it.
         let mut chosen = None;
         let switch = sqlx::query(
-            "SELECT * FROM tasks WHERE status = 'queued' AND kind IN ('failover', 'failback', 'drill') ORDER BY seq",
+            "SELECT * FROM tasks WHERE status = 'queued' AND kind IN ('failover', 'failback', 'drill') \
+             ORDER BY CASE kind WHEN 'failover' THEN 0 WHEN 'failback' THEN 1 ELSE 2 END, seq",
         )
         .fetch_all(&mut *tx)
         .await?;

@@ -170,7 +170,14 @@ impl Db {
         .bind(kind.as_str())
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(event).collect()
+        // Two events of a pair may share a start (a retried task keeps its
+        // start): one per pair, the last written.
+        let mut by_pair: std::collections::HashMap<PairId, Event> = std::collections::HashMap::new();
+        for e in rows.iter().map(event) {
+            let e = e?;
+            by_pair.insert(e.pair_id, e);
+        }
+        Ok(by_pair.into_values().collect())
     }
 
     /// Newest first; for one pair or all.

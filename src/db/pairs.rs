@@ -2,7 +2,9 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 
 use super::{conflict, flag, get, parse, parse_opt, ts, Db, DbError, DbResult};
-use crate::domain::{ArchiveId, Compress, Guest, HypervisorId, Mode, NetworkMap, PairId, PairState, TaskId, Timestamp, Vmid};
+use crate::domain::{
+    ArchiveId, Compress, Guest, HypervisorId, Mode, NetworkMap, PairId, PairState, TaskId, Timestamp, Vmid,
+};
 
 /// A DC VM and its DRC replica.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -269,11 +271,10 @@ impl Db {
     /// hold `to`); false otherwise, e.g. when another task moved it first.
     pub async fn set_pair_state(&self, id: PairId, from: &[PairState], to: PairState) -> DbResult<bool> {
         let marks = vec!["?"; from.len().max(1)].join(", ");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE pairs SET state = ? WHERE id = ? AND state IN ({marks})"
-        )))
-        .bind(to.as_str())
-        .bind(id.to_string());
+        let mut q =
+            sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE pairs SET state = ? WHERE id = ? AND state IN ({marks})")))
+                .bind(to.as_str())
+                .bind(id.to_string());
         for f in from {
             q = q.bind(f.as_str());
         }

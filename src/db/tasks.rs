@@ -225,7 +225,7 @@ impl Db {
     pub async fn clear_way_for_switch(&self, pair_id: PairId, why: &str) -> DbResult<(u64, u64)> {
         let queued = sqlx::query(
             "UPDATE tasks SET status = 'cancelled', phase = 'cancelled', finished_at = ?, error = ? \
-             WHERE pair_id = ? AND status = 'queued' AND kind IN ('backup', 'restore', 'replicate')",
+             WHERE pair_id = ? AND status = 'queued' AND kind IN ('backup', 'restore', 'replicate', 'drill')",
         )
         .bind(Timestamp::now().millis())
         .bind(why)
@@ -234,7 +234,7 @@ impl Db {
         .await?;
         let running = sqlx::query(
             "UPDATE tasks SET cancel_requested = 1 WHERE pair_id = ? AND status = 'running' \
-             AND kind IN ('backup', 'restore', 'replicate')",
+             AND kind IN ('backup', 'restore', 'replicate', 'drill')",
         )
         .bind(pair_id.to_string())
         .execute(self.pool())
@@ -266,11 +266,12 @@ impl Db {
 
     /// Whether a failover of the pair was queued at or after `since`.
     pub async fn failover_since(&self, pair_id: PairId, since: Timestamp) -> DbResult<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND kind = 'failover' AND created_at >= ?")
-            .bind(pair_id.to_string())
-            .bind(since.millis())
-            .fetch_one(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE pair_id = ? AND kind = 'failover' AND created_at >= ?")
+                .bind(pair_id.to_string())
+                .bind(since.millis())
+                .fetch_one(self.pool())
+                .await?;
         Ok(get::<i64>(&row, "n")? > 0)
     }
 

@@ -42,17 +42,15 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let lease = (interval * 3).max(Duration::from_secs(10));
     tracing::info!(interval_secs = interval.as_secs(), "monitor started");
     let mut last_compact: Option<tokio::time::Instant> = None;
-    let mut resent = false;
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
         let now = Timestamp::now();
         let until = Timestamp(now.millis() + lease.as_millis() as i64);
         match state.db.take_lease(LEASE, &holder, now, until).await {
             Ok(true) => {
-                if !resent {
-                    resent = true;
-                    notifier::resend_stale(&state).await;
-                }
+                // Deliveries a stopped process left behind (also a
+                // `drswitch worker` that raised a failover alert).
+                notifier::resend_stale(&state).await;
                 match AssertUnwindSafe(round(&state)).catch_unwind().await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "monitor round failed"),
@@ -69,7 +67,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                 }
             }
-            Ok(false) => resent = false,
+            Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "monitor cannot take its lease"),
         }
         tokio::select! {
@@ -177,8 +175,12 @@ async fn reconcile(state: &Arc<AppState>, hosts: &[Hypervisor]) -> DbResult<()> 
     }
     // An open alert whose subject is gone (host or pair deleted or
     // disabled) is closed, except kinds the monitor does not judge.
+    let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.to_string()).collect();
     for (key, a) in &open {
-        if !verdicts.contains_key(key) && a.kind != crate::domain::AlertKind::Failover {
+        // Failover alerts are the switch's to close, unless their pair is gone.
+        let switch_alert_of_live_pair =
+            a.kind == crate::domain::AlertKind::Failover && pair_ids.contains(&a.subject.id);
+        if !verdicts.contains_key(key) && !switch_alert_of_live_pair {
             resolve(state, a, &format!("{} is no longer watched", a.subject.name)).await?;
         }
     }
@@ -199,7 +201,7 @@ async fn switch_watch(
     tolerance: Duration,
     now: Timestamp,
 ) -> DbResult<()> {
-    use crate::domain::{HypervisorRole, PairState, TaskKind};
+    use crate::domain::{HypervisorRole, PairState};
     use conditions::Reachability;
     for h in hosts.iter().filter(|h| h.role == HypervisorRole::Dc) {
         let hh = health.get(&h.id);
@@ -213,33 +215,55 @@ async fn switch_watch(
                 for p in pairs.iter().filter(|p| {
                     p.src_hypervisor_id == h.id && p.enabled && p.auto_failover && p.state == PairState::Protected
                 }) {
-                    if state.db.failover_since(p.id, since).await?
-                        || state.db.pair_has_open_task(p.id, TaskKind::Failover).await?
-                    {
-                        continue;
+                    // One pair that cannot be queued (e.g. no DRC host to
+                    // place it on) must not keep the others from failing over.
+                    if let Err(e) = auto_failover(state, h, p, since).await {
+                        tracing::error!(pair = %p.name, error = %e, "automatic failover could not be queued");
                     }
-                    let by = format!("monitor ({} down)", h.name);
-                    let why = format!("Cancelled: {} is down and the pair fails over.", h.name);
-                    state.db.clear_way_for_switch(p.id, &why).await?;
-                    let req = crate::queue::Request {
-                        kind: TaskKind::Failover,
-                        archive_id: None,
-                        schedule_id: None,
-                        requested_by: &by,
-                        force: true,
-                    };
-                    let t = crate::queue::enqueue(state, p, req).await?;
-                    tracing::warn!(pair = %p.name, task = %t.id, host = %h.name, "automatic failover queued");
                 }
             }
             Reachability::Up | Reachability::Degraded => {
-                for p in pairs.iter().filter(|p| p.src_hypervisor_id == h.id && p.state == PairState::FailedOver) {
-                    source_returned(state, h, p).await;
-                }
+                // Bounded and side by side: a slow host must not stretch
+                // the round past the monitor's lease.
+                let bound = state.settings.probe_timeout * 2;
+                let checks = pairs
+                    .iter()
+                    .filter(|p| p.src_hypervisor_id == h.id && p.state == PairState::FailedOver)
+                    .map(|p| async move {
+                        if tokio::time::timeout(bound, source_returned(state, h, p)).await.is_err() {
+                            tracing::warn!(pair = %p.name, "checking the returned source VM timed out");
+                        }
+                    });
+                futures_util::future::join_all(checks).await;
             }
             _ => {}
         }
     }
+    Ok(())
+}
+
+async fn auto_failover(
+    state: &Arc<AppState>,
+    h: &Hypervisor,
+    p: &crate::db::pairs::Pair,
+    since: Timestamp,
+) -> DbResult<()> {
+    use crate::domain::TaskKind;
+    if state.db.failover_since(p.id, since).await? || state.db.pair_has_open_task(p.id, TaskKind::Failover).await? {
+        return Ok(());
+    }
+    let by = format!("monitor ({} down)", h.name);
+    let why = format!("Cancelled: {} is down and the pair fails over.", h.name);
+    state.db.clear_way_for_switch(p.id, &why).await?;
+    let req = crate::queue::Request {
+        kind: TaskKind::Failover,
+        archive_id: None,
+        schedule_id: None,
+        requested_by: &by,
+        force: true,
+    };
+    let t = crate::queue::enqueue(state, p, req).await?;
+    tracing::warn!(pair = %p.name, task = %t.id, host = %h.name, "automatic failover queued");
     Ok(())
 }
 
@@ -270,6 +294,13 @@ async fn source_returned(state: &Arc<AppState>, h: &Hypervisor, p: &crate::db::p
         "VM {} on {} runs again while {} is failed over; it was not overwritten and is not backed up.",
         p.src_vmid, h.name, p.name
     );
+    // Only while still failed over: a failback may have brought it home
+    // since this round read the pairs.
+    let still =
+        state.db.pair(p.id).await.ok().flatten().is_some_and(|x| x.state == crate::domain::PairState::FailedOver);
+    if !still {
+        return;
+    }
     if p.shutdown_returned_source {
         let stopped = hv.stop(p.guest, p.src_vmid, &cancel).await;
         let onboot = hv.set_options(p.guest, p.src_vmid, &[("onboot".into(), "0".into())], &cancel).await;

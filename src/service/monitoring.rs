@@ -161,7 +161,7 @@ pub struct AlertSettingsInput {
     pub disk_pct: Option<f64>,
     /// 1–100.
     pub samples: Option<i64>,
-    /// 1–86400 seconds, or null.
+    /// From twice `MONITOR_INTERVAL_SECS` to 86400 seconds, or null.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>)]
     pub tolerance_secs: Option<Option<i64>>,
@@ -211,8 +211,12 @@ pub async fn set_alert_settings(
     }
     if let Some(t) = input.tolerance_secs {
         if let Some(n) = t {
-            if !(1..=86_400).contains(&n) {
-                return Err(ServiceError::invalid("tolerance_secs", "must be an integer from 1 to 86400, or null"));
+            let min = 2 * state.settings.monitor_interval.as_secs() as i64;
+            if !(min..=86_400).contains(&n) {
+                return Err(ServiceError::invalid(
+                    "tolerance_secs",
+                    format!("must be an integer from {min} (twice the probe interval) to 86400, or null"),
+                ));
             }
         }
         s.tolerance_secs = t;

@@ -55,6 +55,9 @@ pub async fn queue_as(
         return Err(ServiceError::Conflict("This pair is disabled; enable it first.".into()));
     }
     allowed_in_state(&pair, kind)?;
+    if !kind.is_switch() && state.db.pair_has_open_task(pair.id, TaskKind::Failover).await? {
+        return Err(ServiceError::Conflict(format!("A failover of this pair is queued or running; no {kind} now.")));
+    }
     if kind.is_switch() && state.db.pair_has_open_task(pair.id, kind).await? {
         return Err(ServiceError::Conflict(format!("A {kind} of this pair is already queued or running.")));
     }

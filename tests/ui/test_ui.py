@@ -1238,7 +1238,7 @@ class T31Switch(UiTest):
         # Broken JSON and a value that is no bridge are refused next to the field; what was typed stays.
         for typed, error in (('{"vmbr0": ', "is not valid JSON"),
                              ('["vmbr0", "vmbr10"]', "must be a JSON object"),
-                             ('{"vmbr0": 10}', 'vmbr0: must be a bridge name like "vmbr10"'),
+                             ('{"vmbr0": 10}', '"vmbr0" must map to a bridge name or to {"bridge": "vmbr10", "tag": 20}'),
                              ('{"vmbr0": "vm br"}', "is not a bridge name"),
                              ('{"vmbr0": {"bridge": "vmbr10", "tag": 5000}}', "VLAN tag 5000 must be from 1 to 4094")):
             self.p.fill({"drill_vmid": DRILL_VMID, "network_map": typed})

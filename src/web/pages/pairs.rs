@@ -46,20 +46,9 @@ const FIELDS: &[(&str, Kind)] = &[
     ("shutdown_returned_source", Kind::Flag),
 ];
 
-/// The form's fields as the service input. A network map entry that is
-/// neither a bridge name nor `{"bridge", "tag"}` gets a sentence instead
-/// of serde's "did not match any variant".
+/// The form's fields as the service input.
 fn pair_input(f: &Form) -> Result<PairInput, ServiceError> {
-    f.input::<PairInput>(FIELDS).map_err(|e| match e {
-        ServiceError::Invalid { field, message } if field == "network_map" && message.contains("untagged enum") => {
-            let key = message.split_once(": ").map(|(k, _)| format!("{k}: ")).unwrap_or_default();
-            ServiceError::invalid(
-                field,
-                format!(r#"{key}must be a bridge name like "vmbr10" or {{"bridge": "vmbr10", "tag": 20}}"#),
-            )
-        }
-        other => other,
-    })
+    f.input::<PairInput>(FIELDS)
 }
 
 /// `vmbr0 → vmbr10, vmbr1 → vmbr11 (VLAN 20)`.

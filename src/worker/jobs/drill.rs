@@ -147,8 +147,16 @@ async fn drill(
             rep.progress("restoring", 40 + i64::from(percent) * 40 / 100, done as i64, total as i64)
         }
     };
-    // The VMID was free: whatever is there from now on is this drill's,
-    // even a half-restored VM without the tag.
+    // Look again right before restoring: the push may have taken minutes,
+    // and someone may have taken the VMID meanwhile.
+    if hv.guest_state(pair.guest, vmid, &ctx.cancel).await? != GuestState::Missing {
+        return Err(fail(
+            ErrorKind::NotOurs,
+            format!("VM {vmid} on {} was created by someone else during the drill; nothing was changed.", dst.name),
+        ));
+    }
+    // The VMID was free a moment ago: what is there from now on is this
+    // drill's, even a half-restored VM without the tag.
     *created = true;
     hv.restore(pair.guest, &remote, vmid, &dst.restore_storage, false, true, &ctx.cancel, &mut on).await?;
     let _ = hv.remove(&[&remote], &CancellationToken::new()).await;
@@ -178,8 +186,7 @@ async fn drill(
     let t4 = Timestamp::now();
     ctx.phase("checking", 90);
     let hold = ctx.state.settings.drill_boot;
-    let agent =
-        hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && agent_enabled(v));
+    let agent = hv.options(pair.guest, vmid, &ctx.cancel).await?.iter().any(|(k, v)| k == "agent" && agent_enabled(v));
     let deadline = tokio::time::Instant::now() + hold;
     let mut agent_ok = !agent;
     loop {

@@ -53,6 +53,17 @@ pub async fn run_failback(
             );
             ev.finish(ctx, true, &summary, Some(ev.elapsed_ms())).await;
             ctx.log(format!("failback succeeded: {summary}"));
+            for key in ["failback-failed", "failover-failed", "source-returned"] {
+                if let Err(e) = crate::monitor::clear(
+                    &ctx.state,
+                    &format!("{key}:{}", pair.id),
+                    "the pair failed back and is protected again",
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "cannot close a switch alert");
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -93,15 +104,64 @@ async fn steps(
     dc_touched: &mut bool,
 ) -> Result<(), JobError> {
     let db = &ctx.state.db;
+    let (guest, vmid) = (pair.guest, pair.dst_vmid);
     // The DC's last archive: what a failed restore on the DC rolls back to.
     let prev = db.list_archives(pair.id).await?.into_iter().find(|a| a.verified_at.is_some());
 
-    // 1. Back up the DRC copy, as if it were the pair's source.
+    // 1. Fence the DRC copy first: the archive taken next then holds its
+    //    last write, and the two copies never run at once. Every failure
+    //    from here on starts it again unless the DC VM took over.
+    let t0 = Timestamp::now();
+    ctx.phase("fencing", 2);
+    let was_running = matches!(dst_hv.guest_state(guest, vmid, &ctx.cancel).await?, GuestState::Running(_));
+    if was_running {
+        let timeout = ctx.state.settings.fence_shutdown;
+        if let Err(e) = dst_hv.shutdown(guest, vmid, timeout, &ctx.cancel).await {
+            ctx.log(format!("clean shutdown of the DRC copy did not finish ({e}); stopping it"));
+            dst_hv.stop(guest, vmid, &ctx.cancel).await?;
+        }
+    }
+    ev.step(ctx, "fence the DRC copy", t0, true, format!("VM {vmid} on {} stopped for the final copy", dst.name)).await;
+    let _shielded = ctx.shield();
+    let shield = CancellationToken::new();
+    let result = copy_home(ctx, pair, src, dst, src_hv, dst_hv, ev, dc_touched, prev.as_ref(), &shield).await;
+    match result {
+        Ok(()) => {
+            dst_hv.set_options(guest, vmid, &[("onboot".into(), "0".into())], &shield).await?;
+            Ok(())
+        }
+        Err(e) => {
+            if was_running {
+                match dst_hv.start(guest, vmid, &shield).await {
+                    Ok(()) => ctx.log(format!("the DRC copy VM {vmid} was started again and stays the live copy")),
+                    Err(e2) => ctx.log(format!("starting the DRC copy VM {vmid} again failed: {e2}")),
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Backs up the stopped DRC copy, restores it over the DC VM, starts that.
+#[allow(clippy::too_many_arguments)]
+async fn copy_home(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    dst: &HypervisorRecord,
+    src_hv: &impl Hypervisor,
+    dst_hv: &impl Hypervisor,
+    ev: &mut Evidence,
+    dc_touched: &mut bool,
+    prev: Option<&Archive>,
+    shield: &CancellationToken,
+) -> Result<(), JobError> {
+    // 2. Back up the DRC copy, as if it were the pair's source.
     let t0 = Timestamp::now();
     let mut reversed = pair.clone();
     reversed.src_hypervisor_id = dst.id;
     reversed.src_vmid = pair.dst_vmid;
-    let archive = match super::backup::run_backup(ctx, &reversed, dst, dst_hv, Phases::new(0.0, 20.0, 40.0)).await {
+    let archive = match super::backup::run_backup(ctx, &reversed, dst, dst_hv, Phases::new(5.0, 20.0, 40.0)).await {
         Ok(a) => a,
         Err(e) => {
             ev.step(ctx, "back up the DRC copy", t0, false, e.to_string()).await;
@@ -120,34 +180,32 @@ async fn steps(
     )
     .await;
 
-    // 2. Restore it over the DC VM.
+    // 3. Restore it over the DC VM.
     let t1 = Timestamp::now();
     let dir = leftovers::open_task_dir(ctx, src_hv, src).await?;
     let local = ctx.state.archives().path(pair.id, &archive.file_name);
-    let remote = send(ctx, src_hv, src, &dir, &archive, &local, Span { from: 40.0, to: 60.0 }, &ctx.cancel).await?;
-    let before = src_hv.guest_state(pair.guest, pair.src_vmid, &ctx.cancel).await?;
-    // From here the DC VM is touched: no cancel cuts a step.
-    let _shielded = ctx.shield();
-    let shield = CancellationToken::new();
+    let remote = send(ctx, src_hv, src, &dir, &archive, &local, Span { from: 40.0, to: 60.0 }, shield).await?;
+    let before = src_hv.guest_state(pair.guest, pair.src_vmid, shield).await?;
     *dc_touched = true;
-    let restored = restore_dc(ctx, pair, src, src_hv, &remote, &before, &shield).await;
-    let _ = src_hv.remove(&[&remote], &shield).await;
+    let restored = restore_dc(ctx, pair, src, src_hv, &remote, &before, shield).await;
+    let _ = src_hv.remove(&[&remote], shield).await;
     if let Err(e) = restored {
         let why = e.to_string();
         ev.step(ctx, "restore on the DC", t1, false, why.clone()).await;
-        return Err(rollback(ctx, pair, src, src_hv, &dir, prev.as_ref(), &archive, &why, &shield).await);
+        return Err(rollback(ctx, pair, src, src_hv, &dir, prev, &archive, &why, shield).await);
     }
     // The copy came from the DRC: its marker and DRC bridges go back to
     // what the DC uses.
     let mut dc_pair = pair.clone();
     dc_pair.dst_vmid = pair.src_vmid;
     dc_pair.network_map = pair.network_map.inverted();
-    let tags = src_hv.tags(pair.guest, pair.src_vmid, &shield).await?;
+    let tags = src_hv.tags(pair.guest, pair.src_vmid, shield).await?;
     let own: Vec<String> = tags.iter().filter(|t| !t.starts_with("drswitch-")).cloned().collect();
     if own.len() != tags.len() {
-        src_hv.set_tags(pair.guest, pair.src_vmid, &own, &shield).await?;
+        src_hv.set_tags(pair.guest, pair.src_vmid, &own, shield).await?;
     }
-    apply_network_map(ctx, &dc_pair, src_hv, pair.src_vmid, &shield).await?;
+    apply_network_map(ctx, &dc_pair, src_hv, pair.src_vmid, shield).await?;
+    ctx.state.db.replica_whole(pair.id, Some(archive.id)).await?;
     ev.step(
         ctx,
         "restore on the DC",
@@ -157,38 +215,23 @@ async fn steps(
     )
     .await;
 
-    // 3. Fence the DRC copy before the DC VM starts: never both running.
-    let t2 = Timestamp::now();
-    ctx.phase("fencing", 90);
-    let (guest, vmid) = (pair.guest, pair.dst_vmid);
-    if let GuestState::Running(_) = dst_hv.guest_state(guest, vmid, &shield).await? {
-        let timeout = ctx.state.settings.fence_shutdown;
-        if let Err(e) = dst_hv.shutdown(guest, vmid, timeout, &shield).await {
-            ctx.log(format!("clean shutdown of the DRC copy did not finish ({e}); stopping it"));
-            dst_hv.stop(guest, vmid, &shield).await?;
-        }
-    }
-    dst_hv.set_options(guest, vmid, &[("onboot".into(), "0".into())], &shield).await?;
-    ctx.state.db.replica_whole(pair.id, Some(archive.id)).await?;
-    ev.step(
-        ctx,
-        "fence the DRC copy",
-        t2,
-        true,
-        format!("VM {vmid} on {} stopped, onboot 0; it stays the replica", dst.name),
-    )
-    .await;
-
-    // 4. Start the DC VM; if it does not come up, the DRC copy runs again.
+    // 4. Start the DC VM. If it does not come up it is stopped again (and
+    //    kept from booting) before the DRC copy is started again.
     let t3 = Timestamp::now();
-    if let Err(e) = start_and_confirm(ctx, &dc_pair, src_hv, src, &shield).await {
+    if let Err(e) = start_and_confirm(ctx, &dc_pair, src_hv, src, shield).await {
         ev.step(ctx, "start the DC VM", t3, false, e.to_string()).await;
-        let _ = dst_hv.start(guest, vmid, &shield).await;
+        let _ = src_hv.stop(pair.guest, pair.src_vmid, shield).await;
+        let stopped =
+            !matches!(src_hv.guest_state(pair.guest, pair.src_vmid, shield).await, Ok(GuestState::Running(_)));
+        let _ = src_hv.set_options(pair.guest, pair.src_vmid, &[("onboot".into(), "0".into())], shield).await;
+        if !stopped {
+            return Err(fail(
+                ErrorKind::CommandFailed,
+                format!("{e} VM {} on {} could not be stopped again; check both sites.", pair.src_vmid, src.name),
+            ));
+        }
         *dc_touched = false;
-        return Err(fail(
-            ErrorKind::CommandFailed,
-            format!("{e} The DRC copy VM {vmid} on {} was started again and stays the live copy.", dst.name),
-        ));
+        return Err(fail(ErrorKind::CommandFailed, format!("{e} The DRC copy stays the live copy.")));
     }
     ev.step(ctx, "start the DC VM", t3, true, format!("VM {} runs on {}", pair.src_vmid, src.name)).await;
     Ok(())

@@ -29,7 +29,8 @@ pub async fn run_failover(
     dst_hv: &impl Hypervisor,
 ) -> Result<(), JobError> {
     let db = &ctx.state.db;
-    if !db.set_pair_state(pair.id, &[PairState::Protected], PairState::FailingOver).await? {
+    let retry = !db.set_pair_state(pair.id, &[PairState::Protected], PairState::FailingOver).await?;
+    if retry {
         let now = db.pair(pair.id).await?.map(|p| p.state);
         if now != Some(PairState::FailingOver) {
             return Err(fail(
@@ -52,8 +53,8 @@ pub async fn run_failover(
     )
     .await;
 
-    let mut fenced = false;
-    let result = steps(ctx, pair, src, dst, src_hv, dst_hv, &mut ev, &mut fenced).await;
+    let mut touched = false;
+    let result = steps(ctx, pair, src, dst, src_hv, dst_hv, &mut ev, &mut touched).await;
     let rto = ev.elapsed_ms();
     match result {
         Ok(()) => {
@@ -73,9 +74,10 @@ pub async fn run_failover(
             Ok(())
         }
         Err(e) => {
-            // Until the DC VM was touched the pair is simply protected
-            // still; after that only another failover or a failback may move it.
-            if !fenced {
+            // Until anything was touched the pair is simply protected
+            // still; after that (or when an earlier attempt may have touched
+            // something) only another failover or a failback may move it.
+            if !touched && !retry {
                 db.set_pair_state(pair.id, &[PairState::FailingOver], PairState::Protected).await?;
             }
             let why = match &e {
@@ -91,7 +93,11 @@ pub async fn run_failover(
                 format!(
                     "Failover of {} failed: {why}{}",
                     pair.name,
-                    if fenced { " The DC VM was already stopped; fail over again or fail back." } else { "" }
+                    if touched || retry {
+                        " The DC VM may be stopped already (see the event); fail over again or fail back."
+                    } else {
+                        ""
+                    }
                 ),
             )
             .await;
@@ -109,10 +115,14 @@ async fn steps(
     src_hv: &impl Hypervisor,
     dst_hv: &impl Hypervisor,
     ev: &mut Evidence,
-    fenced: &mut bool,
+    touched: &mut bool,
 ) -> Result<(), JobError> {
     ctx.phase("fencing", 5);
-    *fenced = fence(ctx, pair, src, src_hv, ev).await?;
+    let _ = fence(ctx, pair, src, src_hv, ev).await?;
+    // The DC VM is fenced, or going on without fencing was allowed: either
+    // way the replica comes up next, and the pair must not fall back to
+    // protected after this.
+    *touched = true;
     // From here the DC VM may be stopped: the replica must come up, so a
     // cancel no longer cuts a step.
     let _shielded = ctx.shield();
@@ -131,11 +141,16 @@ async fn fence(
 ) -> Result<bool, JobError> {
     let t0 = Timestamp::now();
     let (guest, vmid) = (pair.guest, pair.src_vmid);
-    let state = if crate::service::monitoring::is_down(&ctx.state, src.id).await? {
-        Err(format!("the monitor has declared {} down", src.name))
-    } else {
-        hv.guest_state(guest, vmid, &ctx.cancel).await.map_err(|e| e.to_string())
-    };
+    // Always try: a host the monitor declared down may answer again, and a
+    // VM that can be fenced must be, whatever queued the failover.
+    let down = crate::service::monitoring::is_down(&ctx.state, src.id).await?;
+    let state = hv.guest_state(guest, vmid, &ctx.cancel).await.map_err(|e| {
+        if down {
+            format!("{e}; the monitor has declared {} down", src.name)
+        } else {
+            e.to_string()
+        }
+    });
     let state = match state {
         Ok(s) => s,
         Err(why) => {
@@ -207,8 +222,11 @@ async fn bring_up(
     let replica = hv.guest_state(pair.guest, pair.dst_vmid, shield).await?;
     let marked = replica != GuestState::Missing
         && hv.tags(pair.guest, pair.dst_vmid, shield).await?.contains(&replica_tag(&pair));
-    let current = marked && newest.as_ref().is_some_and(|a| pair.replica_archive_id == Some(a.id));
-    if current || (marked && newest.is_none()) {
+    // A replica a crashed task left half-written is never "current".
+    let current = marked
+        && pair.replica_task_id.is_none()
+        && newest.as_ref().is_some_and(|a| pair.replica_archive_id == Some(a.id));
+    if current || (marked && newest.is_none() && pair.replica_task_id.is_none()) {
         let what = match &newest {
             Some(a) => format!("holds the newest verified archive {}", a.file_name),
             None => "is the only copy (no verified archive on the middleware)".into(),
