@@ -113,9 +113,14 @@ class Lab:
     def lab(self, *args):
         return subprocess.run(["/usr/bin/python3", LAB, *args], check=True, capture_output=True, text=True).stdout.strip()
 
-    def create_vm(self, host, vmid, size):
+    def create_vm(self, host, vmid, size, onboot=False):
         root = self.hosts[host]["root"]
-        self.lab("create-vm", "--root", root, "--node", host, "--vmid", str(vmid), "--disk-size", size, "--running")
+        self.lab("create-vm", "--root", root, "--node", host, "--vmid", str(vmid), "--disk-size", size, "--running",
+                 *(["--onboot"] if onboot else []))
+
+    def vm_status(self, host, vmid):
+        """`running`, `stopped` or `missing` (lab.py vm-status, no ssh)."""
+        return self.lab("vm-status", "--root", self.hosts[host]["root"], "--node", host, "--vmid", str(vmid))
 
     def _control(self, verb, name):
         """One control line on the lab's stdin; returns its answer line."""

@@ -206,6 +206,12 @@ impl Db {
         let bucket_ms = BUCKET_SECS * 1000;
         let cutoff = (now.millis() - RAW_KEEP_SECS * 1000).div_euclid(bucket_ms) * bucket_ms;
         let mut tx = self.pool().begin().await?;
+        // A write first: SQLite then takes the write lock at once, instead
+        // of failing to upgrade a read when the API wrote meanwhile.
+        sqlx::query("DELETE FROM host_samples WHERE span_secs > 0 AND at < ?")
+            .bind(now.millis() - AVG_KEEP_SECS * 1000)
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT hypervisor_id, {SAMPLE_COLUMNS} FROM host_samples WHERE span_secs = 0 AND at < ? \
              ORDER BY hypervisor_id, at"
@@ -227,10 +233,6 @@ impl Db {
         }
         let compacted = sqlx::query("DELETE FROM host_samples WHERE span_secs = 0 AND at < ?")
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM host_samples WHERE span_secs > 0 AND at < ?")
-            .bind(now.millis() - AVG_KEEP_SECS * 1000)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
