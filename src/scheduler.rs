@@ -115,7 +115,11 @@ async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<Task
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }
     let by = format!("schedule {}", s.id);
-    let task =
-        enqueue(state, &pair, Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, force: false }).await?;
+    let task = enqueue(
+        state,
+        &pair,
+        Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, force: false },
+    )
+    .await?;
     Ok(("queued".into(), Some(task.id)))
 }

@@ -169,13 +169,22 @@ impl Hypervisor for FakeHv {
         })
     }
 
-    async fn shutdown(&self, g: Guest, vmid: Vmid, _: std::time::Duration, c: &CancellationToken) -> Result<(), HvError> {
+    async fn shutdown(
+        &self,
+        g: Guest,
+        vmid: Vmid,
+        _: std::time::Duration,
+        c: &CancellationToken,
+    ) -> Result<(), HvError> {
         self.stop(g, vmid, c).await
     }
 
     async fn options(&self, _: Guest, vmid: Vmid, _: &CancellationToken) -> Result<Vec<(String, String)>, HvError> {
         self.with(|h| {
-            h.guests.get(&i64::from(vmid)).map(|g| g.options.clone().into_iter().collect()).ok_or_else(|| failed("no such VM"))
+            h.guests
+                .get(&i64::from(vmid))
+                .map(|g| g.options.clone().into_iter().collect())
+                .ok_or_else(|| failed("no such VM"))
         })
     }
 
@@ -187,7 +196,10 @@ impl Hypervisor for FakeHv {
         _: &CancellationToken,
     ) -> Result<(), HvError> {
         self.with(|h| {
-            h.calls.push(format!("set {vmid} {}", options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
+            h.calls.push(format!(
+                "set {vmid} {}",
+                options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            ));
             let g = h.guests.get_mut(&i64::from(vmid)).ok_or_else(|| failed("no such VM"))?;
             g.options.extend(options.iter().cloned());
             Ok(())

@@ -122,7 +122,12 @@ pub trait Hypervisor {
         cancel: &CancellationToken,
     ) -> Result<(), HvError>;
     /// The guest's configuration as `(key, value)` pairs.
-    async fn options(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<(String, String)>, HvError>;
+    async fn options(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(String, String)>, HvError>;
     /// Sets guest options such as `onboot` or `net0` (keys drswitch chose,
     /// values it built or read from the host).
     async fn set_options(

@@ -264,7 +264,8 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
     // a failover may have run in between, and then the replica is the live
     // copy that no backup, restore or drill of the old source may touch.
     if !ctx.task.kind.is_switch() || ctx.task.kind == TaskKind::Drill {
-        crate::service::tasks::allowed_in_state(&pair, ctx.task.kind).map_err(|e| fail(ErrorKind::Config, e.to_string()))?;
+        crate::service::tasks::allowed_in_state(&pair, ctx.task.kind)
+            .map_err(|e| fail(ErrorKind::Config, e.to_string()))?;
     }
     let load = |id| async move {
         db.hypervisor(id).await?.ok_or_else(|| fail(ErrorKind::Config, "A hypervisor of this pair no longer exists."))

@@ -302,7 +302,12 @@ impl Hypervisor for ProxmoxCli {
         self.check(out, &format!("{} shutdown {v}", tool(guest)))
     }
 
-    async fn options(&self, guest: Guest, vmid: Vmid, cancel: &CancellationToken) -> Result<Vec<(String, String)>, HvError> {
+    async fn options(
+        &self,
+        guest: Guest,
+        vmid: Vmid,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(String, String)>, HvError> {
         let v = vmid.to_string();
         let out = self.ssh.run(&[tool(guest), "config", &v], self.quick_timeout, cancel).await?;
         if !out.ok() {

@@ -115,11 +115,7 @@ async fn steps(
     ctx.phase("fencing", 2);
     let was_running = matches!(dst_hv.guest_state(guest, vmid, &ctx.cancel).await?, GuestState::Running(_));
     if was_running {
-        let timeout = ctx.state.settings.fence_shutdown;
-        if let Err(e) = dst_hv.shutdown(guest, vmid, timeout, &ctx.cancel).await {
-            ctx.log(format!("clean shutdown of the DRC copy did not finish ({e}); stopping it"));
-            dst_hv.stop(guest, vmid, &ctx.cancel).await?;
-        }
+        super::failover::shut_down(ctx, dst_hv, guest, vmid, &dst.name, &ctx.cancel).await?;
     }
     ev.step(ctx, "fence the DRC copy", t0, true, format!("VM {vmid} on {} stopped for the final copy", dst.name)).await;
     let _shielded = ctx.shield();

@@ -183,16 +183,7 @@ async fn fence(
             format!("VM {vmid} on {} was already stopped; set onboot 0", src.name)
         }
         GuestState::Running(_) => {
-            let timeout = ctx.state.settings.fence_shutdown;
-            ctx.log(format!("asking VM {vmid} on {} to shut down (up to {} s)", src.name, timeout.as_secs()));
-            let how = match hv.shutdown(guest, vmid, timeout, &ctx.cancel).await {
-                Ok(()) => "shut down cleanly".to_string(),
-                Err(e) => {
-                    ctx.log(format!("clean shutdown did not finish ({e}); stopping VM {vmid}"));
-                    hv.stop(guest, vmid, &ctx.cancel).await?;
-                    "stopped hard after the shutdown timed out".to_string()
-                }
-            };
+            let how = shut_down(ctx, hv, guest, vmid, &src.name, &ctx.cancel).await?;
             if let GuestState::Running(s) = hv.guest_state(guest, vmid, &ctx.cancel).await? {
                 ev.step(ctx, "fence", t0, false, format!("VM {vmid} on {} still {s}", src.name)).await;
                 return Err(fail(ErrorKind::CommandFailed, format!("VM {vmid} on {} did not stop.", src.name)));
@@ -203,6 +194,28 @@ async fn fence(
     };
     ev.step(ctx, "fence", t0, true, detail).await;
     Ok(true)
+}
+
+/// Asks a guest to shut down within `FENCE_SHUTDOWN_SECS`, then stops it
+/// hard if it is still up. Says which it took.
+pub(crate) async fn shut_down(
+    ctx: &TaskCtx,
+    hv: &impl Hypervisor,
+    guest: crate::domain::Guest,
+    vmid: crate::domain::Vmid,
+    host: &str,
+    cancel: &CancellationToken,
+) -> Result<&'static str, JobError> {
+    let timeout = ctx.state.settings.fence_shutdown;
+    ctx.log(format!("asking VM {vmid} on {host} to shut down (up to {} s)", timeout.as_secs()));
+    match hv.shutdown(guest, vmid, timeout, cancel).await {
+        Ok(()) => Ok("shut down cleanly"),
+        Err(e) => {
+            ctx.log(format!("clean shutdown did not finish ({e}); stopping VM {vmid}"));
+            hv.stop(guest, vmid, cancel).await?;
+            Ok("stopped hard after the shutdown timed out")
+        }
+    }
 }
 
 /// Starts the replica if it is current, else restores the newest verified
