@@ -82,6 +82,13 @@ pub struct AlertSettings {
     pub tolerance_secs: Option<i64>,
 }
 
+/// `all`, `open` or `resolved`, bound three times.
+macro_rules! alert_state_filter {
+    () => {
+        "(? = 'all' OR (? = 'open' AND a.resolved_at IS NULL) OR (? = 'resolved' AND a.resolved_at IS NOT NULL))"
+    };
+}
+
 fn alert(row: &AnyRow) -> DbResult<Alert> {
     let resolved_at = ts_opt(row, "resolved_at")?;
     Ok(Alert {
@@ -164,7 +171,7 @@ impl Db {
             sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id.to_string()).fetch_optional(self.pool()).await?;
         let Some(row) = row else { return Ok(None) };
         let mut a = alert(&row)?;
-        a.deliveries = self.deliveries_of(&[a.id]).await?;
+        a.deliveries = self.deliveries_of(a.id).await?;
         Ok(Some(a))
     }
 
@@ -177,21 +184,39 @@ impl Db {
 
     /// Newest first, with their deliveries; `open` None means both states.
     pub async fn list_alerts(&self, open: Option<bool>, limit: i64, offset: i64) -> DbResult<Vec<Alert>> {
-        let filter = match open {
-            None => "",
-            Some(true) => "WHERE resolved_at IS NULL",
-            Some(false) => "WHERE resolved_at IS NOT NULL",
+        let state = match open {
+            None => "all",
+            Some(true) => "open",
+            Some(false) => "resolved",
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM alerts {filter} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?"
-        )))
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM alerts a WHERE ",
+            alert_state_filter!(),
+            " ORDER BY opened_at DESC, id LIMIT ? OFFSET ?"
+        ))
+        .bind(state)
+        .bind(state)
+        .bind(state)
         .bind(limit)
         .bind(offset)
         .fetch_all(self.pool())
         .await?;
         let mut alerts = rows.iter().map(alert).collect::<DbResult<Vec<_>>>()?;
-        let ids: Vec<AlertId> = alerts.iter().map(|a| a.id).collect();
-        let deliveries = self.deliveries_of(&ids).await?;
+        // The same page again, joined to its deliveries (a derived table:
+        // MySQL takes no LIMIT inside IN).
+        let rows = sqlx::query(concat!(
+            "SELECT d.* FROM alert_deliveries d JOIN (SELECT a.id FROM alerts a WHERE ",
+            alert_state_filter!(),
+            " ORDER BY opened_at DESC, id LIMIT ? OFFSET ?) p ON d.alert_id = p.id ORDER BY d.seq"
+        ))
+        .bind(state)
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        let deliveries = rows.iter().map(delivery).collect::<DbResult<Vec<_>>>()?;
         for a in &mut alerts {
             a.deliveries = deliveries.iter().filter(|d| d.alert_id == a.id).cloned().collect();
         }
@@ -204,18 +229,11 @@ impl Db {
         get(&row, "n")
     }
 
-    async fn deliveries_of(&self, ids: &[AlertId]) -> DbResult<Vec<Delivery>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let marks = vec!["?"; ids.len()].join(", ");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM alert_deliveries WHERE alert_id IN ({marks}) ORDER BY seq"
-        )));
-        for id in ids {
-            q = q.bind(id.to_string());
-        }
-        let rows = q.fetch_all(self.pool()).await?;
+    async fn deliveries_of(&self, id: AlertId) -> DbResult<Vec<Delivery>> {
+        let rows = sqlx::query("SELECT * FROM alert_deliveries WHERE alert_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(delivery).collect()
     }
 

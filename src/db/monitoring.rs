@@ -99,9 +99,6 @@ fn health(row: &AnyRow) -> DbResult<Health> {
     })
 }
 
-const SAMPLE_COLUMNS: &str =
-    "at, span_secs, api_up, ssh_up, cpu_pct, mem_pct, mem_free_bytes, disk_pct, backup_pct, services";
-
 impl Db {
     /// Stores one probe and moves the host's health on, in one transaction.
     pub async fn record_probe(&self, id: HypervisorId, s: &Sample, api_detail: &str, ssh_detail: &str) -> DbResult<()> {
@@ -170,10 +167,9 @@ impl Db {
 
     /// The newest `n` raw probes of a host, newest first.
     pub async fn recent_samples(&self, id: HypervisorId, n: i64) -> DbResult<Vec<Sample>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SAMPLE_COLUMNS} FROM host_samples WHERE hypervisor_id = ? AND span_secs = 0 \
-             ORDER BY at DESC LIMIT ?"
-        )))
+        let rows = sqlx::query(
+            "SELECT * FROM host_samples WHERE hypervisor_id = ? AND span_secs = 0 ORDER BY at DESC LIMIT ?",
+        )
         .bind(id.to_string())
         .bind(n)
         .fetch_all(self.pool())
@@ -184,10 +180,9 @@ impl Db {
     /// History since `since`, oldest first: averages where the raw samples
     /// were compacted, raw samples after. At most `limit` rows (the newest).
     pub async fn sample_history(&self, id: HypervisorId, since: Timestamp, limit: i64) -> DbResult<Vec<Sample>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SAMPLE_COLUMNS} FROM host_samples WHERE hypervisor_id = ? AND at >= ? \
-             ORDER BY at DESC, span_secs ASC LIMIT ?"
-        )))
+        let rows = sqlx::query(
+            "SELECT * FROM host_samples WHERE hypervisor_id = ? AND at >= ? ORDER BY at DESC, span_secs ASC LIMIT ?",
+        )
         .bind(id.to_string())
         .bind(since.millis())
         .bind(limit)
@@ -212,13 +207,10 @@ impl Db {
             .bind(now.millis() - AVG_KEEP_SECS * 1000)
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT hypervisor_id, {SAMPLE_COLUMNS} FROM host_samples WHERE span_secs = 0 AND at < ? \
-             ORDER BY hypervisor_id, at"
-        )))
-        .bind(cutoff)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM host_samples WHERE span_secs = 0 AND at < ? ORDER BY hypervisor_id, at")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut buckets: BTreeMap<(String, i64), Vec<Sample>> = BTreeMap::new();
         for row in &rows {
             let s = sample(row)?;
@@ -267,9 +259,10 @@ impl Db {
 
 async fn insert_sample(conn: &mut sqlx::AnyConnection, id: HypervisorId, s: &Sample) -> DbResult<()> {
     let services = s.services.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO host_samples (hypervisor_id, {SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )))
+    sqlx::query(
+        "INSERT INTO host_samples (hypervisor_id, at, span_secs, api_up, ssh_up, cpu_pct, mem_pct, mem_free_bytes, \
+         disk_pct, backup_pct, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
     .bind(id.to_string())
     .bind(s.at.millis())
     .bind(s.span_secs)

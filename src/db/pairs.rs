@@ -267,18 +267,16 @@ impl Db {
         Ok(r.rows_affected() > 0)
     }
 
-    /// Moves the pair to `to` if it is in one of `from` (which must not
-    /// hold `to`); false otherwise, e.g. when another task moved it first.
-    pub async fn set_pair_state(&self, id: PairId, from: &[PairState], to: PairState) -> DbResult<bool> {
-        let marks = vec!["?"; from.len().max(1)].join(", ");
-        let mut q =
-            sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE pairs SET state = ? WHERE id = ? AND state IN ({marks})")))
-                .bind(to.as_str())
-                .bind(id.to_string());
-        for f in from {
-            q = q.bind(f.as_str());
-        }
-        Ok(q.execute(self.pool()).await?.rows_affected() > 0)
+    /// Moves the pair from `from` to `to`; false if it is not in `from`
+    /// (another task moved it first).
+    pub async fn set_pair_state(&self, id: PairId, from: PairState, to: PairState) -> DbResult<bool> {
+        let r = sqlx::query("UPDATE pairs SET state = ? WHERE id = ? AND state = ?")
+            .bind(to.as_str())
+            .bind(id.to_string())
+            .bind(from.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn pair(&self, id: PairId) -> DbResult<Option<Pair>> {

@@ -3,10 +3,28 @@
 //! happened), plus the task log line for people watching.
 
 use crate::db::events::Step;
-use crate::domain::{TaskKind, Timestamp};
+use crate::db::pairs::Pair;
+use crate::domain::{ErrorKind, PairState, TaskKind, Timestamp};
 use crate::worker::context::TaskCtx;
 
-use super::JobError;
+use super::{fail, JobError};
+
+/// Moves the pair from `from` into `to` as a failover or failback starts.
+/// A pair already in `to` is an earlier attempt that stopped: this one
+/// goes on from there and says so. Returns whether it is such a retry.
+pub async fn enter_state(ctx: &TaskCtx, pair: &Pair, from: PairState, to: PairState) -> Result<bool, JobError> {
+    let db = &ctx.state.db;
+    if db.set_pair_state(pair.id, from, to).await? {
+        return Ok(false);
+    }
+    let now = db.pair(pair.id).await?.map(|p| p.state);
+    if now != Some(to) {
+        let now = now.map(|s| s.to_string()).unwrap_or_default();
+        return Err(fail(ErrorKind::Config, format!("The pair is {now} now; a {} is not possible.", ctx.task.kind)));
+    }
+    ctx.log(format!("the pair was already {to} (an earlier attempt stopped); going on"));
+    Ok(true)
+}
 
 pub struct Evidence {
     id: String,

@@ -7,7 +7,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::evidence::Evidence;
+use super::evidence::{enter_state, Evidence};
 use super::restore::{apply_network_map, send, start_and_confirm};
 use super::{fail, JobError};
 use crate::db::archives::Archive;
@@ -28,25 +28,13 @@ pub async fn run_failback(
     dst_hv: &impl Hypervisor,
 ) -> Result<(), JobError> {
     let db = &ctx.state.db;
-    if !db.set_pair_state(pair.id, &[PairState::FailedOver], PairState::FailingBack).await? {
-        let now = db.pair(pair.id).await?.map(|p| p.state);
-        if now != Some(PairState::FailingBack) {
-            return Err(fail(
-                ErrorKind::Config,
-                format!(
-                    "The pair is {} now; a failback is not possible.",
-                    now.map(|s| s.to_string()).unwrap_or_default()
-                ),
-            ));
-        }
-        ctx.log("the pair was already failing back (an earlier attempt stopped); going on");
-    }
+    enter_state(ctx, pair, PairState::FailedOver, PairState::FailingBack).await?;
     let mut ev = Evidence::begin(ctx, TaskKind::Failback).await?;
     let mut dc_touched = false;
     let result = steps(ctx, pair, src, dst, src_hv, dst_hv, &mut ev, &mut dc_touched).await;
     match result {
         Ok(()) => {
-            db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::Protected).await?;
+            db.set_pair_state(pair.id, PairState::FailingBack, PairState::Protected).await?;
             let summary = format!(
                 "VM {} on {} is the live copy again and {} is protected; the DRC copy VM {} is stopped.",
                 pair.src_vmid, src.name, pair.name, pair.dst_vmid
@@ -70,7 +58,7 @@ pub async fn run_failback(
             // Until the DC VM was touched the DRC copy still runs as the
             // live one: the pair stays failed over.
             if !dc_touched {
-                db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await?;
+                db.set_pair_state(pair.id, PairState::FailingBack, PairState::FailedOver).await?;
             }
             let why = match &e {
                 JobError::Cancelled => "cancelled".to_string(),
@@ -295,12 +283,12 @@ async fn rollback(
         r.map_err(JobError::from)
     }
     .await;
+    // Rolled back or half-written, the DC VM is not the live copy: the
+    // pair stays failed over either way.
+    let _ = ctx.state.db.set_pair_state(pair.id, PairState::FailingBack, PairState::FailedOver).await;
     if let Err(e) = &result {
-        // The DC VM may be half-written: the pair must not look protected.
-        let _ = ctx.state.db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await;
         return fail(ErrorKind::CommandFailed, format!("{why}; rolling back to {} also failed: {e}", prev.file_name));
     }
-    let _ = ctx.state.db.set_pair_state(pair.id, &[PairState::FailingBack], PairState::FailedOver).await;
     fail(
         ErrorKind::CommandFailed,
         format!(

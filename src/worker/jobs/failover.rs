@@ -10,7 +10,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::evidence::Evidence;
+use super::evidence::{enter_state, Evidence};
 use super::restore::{apply_network_map, run_restore, start_and_confirm};
 use super::{fail, JobError};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
@@ -29,20 +29,7 @@ pub async fn run_failover(
     dst_hv: &impl Hypervisor,
 ) -> Result<(), JobError> {
     let db = &ctx.state.db;
-    let retry = !db.set_pair_state(pair.id, &[PairState::Protected], PairState::FailingOver).await?;
-    if retry {
-        let now = db.pair(pair.id).await?.map(|p| p.state);
-        if now != Some(PairState::FailingOver) {
-            return Err(fail(
-                ErrorKind::Config,
-                format!(
-                    "The pair is {} now; a failover is not possible.",
-                    now.map(|s| s.to_string()).unwrap_or_default()
-                ),
-            ));
-        }
-        ctx.log("the pair was already failing over (an earlier attempt stopped); going on");
-    }
+    let retry = enter_state(ctx, pair, PairState::Protected, PairState::FailingOver).await?;
     let mut ev = Evidence::begin(ctx, TaskKind::Failover).await?;
     let key = format!("failover:{}", pair.id);
     announce(
@@ -58,7 +45,7 @@ pub async fn run_failover(
     let rto = ev.elapsed_ms();
     match result {
         Ok(()) => {
-            db.set_pair_state(pair.id, &[PairState::FailingOver], PairState::FailedOver).await?;
+            db.set_pair_state(pair.id, PairState::FailingOver, PairState::FailedOver).await?;
             let summary = format!(
                 "VM {} runs on {} as the live copy of {}{} after {:.1} s.",
                 pair.dst_vmid,
@@ -78,7 +65,7 @@ pub async fn run_failover(
             // still; after that (or when an earlier attempt may have touched
             // something) only another failover or a failback may move it.
             if !touched && !retry {
-                db.set_pair_state(pair.id, &[PairState::FailingOver], PairState::Protected).await?;
+                db.set_pair_state(pair.id, PairState::FailingOver, PairState::Protected).await?;
             }
             let why = match &e {
                 JobError::Cancelled => "cancelled".to_string(),
