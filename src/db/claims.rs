@@ -207,19 +207,28 @@ impl Db {
         Ok((true, get::<i64>(&row, "cancel_requested")? != 0))
     }
 
-    pub async fn set_progress(
-        &self,
-        id: TaskId,
-        phase: &str,
-        progress: i64,
-        bytes_done: i64,
-        bytes_total: i64,
-    ) -> DbResult<()> {
-        sqlx::query("UPDATE tasks SET phase = ?, progress = ?, bytes_done = ?, bytes_total = ? WHERE id = ? AND status = 'running'")
-            .bind(phase)
-            .bind(progress.clamp(0, 100))
-            .bind(bytes_done)
-            .bind(bytes_total)
+    pub async fn set_progress(&self, id: TaskId, p: &crate::worker::context::Progress) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE tasks SET phase = ?, progress = ?, bytes_done = ?, bytes_total = ?, rate_bps = ?, eta_secs = ? \
+             WHERE id = ? AND status = 'running'",
+        )
+        .bind(p.phase)
+        .bind(p.percent.clamp(0, 100))
+        .bind(p.done)
+        .bind(p.total)
+        .bind(p.rate_bps)
+        .bind(p.eta_secs)
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records (or clears) the finished dump this task's attempt left on
+    /// the DC host, so a later attempt copies on from it.
+    pub async fn set_resume_dump(&self, id: TaskId, path: Option<&str>) -> DbResult<()> {
+        sqlx::query("UPDATE tasks SET resume_dump = ? WHERE id = ?")
+            .bind(path)
             .bind(id.to_string())
             .execute(self.pool())
             .await?;
@@ -261,7 +270,7 @@ impl Db {
     ) -> DbResult<bool> {
         let progress_sql = if status == TaskStatus::Succeeded { 100 } else { -1 };
         let r = sqlx::query(
-            "UPDATE tasks SET status = ?, phase = ?, error = ?, error_kind = ?, finished_at = ?, lease_until = NULL, \
+            "UPDATE tasks SET status = ?, phase = ?, error = ?, error_kind = ?, finished_at = ?, lease_until = NULL, rate_bps = NULL, eta_secs = NULL, \
              progress = CASE WHEN ? >= 0 THEN ? ELSE progress END WHERE id = ? AND worker_id = ? AND status = 'running'",
         )
         .bind(status.as_str())

@@ -32,6 +32,10 @@ pub struct Hypervisor {
     #[schema(value_type = String)]
     pub restore_storage: StorageId,
     pub enabled: bool,
+    /// Transfer limit in KiB/s for archives to or from this host (DR
+    /// traffic must not starve the production WAN); null = the
+    /// `TRANSFER_BWLIMIT_KIB` setting, 0 = no limit.
+    pub bwlimit_kib: Option<u64>,
     /// SHA-256 fingerprint of the pinned SSH host key, once `check` pinned it.
     pub host_key_fingerprint: Option<String>,
     #[serde(skip)]
@@ -60,6 +64,7 @@ pub struct HypervisorFields {
     pub dump_dir: DirPath,
     pub restore_storage: StorageId,
     pub enabled: bool,
+    pub bwlimit_kib: Option<u64>,
 }
 
 fn port(row: &AnyRow, col: &str) -> DbResult<u16> {
@@ -85,6 +90,7 @@ fn hypervisor(row: &AnyRow) -> DbResult<Hypervisor> {
         dump_dir: parse(row, "dump_dir")?,
         restore_storage: parse(row, "restore_storage")?,
         enabled: flag(row, "enabled")?,
+        bwlimit_kib: get::<Option<i64>>(row, "bwlimit_kib")?.map(|n| n.max(0) as u64),
         host_key: get(row, "host_key")?,
         host_key_fingerprint: get(row, "host_key_fingerprint")?,
         created_at: ts(row, "created_at")?,
@@ -109,6 +115,7 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q HypervisorFields) -> Query<'q> {
         .bind(f.dump_dir.as_str())
         .bind(f.restore_storage.as_str())
         .bind(i64::from(f.enabled))
+        .bind(f.bwlimit_kib.map(|n| n as i64))
 }
 
 const DUPLICATE: &str = "a hypervisor with this name already exists";
@@ -119,8 +126,8 @@ impl Db {
         let now = Timestamp::now().millis();
         let q = sqlx::query(
             "INSERT INTO hypervisors (id, name, host, ssh_port, ssh_user, node, role, api_port, api_token_id, \
-             api_token_secret_enc, tls_fingerprint, dump_dir, restore_storage, enabled, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             api_token_secret_enc, tls_fingerprint, dump_dir, restore_storage, enabled, bwlimit_kib, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string());
         bind_fields(q, f).bind(now).bind(now).execute(self.pool()).await.map_err(|e| conflict(e, DUPLICATE))?;
@@ -132,7 +139,7 @@ impl Db {
         let q = sqlx::query(
             "UPDATE hypervisors SET name = ?, host = ?, ssh_port = ?, ssh_user = ?, node = ?, role = ?, api_port = ?, \
              api_token_id = ?, api_token_secret_enc = ?, tls_fingerprint = ?, dump_dir = ?, restore_storage = ?, \
-             enabled = ?, host_key = CASE WHEN ? = 1 THEN host_key ELSE NULL END, \
+             enabled = ?, bwlimit_kib = ?, host_key = CASE WHEN ? = 1 THEN host_key ELSE NULL END, \
              host_key_fingerprint = CASE WHEN ? = 1 THEN host_key_fingerprint ELSE NULL END, updated_at = ? \
              WHERE id = ?",
         );

@@ -3,7 +3,8 @@ use sqlx::any::AnyRow;
 
 use super::{conflict, flag, get, parse, parse_opt, ts, Db, DbError, DbResult};
 use crate::domain::{
-    ArchiveId, Compress, Guest, HypervisorId, Mode, NetworkMap, PairId, PairState, TaskId, Timestamp, Vmid,
+    ArchiveId, Compress, Guest, HypervisorId, Mode, NetworkMap, PairId, PairState, StorageId, TaskId, Timestamp,
+    Transfer, Vmid,
 };
 
 /// A DC VM and its DRC replica.
@@ -40,6 +41,12 @@ pub struct Pair {
     /// When the DC host returns while the pair is failed over and its VM
     /// runs again, stop it (otherwise only report it).
     pub shutdown_returned_source: bool,
+    /// `staged` or `streaming` (SPEC §4.1).
+    pub transfer: Transfer,
+    /// A fast local storage on the DC host for vzdump's fleecing image in
+    /// streaming mode (qemu only); null = no fleecing.
+    #[schema(value_type = Option<String>)]
+    pub fleecing_storage: Option<StorageId>,
     /// `protected`, `failing_over`, `failed_over` or `failing_back`.
     pub state: PairState,
     /// An admin let drswitch replace the unmarked VM at the current target
@@ -83,6 +90,8 @@ pub struct PairFields {
     pub drill_vmid: Option<Vmid>,
     pub network_map: NetworkMap,
     pub shutdown_returned_source: bool,
+    pub transfer: Transfer,
+    pub fleecing_storage: Option<StorageId>,
 }
 
 fn vmid(row: &AnyRow, col: &str) -> DbResult<Vmid> {
@@ -122,6 +131,8 @@ fn pair(row: &AnyRow) -> DbResult<Pair> {
             Some(s) => serde_json::from_str(&s).map_err(|_| DbError::Corrupt("network_map".into()))?,
         },
         shutdown_returned_source: flag(row, "shutdown_returned_source")?,
+        transfer: parse(row, "transfer")?,
+        fleecing_storage: parse_opt(row, "fleecing_storage")?,
         state: parse(row, "state")?,
         adopted: flag(row, "adopted")?,
         replica_archive_id: parse_opt(row, "replica_archive_id")?,
@@ -155,6 +166,8 @@ fn bind_fields<'q>(q: Query<'q>, f: &'q PairFields) -> Query<'q> {
         .bind(f.drill_vmid.map(i64::from))
         .bind((!f.network_map.is_empty()).then(|| serde_json::to_string(&f.network_map).unwrap_or_default()))
         .bind(i64::from(f.shutdown_returned_source))
+        .bind(f.transfer.as_str())
+        .bind(f.fleecing_storage.as_ref().map(|s| s.as_str().to_string()))
 }
 
 /// A fresh per-target marker part.
@@ -171,8 +184,8 @@ impl Db {
         let q = sqlx::query(
             "INSERT INTO pairs (id, name, src_hypervisor_id, src_vmid, dst_hypervisor_id, dst_vmid, guest, compress, \
              mode, start_after_restore, keep_last, keep_daily, keep_weekly, keep_monthly, auto_failover, enabled, \
-             rpo_target_secs, drill_vmid, network_map, shutdown_returned_source, created_at, updated_at, \
-             replica_marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             rpo_target_secs, drill_vmid, network_map, shutdown_returned_source, transfer, fleecing_storage, created_at, \
+             updated_at, replica_marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string());
         bind_fields(q, f)
@@ -194,7 +207,7 @@ impl Db {
             "UPDATE pairs SET name = ?, src_hypervisor_id = ?, src_vmid = ?, dst_hypervisor_id = ?, dst_vmid = ?, \
              guest = ?, compress = ?, mode = ?, start_after_restore = ?, keep_last = ?, keep_daily = ?, \
              keep_weekly = ?, keep_monthly = ?, auto_failover = ?, enabled = ?, rpo_target_secs = ?, \
-             drill_vmid = ?, network_map = ?, shutdown_returned_source = ?, updated_at = ?, adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
+             drill_vmid = ?, network_map = ?, shutdown_returned_source = ?, transfer = ?, fleecing_storage = ?, updated_at = ?, adopted = CASE WHEN ? = 1 THEN 0 ELSE adopted END, \
              replica_task_id = CASE WHEN ? = 1 THEN NULL ELSE replica_task_id END, \
              replica_marker = CASE WHEN ? = 1 THEN ? ELSE replica_marker END \
              WHERE id = ? AND NOT EXISTS (SELECT 1 FROM tasks WHERE pair_id = ? AND status IN ('queued', 'running'))",

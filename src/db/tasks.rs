@@ -15,6 +15,10 @@ pub struct Task {
     pub progress: i64,
     pub bytes_done: i64,
     pub bytes_total: i64,
+    /// Bytes per second of the current phase's transfer, while it moves.
+    pub rate_bps: Option<i64>,
+    /// Seconds the current phase still needs at that rate.
+    pub eta_secs: Option<i64>,
     pub archive_id: Option<ArchiveId>,
     pub schedule_id: Option<ScheduleId>,
     pub requested_by: String,
@@ -39,6 +43,9 @@ pub struct Task {
     pub cancel_requested: bool,
     /// A failover told to go on when the DC VM cannot be fenced.
     pub force: bool,
+    /// A finished dump an earlier attempt left on the DC host.
+    #[serde(skip)]
+    pub resume_dump: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -61,6 +68,8 @@ pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
         progress: get(row, "progress")?,
         bytes_done: get(row, "bytes_done")?,
         bytes_total: get(row, "bytes_total")?,
+        rate_bps: get(row, "rate_bps")?,
+        eta_secs: get(row, "eta_secs")?,
         archive_id: parse_opt(row, "archive_id")?,
         schedule_id: parse_opt(row, "schedule_id")?,
         requested_by: get(row, "requested_by")?,
@@ -76,6 +85,7 @@ pub(crate) fn task(row: &AnyRow) -> DbResult<Task> {
         dst_hypervisor_id: parse_opt(row, "dst_hypervisor_id")?,
         cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
         force: get::<i64>(row, "forced")? != 0,
+        resume_dump: get(row, "resume_dump")?,
     })
 }
 

@@ -87,6 +87,13 @@ impl Compress {
 }
 
 word_enum!(
+    /// How a pair's archives travel (SPEC §4.1): `staged` finishes each hop
+    /// before the next; `streaming` reads `vzdump --stdout` and forwards the
+    /// same bytes to the DRC host while storing them.
+    Transfer { Staged => "staged", Streaming => "streaming" }
+);
+
+word_enum!(
     /// vzdump `--mode` choice.
     Mode { Snapshot => "snapshot", Suspend => "suspend", Stop => "stop" }
 );

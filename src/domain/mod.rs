@@ -12,7 +12,7 @@ mod vmid;
 
 pub use enums::{
     AlertKind, Compress, ErrorKind, Guest, HypervisorRole, Mode, PairState, Role, ScheduleKind, Severity, SmtpTlsMode,
-    TargetKind, TaskKind, TaskStatus,
+    TargetKind, TaskKind, TaskStatus, Transfer,
 };
 pub use ids::{AlertId, ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TargetId, TaskId, UserId};
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};

@@ -46,6 +46,19 @@ pub struct HypervisorInput {
     #[schema(value_type = Option<String>)]
     pub restore_storage: Option<StorageId>,
     pub enabled: Option<bool>,
+    /// KiB/s for archive transfers to or from this host, 0 = no limit;
+    /// null = the `TRANSFER_BWLIMIT_KIB` setting.
+    #[serde(default, deserialize_with = "nullable")]
+    pub bwlimit_kib: Option<Option<i64>>,
+}
+
+/// Transfer limits in KiB/s: up to 100 GiB/s, 0 = none.
+fn bwlimit(n: Option<i64>) -> ServiceResult<Option<u64>> {
+    match n {
+        None => Ok(None),
+        Some(n) if (0..=100_000_000).contains(&n) => Ok(Some(n as u64)),
+        Some(_) => Err(ServiceError::invalid("bwlimit_kib", "must be from 0 (no limit) to 100000000 KiB/s")),
+    }
 }
 
 fn port(field: &str, p: u16) -> ServiceResult<u16> {
@@ -96,6 +109,7 @@ pub async fn create(state: &AppState, actor: &User, b: HypervisorInput) -> Servi
         dump_dir: b.dump_dir.unwrap_or_else(DirPath::default_dump),
         restore_storage: b.restore_storage.unwrap_or_else(StorageId::local_lvm),
         enabled: b.enabled.unwrap_or(true),
+        bwlimit_kib: bwlimit(b.bwlimit_kib.flatten())?,
     };
     let id = state.db.insert_hypervisor(&fields).await?;
     tracing::info!(by = %actor.username, name = %fields.name, host = %fields.host, "hypervisor created");
@@ -125,6 +139,10 @@ pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: Hypervi
         dump_dir: b.dump_dir.unwrap_or_else(|| h.dump_dir.clone()),
         restore_storage: b.restore_storage.unwrap_or_else(|| h.restore_storage.clone()),
         enabled: b.enabled.unwrap_or(h.enabled),
+        bwlimit_kib: match b.bwlimit_kib {
+            Some(n) => bwlimit(n)?,
+            None => h.bwlimit_kib,
+        },
     };
     if fields.role != h.role && state.db.count_pairs_using(h.id).await? > 0 {
         return Err(ServiceError::invalid("role", "cannot change while pairs use this hypervisor"));

@@ -8,7 +8,8 @@ use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
 use crate::db::users::User;
 use crate::domain::{
-    Compress, Guest, HypervisorId, HypervisorRole, Mode, NetworkMap, PairId, PairState, Role, Timestamp, Vmid,
+    Compress, Guest, HypervisorId, HypervisorRole, Mode, NetworkMap, PairId, PairState, Role, StorageId, Timestamp,
+    Transfer, Vmid,
 };
 use crate::state::AppState;
 use crate::worker::jobs::backup::MIN_KEEP_LAST;
@@ -62,6 +63,13 @@ pub struct PairInput {
     /// Stop the DC VM if it runs again after its host returns while the
     /// pair is failed over (default false: only report it).
     pub shutdown_returned_source: Option<bool>,
+    /// `staged` (default) or `streaming` (SPEC §4.1).
+    pub transfer: Option<Transfer>,
+    /// DC storage for vzdump's fleecing image in streaming mode (qemu
+    /// pairs only); null clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub fleecing_storage: Option<Option<StorageId>>,
 }
 
 /// A pair as shown to people, with its current recovery point age.
@@ -219,7 +227,10 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
         drill_vmid: b.drill_vmid.flatten(),
         network_map: b.network_map.flatten().unwrap_or_default(),
         shutdown_returned_source: b.shutdown_returned_source.unwrap_or(false),
+        transfer: b.transfer.unwrap_or(Transfer::Staged),
+        fleecing_storage: b.fleecing_storage.flatten(),
     };
+    check_fleecing(&f)?;
     check_sides(state, &f).await?;
     check_target_free(state, &f, None).await?;
     check_drill_vmid(state, &f, None).await?;
@@ -274,7 +285,10 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
             None => p.network_map.clone(),
         },
         shutdown_returned_source: b.shutdown_returned_source.unwrap_or(p.shutdown_returned_source),
+        transfer: b.transfer.unwrap_or(p.transfer),
+        fleecing_storage: b.fleecing_storage.unwrap_or(p.fleecing_storage.clone()),
     };
+    check_fleecing(&f)?;
     check_sides(state, &f).await?;
     check_target_free(state, &f, Some(p.id)).await?;
     check_drill_vmid(state, &f, Some(p.id)).await?;
@@ -291,6 +305,14 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
     }
     tracing::info!(by = %actor.username, pair = %p.id, "pair updated");
     view_one(state, load(state, id).await?).await
+}
+
+/// vzdump fleeces only VM disks (PVE 8.2+); a container has none to fleece.
+fn check_fleecing(f: &PairFields) -> ServiceResult<()> {
+    if f.fleecing_storage.is_some() && f.guest == Guest::Lxc {
+        return Err(ServiceError::invalid("fleecing_storage", "only VMs (guest qemu) can use fleecing"));
+    }
+    Ok(())
 }
 
 /// A drill VMID must differ from every replica and drill VMID on the same

@@ -127,17 +127,68 @@ impl TaskCtx {
     }
 }
 
+/// A progress row as written to the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub percent: i64,
+    pub done: i64,
+    pub total: i64,
+    pub rate_bps: Option<i64>,
+    pub eta_secs: Option<i64>,
+}
+
+/// The rate of one phase's bytes, smoothed over samples at least
+/// `MIN_GAP` apart (progress lines come many times a second and in bursts),
+/// and the time left at that rate.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    phase: &'static str,
+    last: Option<(Instant, i64)>,
+    rate: Option<f64>,
+}
+
+impl RateMeter {
+    const MIN_GAP: Duration = Duration::from_millis(500);
+    /// Weight of the newest sample: about the last five seconds count.
+    const ALPHA: f64 = 0.3;
+
+    pub fn sample(&mut self, at: Instant, phase: &'static str, done: i64, total: i64) -> (Option<i64>, Option<i64>) {
+        if phase != self.phase || done <= 0 {
+            *self = RateMeter { phase, last: Some((at, done.max(0))), rate: None };
+            return (None, None);
+        }
+        match self.last {
+            Some((t0, d0)) if at.duration_since(t0) >= Self::MIN_GAP && done >= d0 => {
+                let now = (done - d0) as f64 / at.duration_since(t0).as_secs_f64();
+                self.rate = Some(match self.rate {
+                    Some(r) => r + Self::ALPHA * (now - r),
+                    None => now,
+                });
+                self.last = Some((at, done));
+            }
+            Some((_, d0)) if done < d0 => self.last = Some((at, done)),
+            None => self.last = Some((at, done)),
+            _ => {}
+        }
+        let rate = self.rate.filter(|r| *r >= 1.0);
+        let eta = rate.filter(|_| total > done).map(|r| ((total - done) as f64 / r).ceil() as i64);
+        (rate.map(|r| r.round() as i64), eta)
+    }
+}
+
 async fn write_events(state: Arc<AppState>, task_id: TaskId, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut last_write = Instant::now() - Duration::from_secs(1);
-    let mut pending: Option<(&'static str, i64, i64, i64)> = None;
+    let mut pending: Option<Progress> = None;
     let mut last_phase = "";
+    let mut meter = RateMeter::default();
     let mut output_lines = 0usize;
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
             _ = tokio::time::sleep(Duration::from_millis(250)), if pending.is_some() => {
-                if let Some((p, pct, d, t)) = pending.take() {
-                    let _ = state.db.set_progress(task_id, p, pct, d, t).await;
+                if let Some(p) = pending.take() {
+                    let _ = state.db.set_progress(task_id, &p).await;
                     last_write = Instant::now();
                 }
                 continue;
@@ -153,20 +204,22 @@ async fn write_events(state: Arc<AppState>, task_id: TaskId, mut rx: mpsc::Unbou
             }
             Some(Event::Log(line)) => append(&state, task_id, &line).await,
             Some(Event::Progress { phase, percent, done, total }) => {
+                let (rate_bps, eta_secs) = meter.sample(Instant::now(), phase, done, total);
+                let p = Progress { phase, percent, done, total, rate_bps, eta_secs };
                 // A phase change is written at once; within a phase at most 4 times a second.
                 if phase != last_phase || last_write.elapsed() >= Duration::from_millis(250) {
-                    let _ = state.db.set_progress(task_id, phase, percent, done, total).await;
+                    let _ = state.db.set_progress(task_id, &p).await;
                     last_write = Instant::now();
                     last_phase = phase;
                     pending = None;
                 } else {
-                    pending = Some((phase, percent, done, total));
+                    pending = Some(p);
                 }
             }
         }
     }
-    if let Some((p, pct, d, t)) = pending {
-        let _ = state.db.set_progress(task_id, p, pct, d, t).await;
+    if let Some(p) = pending {
+        let _ = state.db.set_progress(task_id, &p).await;
     }
     if output_lines > MAX_OUTPUT_LINES {
         let dropped = output_lines - MAX_OUTPUT_LINES;
@@ -178,5 +231,30 @@ async fn write_events(state: Arc<AppState>, task_id: TaskId, mut rx: mpsc::Unbou
 async fn append(state: &AppState, task_id: TaskId, line: &str) {
     if let Err(e) = state.db.append_log(task_id, line).await {
         tracing::warn!(task = %task_id, error = %e, "cannot write task log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_and_time_left() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.sample(t0, "pulling", 0, 100_000_000), (None, None));
+        // Bursts closer than the gap do not count as a sample.
+        assert_eq!(m.sample(t0 + Duration::from_millis(100), "pulling", 5_000_000, 100_000_000), (None, None));
+        let (rate, eta) = m.sample(t0 + Duration::from_secs(1), "pulling", 10_000_000, 100_000_000);
+        assert_eq!(rate, Some(10_000_000));
+        assert_eq!(eta, Some(9));
+        // A steady 10 MB/s keeps the figure; a slower second moves it part way.
+        let (rate, _) = m.sample(t0 + Duration::from_secs(2), "pulling", 15_000_000, 100_000_000);
+        assert_eq!(rate, Some(8_500_000));
+        // A new phase starts afresh.
+        assert_eq!(m.sample(t0 + Duration::from_secs(3), "pushing", 1, 100), (None, None));
+        // No total: a rate but no time left.
+        let (rate, eta) = m.sample(t0 + Duration::from_secs(4), "pushing", 1001, 0);
+        assert_eq!((rate, eta), (Some(1000), None));
     }
 }

@@ -135,6 +135,8 @@ fn pair(name: &str, rpo_target_secs: i64, created_secs_ago: i64) -> Pair {
         drill_vmid: None,
         network_map: Default::default(),
         shutdown_returned_source: false,
+        transfer: crate::domain::Transfer::Staged,
+        fleecing_storage: None,
         state: crate::domain::PairState::Protected,
         adopted: false,
         replica_archive_id: None,

@@ -136,6 +136,8 @@ fn tiles(o: &Overview, reach: &HashMap<HypervisorId, Reachability>, open: &[Aler
                                     "Last task: " (t.kind) " " (status_badge(t.status))
                                     @if t.status == TaskStatus::Running {
                                         " " (t.phase) " " (t.progress) "%"
+                                        @if let Some(r) = t.rate_bps { " · " (crate::web::view::size(r)) "/s" }
+                                        @if let Some(e) = t.eta_secs { " · about " (crate::web::view::duration(e)) " left" }
                                     }
                                 }
                                 @if t.status == TaskStatus::Running {

@@ -33,6 +33,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("dump_dir", Kind::Text),
     ("restore_storage", Kind::Text),
     ("enabled", Kind::Flag),
+    ("bwlimit_kib", Kind::OptNumber),
 ];
 
 fn id(raw: &str) -> Result<HypervisorId, ServiceError> {
@@ -122,6 +123,8 @@ fn form(me: &PageUser, action: &str, values: &dyn Fn(&str) -> String, err: Optio
                 (input("Dump directory", "dump_dir", "text", &v("dump_dir"), None, err))
                 (input("Restore storage", "restore_storage", "text", &v("restore_storage"), None, err))
             }
+            (input("Transfer limit (KiB/s)", "bwlimit_kib", "number", &v("bwlimit_kib"),
+                Some("archives to or from this host; 0 = no limit, empty = the TRANSFER_BWLIMIT_KIB setting"), err))
             (checkbox("Enabled", "enabled", v("enabled") != "false"))
             div.actions { button type="submit" { (if new { "Add hypervisor" } else { "Save" }) } a.button.secondary href="/hypervisors" { "Back" } }
         }
@@ -156,6 +159,7 @@ fn current(h: &Hypervisor) -> impl Fn(&str) -> String + '_ {
         "dump_dir" => h.dump_dir.to_string(),
         "restore_storage" => h.restore_storage.to_string(),
         "enabled" => h.enabled.to_string(),
+        "bwlimit_kib" => h.bwlimit_kib.map(|n| n.to_string()).unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -233,6 +237,7 @@ async fn detail_page(state: &AppState, me: &PageUser, raw: &str, report: Option<
                 dt { "API" } dd.mono { "https://" (h.host) ":" (h.api_port) }
                 dt { "API token" } dd { (h.api_token_id.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "none".into()))
                     @if h.has_api_token_secret { " (secret stored)" } }
+                dt { "Transfer limit" } dd { @match h.bwlimit_kib { Some(0) => "none", Some(n) => { (n) " KiB/s" } None => "the TRANSFER_BWLIMIT_KIB setting" } }
                 dt { "TLS pin" } dd.mono { (h.tls_fingerprint.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "none (system trust)".into())) }
                 dt { "SSH host key" } dd { @match &h.host_key_fingerprint {
                     Some(fp) => { code { (fp) } }

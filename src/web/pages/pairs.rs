@@ -44,6 +44,8 @@ const FIELDS: &[(&str, Kind)] = &[
     ("network_map", Kind::JsonObject),
     ("auto_failover", Kind::Flag),
     ("shutdown_returned_source", Kind::Flag),
+    ("transfer", Kind::Text),
+    ("fleecing_storage", Kind::Clearable),
 ];
 
 /// The form's fields as the service input.
@@ -159,6 +161,11 @@ fn form(
                 (input("Archives kept", "keep_last", "number", &v("keep_last"), Some("at least 2"), err))
                 (input("RPO target (seconds)", "rpo_target_secs", "number", &v("rpo_target_secs"), Some("90000 = 25 h"), err))
             }
+            div.two {
+                (select("Transfer", "transfer", &opts(&[("staged", "staged: each hop finishes first"), ("streaming", "streaming: DC → middleware → DRC at once")]), &v("transfer"), err))
+                (input("Fleecing storage", "fleecing_storage", "text", &v("fleecing_storage"),
+                    Some("streaming VMs only: a fast DC storage for vzdump's fleecing image, e.g. local-lvm; empty = none"), err))
+            }
             (select("Guest type", "guest", &opts(&[("qemu", "VM (qemu)"), ("lxc", "container (lxc)")]), &v("guest"), err))
             (checkbox("Start the replica after each restore", "start_after_restore", v("start_after_restore") != "false"))
             (checkbox("Enabled", "enabled", v("enabled") != "false"))
@@ -188,6 +195,7 @@ fn defaults(name: &str) -> String {
         "keep_last" => "3",
         "rpo_target_secs" => "90000",
         "guest" => "qemu",
+        "transfer" => "staged",
         "start_after_restore" | "enabled" => "true",
         "auto_failover" | "shutdown_returned_source" => "false",
         _ => "",
@@ -268,6 +276,8 @@ fn current(v: &PairView) -> impl Fn(&str) -> String + '_ {
         "network_map" => serde_json::to_string_pretty(&p.network_map).unwrap_or_default(),
         "auto_failover" => p.auto_failover.to_string(),
         "shutdown_returned_source" => p.shutdown_returned_source.to_string(),
+        "transfer" => p.transfer.to_string(),
+        "fleecing_storage" => p.fleecing_storage.as_ref().map(|s| s.to_string()).unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -490,6 +500,8 @@ pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<St
                         " / VM " (p.dst_vmid)
                     }
                     dt { "Backup" } dd { (p.mode) " mode, " (p.compress) ", keep " (p.keep_last) }
+                    dt { "Transfer" } dd { (p.transfer)
+                        @if let Some(f) = &p.fleecing_storage { ", fleecing on " (f) } }
                     dt { "After restore" } dd { (if p.start_after_restore { "start the replica" } else { "leave it stopped" }) }
                     dt { "RPO target" } dd { (duration(p.rpo_target_secs)) }
                     dt { "Replica" } dd { @if let Some(t) = p.replica_task_id {

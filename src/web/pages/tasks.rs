@@ -103,7 +103,7 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
 
 /// The part of a task's page that changes while it runs.
 fn live_part(me: &PageUser, t: &Task, oob: bool) -> Markup {
-    let rate = rate(t);
+    let running = t.status == TaskStatus::Running;
     html! {
         div #task-live hx-swap-oob=[oob.then_some("outerHTML")] {
             // Only while the task can still be stopped.
@@ -121,19 +121,13 @@ fn live_part(me: &PageUser, t: &Task, oob: bool) -> Markup {
             div.progress-line {
                 span #task-percent { (t.progress) "%" }
                 @if t.bytes_total > 0 { span { (size(t.bytes_done)) " of " (size(t.bytes_total)) } }
-                @if let Some(r) = rate { span { (size(r as i64)) "/s" } }
+                @if let (true, Some(r)) = (running, t.rate_bps) { span #task-rate { (size(r)) "/s" } }
+                @if let (true, Some(e)) = (running, t.eta_secs) { span #task-eta { "about " (duration(e)) " left" } }
                 @if let (Some(s), Some(f)) = (t.started_at, t.finished_at) { span { "took " (duration((f.millis() - s.millis()) / 1000)) } }
             }
             @if let Some(e) = &t.error { div.flash.error role="alert" #task-error { (e) } }
         }
     }
-}
-
-/// Rate of the current transfer, from the bytes done since the task started.
-fn rate(t: &Task) -> Option<f64> {
-    let started = t.started_at?;
-    let secs = (crate::domain::Timestamp::now().millis() - started.millis()) as f64 / 1000.0;
-    (t.status == TaskStatus::Running && t.bytes_done > 0 && secs > 0.5).then(|| t.bytes_done as f64 / secs)
 }
 
 pub async fn detail(state: web::Data<AppState>, me: PageUser, path: web::Path<String>) -> Page {

@@ -55,6 +55,7 @@ async fn world() -> World {
         dump_dir: "/var/lib/vz/dump".parse().unwrap(),
         restore_storage: "local-lvm".parse().unwrap(),
         enabled: true,
+        bwlimit_kib: None,
     };
     let dc = state.db.insert_hypervisor(&host("dc1", HypervisorRole::Dc)).await.unwrap();
     let drc = state.db.insert_hypervisor(&host("drc1", HypervisorRole::Drc)).await.unwrap();
@@ -80,6 +81,8 @@ async fn world() -> World {
             drill_vmid: None,
             network_map: Default::default(),
             shutdown_returned_source: false,
+            transfer: crate::domain::Transfer::Staged,
+            fleecing_storage: None,
         })
         .await
         .unwrap();

@@ -1,0 +1,10 @@
+-- Transfer modes, per-host bandwidth limits, progress rate/ETA and resumable
+-- dumps. Keep in step with ../sqlite/20261130000001_transfer.sql.
+ALTER TABLE pairs ADD COLUMN transfer VARCHAR(64) NOT NULL DEFAULT 'staged';
+ALTER TABLE pairs ADD COLUMN fleecing_storage VARCHAR(255);
+ALTER TABLE hypervisors ADD COLUMN bwlimit_kib BIGINT;
+ALTER TABLE tasks ADD COLUMN rate_bps BIGINT;
+ALTER TABLE tasks ADD COLUMN eta_secs BIGINT;
+-- The finished dump an attempt left on the DC host, for the next attempt
+-- to copy on from instead of dumping again.
+ALTER TABLE tasks ADD COLUMN resume_dump TEXT;
