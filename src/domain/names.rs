@@ -273,6 +273,28 @@ impl ArchiveName {
     pub fn stamp(&self) -> Option<&str> {
         parse_archive(&self.0).map(|(_, _, s, _)| s)
     }
+
+    /// The name vzdump would give a dump started at `local` (the node's
+    /// local time): `vzdump --stdout` writes no file, so the caller names
+    /// the archive itself in the standard form (proxmox-reference §6.2).
+    pub fn for_stream(
+        guest: super::Guest,
+        vmid: Vmid,
+        compress: super::Compress,
+        local: chrono::NaiveDateTime,
+    ) -> ArchiveName {
+        let (ty, base) = match guest {
+            super::Guest::Qemu => ("qemu", "vma"),
+            super::Guest::Lxc => ("lxc", "tar"),
+        };
+        let ext = match compress {
+            super::Compress::Zstd => ".zst",
+            super::Compress::Lzo => ".lzo",
+            super::Compress::Gzip => ".gz",
+            super::Compress::None => "",
+        };
+        ArchiveName(format!("vzdump-{ty}-{vmid}-{}.{base}{ext}", local.format("%Y_%m_%d-%H_%M_%S")))
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +308,22 @@ mod tests {
         }
         for bad in ["a b", "$(reboot)", "", "-oProxyCommand=x", "host;ls", "a..b"] {
             assert!(bad.parse::<HostName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stream_names_are_standard() {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap().and_hms_opt(2, 0, 0).unwrap();
+        let vmid: Vmid = 100.try_into().unwrap();
+        let a = ArchiveName::for_stream(crate::domain::Guest::Qemu, vmid, crate::domain::Compress::Zstd, at);
+        assert_eq!(a.as_str(), "vzdump-qemu-100-2026_11_22-02_00_00.vma.zst");
+        let b = ArchiveName::for_stream(crate::domain::Guest::Lxc, vmid, crate::domain::Compress::None, at);
+        assert_eq!(b.as_str(), "vzdump-lxc-100-2026_11_22-02_00_00.tar");
+        for g in crate::domain::Guest::ALL {
+            for c in crate::domain::Compress::ALL {
+                let n = ArchiveName::for_stream(*g, vmid, *c, at);
+                assert!(n.as_str().parse::<ArchiveName>().is_ok(), "{n}");
+            }
         }
     }
 

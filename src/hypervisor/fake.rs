@@ -266,11 +266,11 @@ impl Hypervisor for FakeHv {
         remote: &str,
         local: &Path,
         _: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
         let data = self.with(|h| h.files.get(remote).cloned()).ok_or_else(|| failed(format!("no file {remote}")))?;
         std::fs::write(local, &data).map_err(|e| failed(e.to_string()))?;
-        on_bytes(data.len() as u64);
+        on(HvEvent::Progress { percent: 100, done: data.len() as u64, total: 0 });
         Ok(())
     }
 
@@ -279,11 +279,29 @@ impl Hypervisor for FakeHv {
         local: &Path,
         remote: &str,
         _: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
         let data = std::fs::read(local).map_err(|e| failed(e.to_string()))?;
-        on_bytes(data.len() as u64);
+        on(HvEvent::Progress { percent: 100, done: data.len() as u64, total: 0 });
         self.with(|h| h.files.insert(remote.to_string(), data));
         Ok(())
+    }
+
+    fn bwlimit_kib(&self) -> u64 {
+        0
+    }
+
+    // Streams are ssh sessions; the lab tests them against real sshd.
+    async fn dump_stream(
+        &self,
+        _: Guest,
+        _: Vmid,
+        _: &crate::hypervisor::StreamOptions,
+    ) -> Result<crate::hypervisor::stream::DumpStream, HvError> {
+        Err(failed("the fake host does not stream".to_string()))
+    }
+
+    async fn upload(&self, _: &str) -> Result<crate::hypervisor::stream::Upload, HvError> {
+        Err(failed("the fake host does not stream".to_string()))
     }
 }

@@ -9,6 +9,7 @@
 pub mod proxmox;
 pub mod rsync;
 pub mod ssh;
+pub mod stream;
 
 #[cfg(test)]
 pub mod fake;
@@ -63,6 +64,14 @@ pub struct DumpOptions {
     pub mode: Mode,
 }
 
+/// A dump that streams out of the host instead of into its dump dir.
+pub struct StreamOptions {
+    pub compress: Compress,
+    pub mode: Mode,
+    /// vzdump's `--fleecing enabled=1,storage=…` (VMs only).
+    pub fleecing: Option<StorageId>,
+}
+
 /// What a long-running operation reports while it runs.
 #[derive(Debug, Clone, Copy)]
 pub enum HvEvent<'a> {
@@ -95,6 +104,11 @@ pub trait Hypervisor {
         cancel: &CancellationToken,
         on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<Dumped, HvError>;
+    /// Starts a dump whose archive streams to the middleware (`vzdump
+    /// --stdout`); nothing is written on the host.
+    async fn dump_stream(&self, guest: Guest, vmid: Vmid, opts: &StreamOptions) -> Result<stream::DumpStream, HvError>;
+    /// Starts writing a new file on the host from bytes sent as they come.
+    async fn upload(&self, path: &str) -> Result<stream::Upload, HvError>;
     /// Waits (bounded) until no backup job runs on the host any more, e.g.
     /// one whose ssh session was just cut, so it cannot write after cleanup.
     async fn wait_for_dumps(&self, cancel: &CancellationToken) -> Result<(), HvError>;
@@ -159,23 +173,28 @@ pub trait Hypervisor {
     async fn rename(&self, from: &str, to: &str, cancel: &CancellationToken) -> Result<(), HvError>;
     /// Removes files or directories drswitch made.
     async fn remove(&self, paths: &[&str], cancel: &CancellationToken) -> Result<(), HvError>;
-    /// Copies a file from the host to the middleware; `on_bytes` sees the
-    /// bytes done so far.
+    /// Copies a file from the host to the middleware; `on` sees the bytes
+    /// done so far (`Progress`, total unknown) and notes such as a resume
+    /// after a cut (`Line`). A partial `local` of an earlier cut transfer
+    /// is gone on from, not sent again.
     async fn pull(
         &self,
         remote: &str,
         local: &Path,
         cancel: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError>;
-    /// Copies a file from the middleware to the host.
+    /// Copies a file from the middleware to the host, going on from a
+    /// partial `remote` the same way.
     async fn push(
         &self,
         local: &Path,
         remote: &str,
         cancel: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError>;
+    /// KiB/s archive transfers to or from this host may use; 0 = no limit.
+    fn bwlimit_kib(&self) -> u64;
 }
 
 /// The tag that marks a VM as drswitch's replica of one pair at its

@@ -20,12 +20,29 @@ pub fn task_dir(dump_dir: &DirPath, task: TaskId) -> String {
     format!("{}/{PREFIX}{task}", dump_dir.as_str().trim_end_matches('/'))
 }
 
-/// Records, then creates, the task's directory on the host.
+/// Records, then creates, the task's directory on the host. A later
+/// attempt of a task that left a transfer to go on from finds the
+/// directory there: the name is this task's own, so it is its.
 pub async fn open_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &HypervisorRecord) -> Result<String, JobError> {
     let dir = task_dir(&host.dump_dir, ctx.task.id);
     ctx.state.db.record_remote_file(ctx.task.id, host.id, &dir).await?;
-    hv.make_dir(&dir, &ctx.cancel).await?;
-    Ok(dir)
+    match hv.make_dir(&dir, &ctx.cancel).await {
+        Ok(()) => Ok(dir),
+        Err(e) if ctx.task.attempt > 1 && e.to_string().contains("File exists") => {
+            ctx.log(format!("going on in {dir} on {}, which an earlier attempt made", host.name));
+            Ok(dir)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether an earlier attempt left a transfer the next one goes on from
+/// (then its files on hosts and here are kept at the start).
+pub fn resumable(task: &crate::db::tasks::Task) -> bool {
+    task.attempt > 1
+        && (task.resume_dump.is_some()
+            || task.kind == crate::domain::TaskKind::Restore
+            || (task.kind == crate::domain::TaskKind::Replicate && task.archive_id.is_some()))
 }
 
 /// Removes every directory the task recorded; one that cannot be removed

@@ -18,9 +18,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::tasks::Task;
-use crate::domain::{ErrorKind, TaskId, TaskKind, TaskStatus};
+use crate::domain::{ErrorKind, TaskId, TaskKind, TaskStatus, Transfer};
+use crate::hypervisor::proxmox::ProxmoxCli;
 use crate::state::AppState;
-use context::{Phases, TaskCtx};
+use context::{Phases, Span, TaskCtx};
+use jobs::restore::Source;
+use jobs::stream::Forward;
 use jobs::{fail, JobError};
 
 /// Claims and runs tasks until `shutdown`; then claims nothing more and
@@ -154,8 +157,11 @@ async fn execute(state: Arc<AppState>, worker_id: String, task: Task, shutdown: 
         }
     }));
     ctx.log(format!("attempt {} of {} started", ctx.task.attempt, ctx.task.max_attempts));
-    // What an earlier attempt of this task left on hosts goes first.
-    leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    // What an earlier attempt of this task left on hosts goes first,
+    // unless it left a transfer to go on from.
+    if !leftovers::resumable(&ctx.task) {
+        leftovers::sweep(&state, id, |line| ctx.log(line)).await;
+    }
     let result = match AssertUnwindSafe(run_job(&ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
@@ -281,7 +287,17 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
         TaskKind::Backup => {
             let src = load(pair.src_hypervisor_id).await?;
             let hv = connect(&src)?;
-            jobs::backup::run_backup(ctx, &pair, &src, &hv, Phases::new(0.0, 50.0, 100.0)).await?;
+            match pair.transfer {
+                Transfer::Staged => {
+                    jobs::backup::run_backup(ctx, &pair, &src, &hv, Phases::new(0.0, 50.0, 100.0)).await?;
+                }
+                Transfer::Streaming => {
+                    let span = Span { from: 0.0, to: 100.0 };
+                    let none: Option<Forward<'_, ProxmoxCli>> = None;
+                    let s = jobs::stream::run_streamed(ctx, &pair, &src, &hv, none, span).await?;
+                    jobs::backup::prune(ctx, &pair, s.archive.id).await?;
+                }
+            }
             Ok(())
         }
         TaskKind::Restore => {
@@ -300,7 +316,8 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             };
             db.set_task_archive(ctx.task.id, archive.id).await?;
             let hv = connect(&dst)?;
-            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, true, Phases::new(0.0, 40.0, 100.0), false)
+            let source = Source::Store { verify: true };
+            jobs::restore::run_restore(ctx, &pair, &dst, &hv, &archive, source, Phases::new(0.0, 40.0, 100.0), false)
                 .await
         }
         TaskKind::Replicate => {
@@ -308,15 +325,19 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             // An earlier attempt died while replacing the replica with its
             // already verified archive: repair with that archive instead of
             // dumping the DC VM again (the DC may be what is down).
+            // Likewise when it died after storing the archive: go on with
+            // the copy to the DRC host from what arrived there.
             let resumed = match (pair.replica_task_id, ctx.task.archive_id) {
-                (Some(t), Some(a)) if t == ctx.task.id => db.archive(a).await?,
+                (Some(t), Some(a)) if t == ctx.task.id => db.archive(a).await?.map(|a| (a, true)),
+                (_, Some(a)) if ctx.task.attempt > 1 => db.archive(a).await?.map(|a| (a, false)),
                 _ => None,
             };
-            if let Some(archive) = resumed {
-                ctx.log(format!(
-                    "resuming with {}: an earlier attempt was replacing the replica with it",
-                    archive.file_name
-                ));
+            if let Some((archive, touched)) = resumed {
+                ctx.log(if touched {
+                    format!("resuming with {}: an earlier attempt was replacing the replica with it", archive.file_name)
+                } else {
+                    format!("resuming with {}: an earlier attempt stored and verified it", archive.file_name)
+                });
                 let dst_hv = connect(&dst)?;
                 return jobs::restore::run_restore(
                     ctx,
@@ -324,7 +345,7 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
                     &dst,
                     &dst_hv,
                     &archive,
-                    true,
+                    Source::Store { verify: true },
                     Phases::new(50.0, 75.0, 100.0),
                     false,
                 )
@@ -332,19 +353,26 @@ async fn run_job(ctx: &TaskCtx) -> Result<(), JobError> {
             }
             let src = load(pair.src_hypervisor_id).await?;
             let (src_hv, dst_hv) = (connect(&src)?, connect(&dst)?);
-            let archive = jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
-            // Just verified on arrival; no need to read it again.
-            jobs::restore::run_restore(
-                ctx,
-                &pair,
-                &dst,
-                &dst_hv,
-                &archive,
-                false,
-                Phases::new(50.0, 75.0, 100.0),
-                false,
-            )
-            .await
+            let (archive, source, restore_phases) = match pair.transfer {
+                Transfer::Staged => {
+                    let archive =
+                        jobs::backup::run_backup(ctx, &pair, &src, &src_hv, Phases::new(0.0, 25.0, 50.0)).await?;
+                    // Just verified on arrival; no need to read it again.
+                    (archive, Source::Store { verify: false }, Phases::new(50.0, 75.0, 100.0))
+                }
+                Transfer::Streaming => {
+                    let forward = Some(Forward { dst: &dst, hv: &dst_hv });
+                    let span = Span { from: 0.0, to: 70.0 };
+                    let s = jobs::stream::run_streamed(ctx, &pair, &src, &src_hv, forward, span).await?;
+                    jobs::backup::prune(ctx, &pair, s.archive.id).await?;
+                    let source = match s.on_host {
+                        Some((dir, remote)) => Source::OnHost { dir, remote },
+                        None => Source::Store { verify: false },
+                    };
+                    (s.archive, source, Phases::new(70.0, 70.0, 100.0))
+                }
+            };
+            jobs::restore::run_restore(ctx, &pair, &dst, &dst_hv, &archive, source, restore_phases, false).await
         }
         TaskKind::Failover => {
             let (src, dst) = (load(pair.src_hypervisor_id).await?, load(dst_id).await?);

@@ -11,7 +11,8 @@ use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::domain::{ArchiveName, DirPath, ErrorKind, Guest, StorageId, Vmid};
 use crate::hypervisor::rsync::{self, TransferError};
 use crate::hypervisor::ssh::{Output, SshError, SshTarget};
-use crate::hypervisor::{DumpOptions, Dumped, GuestState, HvError, HvEvent, Hypervisor};
+use crate::hypervisor::stream::{DumpStream, Upload};
+use crate::hypervisor::{DumpOptions, Dumped, GuestState, HvError, HvEvent, Hypervisor, StreamOptions};
 use crate::state::AppState;
 
 pub struct ProxmoxCli {
@@ -28,7 +29,7 @@ impl ProxmoxCli {
             ssh: SshTarget::for_hypervisor(h, &s.ssh_dir(), s.ssh_connect_timeout)?,
             command_timeout: s.command_timeout,
             quick_timeout: Duration::from_secs(120).min(s.command_timeout),
-            bwlimit_kib: s.transfer_bwlimit_kib,
+            bwlimit_kib: h.bwlimit_kib.unwrap_or(s.transfer_bwlimit_kib),
         })
     }
 }
@@ -398,9 +399,9 @@ impl Hypervisor for ProxmoxCli {
         remote: &str,
         local: &Path,
         cancel: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
-        rsync::pull(&self.ssh, self.bwlimit_kib, remote, local, self.command_timeout, cancel, on_bytes)
+        rsync::pull(&self.ssh, self.bwlimit_kib, remote, local, self.command_timeout, cancel, on)
             .await
             .map_err(HvError::from)
     }
@@ -410,11 +411,30 @@ impl Hypervisor for ProxmoxCli {
         local: &Path,
         remote: &str,
         cancel: &CancellationToken,
-        on_bytes: &mut (dyn FnMut(u64) + Send),
+        on: &mut (dyn FnMut(HvEvent<'_>) + Send),
     ) -> Result<(), HvError> {
-        rsync::push(&self.ssh, self.bwlimit_kib, local, remote, self.command_timeout, cancel, on_bytes)
+        rsync::push(&self.ssh, self.bwlimit_kib, local, remote, self.command_timeout, cancel, on)
             .await
             .map_err(HvError::from)
+    }
+
+    fn bwlimit_kib(&self) -> u64 {
+        self.bwlimit_kib
+    }
+
+    async fn dump_stream(&self, guest: Guest, vmid: Vmid, opts: &StreamOptions) -> Result<DumpStream, HvError> {
+        let v = vmid.to_string();
+        let fleecing = opts.fleecing.as_ref().map(|s| format!("enabled=1,storage={s}"));
+        let mut args =
+            vec!["vzdump", &v, "--stdout", "1", "--compress", opts.compress.vzdump_arg(), "--mode", opts.mode.as_str()];
+        if let (Some(f), Guest::Qemu) = (&fleecing, guest) {
+            args.extend(["--fleecing", f]);
+        }
+        DumpStream::start(&self.ssh, &args, format!("vzdump of VM {v}"), percent)
+    }
+
+    async fn upload(&self, path: &str) -> Result<Upload, HvError> {
+        Upload::start(&self.ssh, path)
     }
 }
 

@@ -34,6 +34,7 @@ fn hypervisor(name: &str) -> Hypervisor {
         dump_dir: "/var/lib/vz/dump".parse().unwrap(),
         restore_storage: "local-lvm".parse().unwrap(),
         enabled: true,
+        bwlimit_kib: None,
         host_key_fingerprint: None,
         host_key: None,
         api_token_secret_enc: None,
@@ -157,6 +158,8 @@ fn ended_task(pair_id: PairId, kind: TaskKind, status: TaskStatus, error: Option
         progress: 100,
         bytes_done: 0,
         bytes_total: 0,
+        rate_bps: None,
+        eta_secs: None,
         archive_id: None,
         schedule_id: None,
         requested_by: "schedule".to_string(),
@@ -172,6 +175,7 @@ fn ended_task(pair_id: PairId, kind: TaskKind, status: TaskStatus, error: Option
         dst_hypervisor_id: None,
         cancel_requested: false,
         force: false,
+        resume_dump: None,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::db::archives::{Archive, NewArchive};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
 use crate::domain::{ArchiveId, ArchiveName, DirPath, ErrorKind};
-use crate::hypervisor::{DumpOptions, GuestState, HvError, HvEvent, Hypervisor};
+use crate::hypervisor::{DumpOptions, Dumped, GuestState, HvError, HvEvent, Hypervisor};
 use crate::worker::context::{Phases, Span, TaskCtx};
 use crate::worker::leftovers;
 use crate::worker::retention::{to_prune, KeepRules};
@@ -38,6 +38,14 @@ pub async fn run_backup(
     let dir = store
         .prepare(pair.id)
         .map_err(|e| fail(ErrorKind::Internal, format!("Cannot create the archive directory of this pair: {e}.")))?;
+    if let Some(d) = resume(ctx, hv, src).await? {
+        ctx.log(format!(
+            "going on from the dump {} an earlier attempt left on {}; the part of it already copied here is kept",
+            d.name, src.name
+        ));
+        let task_dir = leftovers::task_dir(&src.dump_dir, ctx.task.id);
+        return finish(ctx, pair, src, hv, d, &dir, &task_dir, pull).await;
+    }
     store.sweep_partials(ctx.task.id);
 
     ctx.phase("preflight", dump.at(0.0));
@@ -116,9 +124,56 @@ pub async fn run_backup(
             return Err(e.into());
         }
     };
+    // Should this attempt die while copying, the next goes on from here.
+    state.db.set_resume_dump(ctx.task.id, Some(&dumped.path)).await?;
+    finish(ctx, pair, src, hv, dumped, &dir, &task_dir, pull).await
+}
 
-    let result = fetch(ctx, pair, hv, &dumped.path, &dumped.name, &dir, pull).await;
-    remove_task_dir(ctx, hv, src, &task_dir).await;
+/// The finished dump an earlier attempt of this task left in the task's
+/// directory on the DC host, if it is still there.
+async fn resume(ctx: &TaskCtx, hv: &impl Hypervisor, src: &HypervisorRecord) -> Result<Option<Dumped>, JobError> {
+    let Some(path) = ctx.task.resume_dump.as_deref().filter(|_| ctx.task.attempt > 1) else { return Ok(None) };
+    let task_dir = leftovers::task_dir(&src.dump_dir, ctx.task.id);
+    // Only a standard archive name right in this task's own directory.
+    let name = path
+        .strip_prefix(&format!("{task_dir}/"))
+        .filter(|n| !n.contains('/'))
+        .and_then(|n| n.parse::<ArchiveName>().ok());
+    let found = match name {
+        Some(name) => match hv.file_size(path, &ctx.cancel).await {
+            Ok(_) => Some(Dumped { path: path.to_string(), name }),
+            Err(HvError::Cancelled) => return Err(JobError::Cancelled),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    if found.is_none() {
+        ctx.log(format!("the dump an earlier attempt left on {} is gone; dumping again", src.name));
+        ctx.state.db.set_resume_dump(ctx.task.id, None).await?;
+        leftovers::sweep(&ctx.state, ctx.task.id, |line| ctx.log(line)).await;
+    }
+    Ok(found)
+}
+
+/// Copies the dump here, stores it, cleans the DC host and prunes.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    hv: &impl Hypervisor,
+    dumped: Dumped,
+    dir: &Path,
+    task_dir: &str,
+    pull: Span,
+) -> Result<Archive, JobError> {
+    let store = ctx.state.archives();
+
+    let result = fetch(ctx, pair, hv, &dumped.path, &dumped.name, dir, pull).await;
+    // The dump goes now whatever happened; only a worker that died while
+    // copying leaves it for the next attempt.
+    let _ = ctx.state.db.set_resume_dump(ctx.task.id, None).await;
+    remove_task_dir(ctx, hv, src, task_dir).await;
     if result.is_err() {
         store.sweep_partials(ctx.task.id);
         return result;
@@ -130,7 +185,7 @@ pub async fn run_backup(
 
 /// vzdump names archives after the second it starts in; a second dump
 /// within the second the last one was stored would get the same name.
-async fn next_second_after(stored_ms: i64) {
+pub(crate) async fn next_second_after(stored_ms: i64) {
     let now = crate::domain::Timestamp::now().millis();
     if now.div_euclid(1000) <= stored_ms.div_euclid(1000) {
         let wait = (stored_ms.div_euclid(1000) + 1) * 1000 - now;
@@ -164,14 +219,12 @@ async fn fetch(
     }
     let tmp = store.partial(pair.id, ctx.task.id, name);
     let total = bytes as i64;
+    super::log_limit(ctx, hv);
     ctx.reporter().progress("pulling", pull.at(0.0), 0, total);
     let rep = ctx.reporter();
-    let mut on_bytes = |done: u64| {
-        let f = if bytes == 0 { 1.0 } else { done as f64 / bytes as f64 };
-        rep.progress("pulling", pull.at(f * 0.9), done as i64, total);
-    };
+    let mut on = transfer_progress(&rep, "pulling", pull, bytes);
     // The source checksum is computed while the copy runs: both only read the file.
-    let (sha, pulled) = tokio::join!(hv.sha256(remote_path, cancel), hv.pull(remote_path, &tmp, cancel, &mut on_bytes));
+    let (sha, pulled) = tokio::join!(hv.sha256(remote_path, cancel), hv.pull(remote_path, &tmp, cancel, &mut on));
     pulled?;
     let sha = sha?;
     ctx.log(format!("source archive {name}: {} sha256 {sha}", size(bytes)));
@@ -211,6 +264,24 @@ async fn fetch(
     Ok(archive)
 }
 
+/// Turns a transfer's events into the task's progress (bytes of `total`,
+/// 90 % of the span; checking takes the rest) and log.
+pub(crate) fn transfer_progress<'a>(
+    rep: &'a crate::worker::context::Reporter,
+    phase: &'static str,
+    span: Span,
+    total: u64,
+) -> impl FnMut(HvEvent<'_>) + Send + 'a {
+    move |e| match e {
+        HvEvent::Line(line) => rep.log(line),
+        HvEvent::Progress { done, .. } => {
+            let done = done.min(total);
+            let f = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+            rep.progress(phase, span.at(f * 0.9), done as i64, total as i64);
+        }
+    }
+}
+
 /// Removes the task's directory on the DC host, dump and all. Runs even
 /// after a cancel; if the host cannot be reached, the directory stays
 /// recorded and the end-of-task sweep tries again.
@@ -227,7 +298,7 @@ async fn remove_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &HypervisorR
 /// Applies the pair's keep rules, except to archives something still
 /// needs: the one just made, the one the replica holds (a rollback restores
 /// it), and any a queued or running task names.
-async fn prune(ctx: &TaskCtx, pair: &Pair, made: ArchiveId) -> Result<(), JobError> {
+pub(crate) async fn prune(ctx: &TaskCtx, pair: &Pair, made: ArchiveId) -> Result<(), JobError> {
     let archives = ctx.state.db.list_archives(pair.id).await?;
     let verified: Vec<_> =
         archives.iter().filter(|a| a.verified_at.is_some()).map(|a| (a.id, a.created_at.to_datetime())).collect();

@@ -11,7 +11,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::evidence::{enter_state, Evidence};
-use super::restore::{apply_network_map, run_restore, start_and_confirm};
+use super::restore::{apply_network_map, run_restore, start_and_confirm, Source};
 use super::{fail, JobError};
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
@@ -256,7 +256,17 @@ async fn bring_up(
     )
     .await;
     let t1 = Timestamp::now();
-    let restored = run_restore(ctx, &pair, dst, hv, &archive, true, Phases::new(10.0, 50.0, 100.0), true).await;
+    let restored = run_restore(
+        ctx,
+        &pair,
+        dst,
+        hv,
+        &archive,
+        Source::Store { verify: true },
+        Phases::new(10.0, 50.0, 100.0),
+        true,
+    )
+    .await;
     let ok = restored.is_ok();
     let detail = match &restored {
         Ok(()) => format!("restored {} as VM {} on {} and started it", archive.file_name, pair.dst_vmid, dst.name),

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod failback;
 pub mod failover;
 pub mod restore;
+pub mod stream;
 
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,14 @@ impl From<DbError> for JobError {
 
 pub fn fail(kind: ErrorKind, msg: impl Into<String>) -> JobError {
     JobError::Failed { kind, message: msg.into() }
+}
+
+/// Says in the task log how fast a transfer with `hv` may go.
+pub fn log_limit(ctx: &crate::worker::context::TaskCtx, hv: &impl crate::hypervisor::Hypervisor) {
+    match hv.bwlimit_kib() {
+        0 => ctx.log(format!("transfer limit for {}: none", hv.name())),
+        l => ctx.log(format!("transfer limit for {}: {l} KiB/s ({}/s)", hv.name(), size(l * 1024))),
+    }
 }
 
 /// Human size for log lines.

@@ -19,6 +19,16 @@ use crate::hypervisor::{replica_tag, with_replica_tag, GuestState, HvEvent, Hype
 use crate::worker::context::{Phases, Span, TaskCtx};
 use crate::worker::leftovers;
 
+/// Where the archive to restore is.
+pub enum Source {
+    /// In the middleware's store, to be pushed; `verify` reads it once
+    /// more first (not needed when this task just verified it).
+    Store { verify: bool },
+    /// Already in the task's directory on the DRC host, verified there
+    /// (a streamed replicate put it there).
+    OnHost { dir: String, remote: String },
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run_restore(
     ctx: &TaskCtx,
@@ -26,7 +36,7 @@ pub async fn run_restore(
     dst: &HypervisorRecord,
     hv: &impl Hypervisor,
     archive: &Archive,
-    verify_local: bool,
+    source: Source,
     phases: Phases,
     always_start: bool,
 ) -> Result<(), JobError> {
@@ -46,49 +56,15 @@ pub async fn run_restore(
     // A failover starts the replica whatever the pair says for restores.
     pair.start_after_restore |= always_start;
     let pair = &pair;
-    let local = ctx.state.archives().path(pair.id, &archive.file_name);
-    if !local.exists() {
-        return Err(fail(
-            ErrorKind::Config,
-            format!("The archive {} is missing from the middleware's storage.", archive.file_name),
-        ));
-    }
-    if verify_local {
-        ctx.phase("verifying", push.at(0.0));
-        let sha = sha256_file(&local)
-            .await
-            .map_err(|e| fail(ErrorKind::Internal, format!("Cannot read the archive: {e}.")))?;
-        if sha != archive.sha256 {
-            return Err(fail(
-                ErrorKind::Checksum,
-                format!("The archive {} on the middleware no longer matches its checksum.", archive.file_name),
-            ));
+    let (dir, remote) = match source {
+        Source::OnHost { dir, remote } => (dir, remote),
+        Source::Store { verify } => {
+            let dir = prepare(ctx, pair, dst, hv, archive, verify, push).await?;
+            let local = ctx.state.archives().path(pair.id, &archive.file_name);
+            let remote = send(ctx, hv, dst, &dir, archive, &local, push, cancel).await?;
+            (dir, remote)
         }
-        ctx.log(format!("archive {} verified on the middleware", archive.file_name));
-    }
-
-    ctx.phase("preflight", push.at(0.0));
-    let early = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
-    ctx.log(format!("preflight: replica VM {} on {} is {early}", pair.dst_vmid, dst.name));
-    // Fail before an hour-long push, not after it.
-    ensure_ours(ctx, pair, hv, dst, &early).await?;
-    let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
-    let bytes = archive.size_bytes.max(0) as u64;
-    if free < bytes {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "{} has only {} free in {}, but the archive is {}.",
-                dst.name,
-                size(free),
-                dst.dump_dir,
-                size(bytes)
-            ),
-        ));
-    }
-
-    let dir = leftovers::open_task_dir(ctx, hv, dst).await?;
-    let remote = send(ctx, hv, dst, &dir, archive, &local, push, cancel).await?;
+    };
     // Look again just before touching anything: the push may have taken long
     // and the VM may have changed meanwhile.
     let before = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
@@ -165,9 +141,65 @@ pub async fn run_restore(
     }
 }
 
+/// Checks the stored archive, the replica VM and the DRC host's space,
+/// and opens the task's directory there.
+async fn prepare(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    dst: &HypervisorRecord,
+    hv: &impl Hypervisor,
+    archive: &Archive,
+    verify: bool,
+    push: Span,
+) -> Result<String, JobError> {
+    let cancel = &ctx.cancel;
+    let local = ctx.state.archives().path(pair.id, &archive.file_name);
+    if !local.exists() {
+        return Err(fail(
+            ErrorKind::Config,
+            format!("The archive {} is missing from the middleware's storage.", archive.file_name),
+        ));
+    }
+    if verify {
+        ctx.phase("verifying", push.at(0.0));
+        let sha = sha256_file(&local)
+            .await
+            .map_err(|e| fail(ErrorKind::Internal, format!("Cannot read the archive: {e}.")))?;
+        if sha != archive.sha256 {
+            return Err(fail(
+                ErrorKind::Checksum,
+                format!("The archive {} on the middleware no longer matches its checksum.", archive.file_name),
+            ));
+        }
+        ctx.log(format!("archive {} verified on the middleware", archive.file_name));
+    }
+
+    ctx.phase("preflight", push.at(0.0));
+    let early = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
+    ctx.log(format!("preflight: replica VM {} on {} is {early}", pair.dst_vmid, dst.name));
+    // Fail before an hour-long push, not after it.
+    ensure_ours(ctx, pair, hv, dst, &early).await?;
+    let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
+    let bytes = archive.size_bytes.max(0) as u64;
+    if free < bytes {
+        return Err(fail(
+            ErrorKind::NotEnoughSpace,
+            format!(
+                "{} has only {} free in {}, but the archive is {}.",
+                dst.name,
+                size(free),
+                dst.dump_dir,
+                size(bytes)
+            ),
+        ));
+    }
+
+    leftovers::open_task_dir(ctx, hv, dst).await
+}
+
 /// A VM at the target must be ours to replace; with none there, a record
 /// of an unfinished replacement is stale (that VM is gone).
-async fn ensure_ours(
+pub(crate) async fn ensure_ours(
     ctx: &TaskCtx,
     pair: &Pair,
     hv: &impl Hypervisor,
@@ -227,13 +259,11 @@ pub(crate) async fn send(
     let remote = format!("{dir}/{}", archive.file_name);
     let tmp = format!("{dir}/.partial-{}", archive.file_name);
     let total = archive.size_bytes;
+    super::log_limit(ctx, hv);
     let rep = ctx.reporter();
     rep.progress("pushing", span.at(0.0), 0, total);
-    let mut on_bytes = |done: u64| {
-        let f = if total <= 0 { 1.0 } else { done as f64 / total as f64 };
-        rep.progress("pushing", span.at(f * 0.9), done as i64, total);
-    };
-    let pushed = hv.push(local, &tmp, cancel, &mut on_bytes).await;
+    let mut on = super::backup::transfer_progress(&rep, "pushing", span, total.max(0) as u64);
+    let pushed = hv.push(local, &tmp, cancel, &mut on).await;
     if let Err(e) = pushed {
         let _ = hv.remove(&[&tmp], &CancellationToken::new()).await;
         return Err(e.into());

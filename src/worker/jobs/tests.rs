@@ -170,7 +170,9 @@ async fn a_failed_restore_rolls_back_to_the_last_good_archive() {
     let drc = w.replica(b"old replica", &old).await;
     drc.with(|h| h.fail_next_restore = Some("disk write error".into()));
     let (ctx, writer) = w.task(TaskKind::Restore).await;
-    let r = restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await;
+    let r =
+        restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, restore::Source::Store { verify: true }, PHASES, false)
+            .await;
     let Err(JobError::Failed { kind, message }) = r else { panic!("{r:?}") };
     assert_eq!(kind, ErrorKind::CommandFailed);
     assert!(message.contains("rolled back to the archive of the last good restore"), "{message}");
@@ -195,7 +197,9 @@ async fn a_cancel_while_the_replica_is_replaced_waits_until_it_is_whole() {
     let drc = w.replica(b"old replica", &old).await;
     let (ctx, writer) = w.task(TaskKind::Restore).await;
     drc.with(|h| h.cancel_during_restore = Some(ctx.cancel.clone()));
-    let r = restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await;
+    let r =
+        restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, restore::Source::Store { verify: true }, PHASES, false)
+            .await;
     assert!(r.is_ok(), "{r:?}");
     drc.with(|h| {
         assert_eq!(h.guests[&200].disk, b"new data");
@@ -217,7 +221,9 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
             .insert(200, FakeGuest { disk: b"production".to_vec(), running: true, tags: vec![], ..Default::default() })
     });
     let (ctx, writer) = w.task(TaskKind::Restore).await;
-    let r = restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await;
+    let r =
+        restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, restore::Source::Store { verify: true }, PHASES, false)
+            .await;
     let Err(JobError::Failed { kind, message }) = r else { panic!("{r:?}") };
     assert_eq!(kind, ErrorKind::NotOurs);
     assert!(message.contains("VM 200 on drc1 exists but is not a replica"), "{message}");
@@ -233,7 +239,9 @@ async fn an_unmarked_vm_is_never_stopped_or_overwritten() {
     // Adopted: replaced and marked.
     assert!(w.state.db.set_adopted(w.pair.id).await.unwrap());
     let (ctx, writer) = w.task(TaskKind::Restore).await;
-    restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, true, PHASES, false).await.unwrap();
+    restore::run_restore(&ctx, &w.pair, &w.drc, &drc, &new, restore::Source::Store { verify: true }, PHASES, false)
+        .await
+        .unwrap();
     drc.with(|h| {
         assert_eq!(h.guests[&200].disk, b"new data");
         assert_eq!(h.guests[&200].tags, [replica_tag(&w.pair)]);

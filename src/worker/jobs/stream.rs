@@ -1,0 +1,359 @@
+//! Streaming transfer (SPEC §4.1): the DC host's `vzdump --stdout` is read
+//! over ssh, and every chunk is hashed, written to a temporary name in the
+//! middleware's store and forwarded to a temporary name on the DRC host at
+//! once, so the two hops overlap instead of adding up. Nothing is written
+//! on the DC host. The archive counts only when the DC host's checksum of
+//! what it sent, the middleware's of what it stored and the DRC host's of
+//! what it wrote all agree.
+//!
+//! A copy to the DRC host that breaks off does not stop the dump: the
+//! middleware keeps storing, and afterwards sends only the missing rest
+//! from its verified copy (rsync `--append-verify`). A dump that breaks off
+//! cannot go on (vzdump cannot start mid-way): the task fails and its
+//! files are removed.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{fail, size, JobError};
+use crate::archive_store::StoreError;
+use crate::db::archives::{Archive, NewArchive};
+use crate::db::hypervisors::Hypervisor as HypervisorRecord;
+use crate::db::pairs::Pair;
+use crate::domain::{ArchiveName, ErrorKind};
+use crate::hypervisor::stream::{is_sha_line, Next, Upload};
+use crate::hypervisor::{GuestState, HvError, Hypervisor, StreamOptions};
+use crate::worker::context::{Span, TaskCtx};
+use crate::worker::leftovers;
+
+/// Bytes read from the dump per step: big enough for few system calls,
+/// small enough that memory stays flat.
+const CHUNK: usize = 256 * 1024;
+
+/// The DRC side of a streamed replicate.
+pub struct Forward<'a, D: Hypervisor> {
+    pub dst: &'a HypervisorRecord,
+    pub hv: &'a D,
+}
+
+/// What a streamed dump left: the stored, verified archive, and where the
+/// DRC host holds its verified copy (directory, path), if it was sent.
+pub struct Streamed {
+    pub archive: Archive,
+    pub on_host: Option<(String, String)>,
+}
+
+pub async fn run_streamed<S: Hypervisor, D: Hypervisor>(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    src_hv: &S,
+    forward: Option<Forward<'_, D>>,
+    span: Span,
+) -> Result<Streamed, JobError> {
+    let cancel = &ctx.cancel;
+    if !src.enabled {
+        return Err(fail(ErrorKind::Config, format!("The DC hypervisor {} is disabled.", src.name)));
+    }
+    let store = ctx.state.archives();
+    store
+        .prepare(pair.id)
+        .map_err(|e| fail(ErrorKind::Internal, format!("Cannot create the archive directory of this pair: {e}.")))?;
+    store.sweep_partials(ctx.task.id);
+
+    ctx.phase("preflight", span.at(0.0));
+    let newest = ctx.state.db.list_archives(pair.id).await?.into_iter().next();
+    let expect = newest.as_ref().map(|a| a.size_bytes.max(0) as u64).unwrap_or(0);
+    // Both sides are asked at once: each is one round trip, and on a WAN
+    // those add up.
+    let here_free = store.free_bytes(pair.id);
+    let src_state = src_hv.guest_state(pair.guest, pair.src_vmid, cancel);
+    let dst_facts = async {
+        match &forward {
+            Some(f) => {
+                let state = f.hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
+                let free = f.hv.free_bytes(&f.dst.dump_dir, cancel).await?;
+                Ok::<_, HvError>(Some((state, free)))
+            }
+            None => Ok(None),
+        }
+    };
+    let (here_free, src_state, dst_facts) = tokio::join!(here_free, src_state, dst_facts);
+    let here_free = here_free.map_err(|e| fail(ErrorKind::Internal, e.to_string()))?;
+    match src_state? {
+        GuestState::Missing => {
+            return Err(fail(ErrorKind::GuestMissing, format!("VM {} does not exist on {}.", pair.src_vmid, src.name)))
+        }
+        s => ctx.log(format!("preflight: VM {} on {} is {s}", pair.src_vmid, src.name)),
+    }
+    if here_free < expect {
+        return Err(fail(
+            ErrorKind::NotEnoughSpace,
+            format!(
+                "The middleware's archive storage has only {} free, but the last archive of this VM took {}.",
+                size(here_free),
+                size(expect)
+            ),
+        ));
+    }
+    if let (Some(f), Some((state, free))) = (&forward, dst_facts?) {
+        ctx.log(format!("preflight: replica VM {} on {} is {state}", pair.dst_vmid, f.dst.name));
+        // Fail before the dump, not after it.
+        super::restore::ensure_ours(ctx, pair, f.hv, f.dst, &state).await?;
+        if free < expect {
+            return Err(fail(
+                ErrorKind::NotEnoughSpace,
+                format!(
+                    "{} has only {} free in {}, but the last archive of this VM took {}.",
+                    f.dst.name,
+                    size(free),
+                    f.dst.dump_dir,
+                    size(expect)
+                ),
+            ));
+        }
+    }
+    if let Some(a) = &newest {
+        super::backup::next_second_after(a.created_at.millis()).await;
+    }
+
+    let local_now = chrono::Utc::now().with_timezone(&ctx.state.settings.timezone.0).naive_local();
+    let name = ArchiveName::for_stream(pair.guest, pair.src_vmid, pair.compress, local_now);
+    let tmp = store.partial(pair.id, ctx.task.id, &name);
+    let remote = match &forward {
+        Some(f) => {
+            let dir = leftovers::open_task_dir(ctx, f.hv, f.dst).await?;
+            Some((dir.clone(), format!("{dir}/.partial-{name}"), format!("{dir}/{name}")))
+        }
+        None => None,
+    };
+    let result = stream(ctx, pair, src, src_hv, forward.as_ref(), &name, &tmp, remote.as_ref(), span).await;
+    let archive = match result {
+        Ok(sha) => store_archive(ctx, pair, &name, &tmp, &sha).await,
+        Err(e) => Err(e),
+    };
+    let archive = match archive {
+        Ok(a) => a,
+        Err(e) => {
+            store.sweep_partials(ctx.task.id);
+            // A cut session's vzdump may still hold the node's backup lock.
+            let _ = src_hv.wait_for_dumps(&CancellationToken::new()).await;
+            return Err(e);
+        }
+    };
+    let on_host = match (&forward, remote) {
+        (Some(f), Some((dir, tmp_remote, final_remote))) => {
+            complete_remote(ctx, f, &archive, &dir, &tmp_remote, &final_remote, span).await?;
+            Some((dir, final_remote))
+        }
+        _ => None,
+    };
+    Ok(Streamed { archive, on_host })
+}
+
+/// Moves the bytes; returns the sha256 all of them had on the DC host and
+/// here.
+#[allow(clippy::too_many_arguments)]
+async fn stream<S: Hypervisor, D: Hypervisor>(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    src: &HypervisorRecord,
+    src_hv: &S,
+    forward: Option<&Forward<'_, D>>,
+    name: &ArchiveName,
+    tmp: &std::path::Path,
+    remote: Option<&(String, String, String)>,
+    span: Span,
+) -> Result<String, JobError> {
+    let cancel = &ctx.cancel;
+    let rep = ctx.reporter();
+    let limit = [Some(src_hv.bwlimit_kib()), forward.map(|f| f.hv.bwlimit_kib())]
+        .into_iter()
+        .flatten()
+        .filter(|l| *l > 0)
+        .min()
+        .unwrap_or(0);
+    super::log_limit(ctx, src_hv);
+    if let Some(f) = forward {
+        super::log_limit(ctx, f.hv);
+    }
+    let mut upload: Option<Upload> = match (forward, remote) {
+        (Some(f), Some((_, tmp_remote, _))) => Some(f.hv.upload(tmp_remote).await?),
+        _ => None,
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .await
+        .map_err(|e| fail(ErrorKind::Internal, format!("Cannot create {}: {e}.", tmp.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600));
+    }
+    let opts = StreamOptions { compress: pair.compress, mode: pair.mode, fleecing: pair.fleecing_storage.clone() };
+    if let Some(f) = &opts.fleecing {
+        ctx.log(format!("fleecing on {f} of {}: guest writes wait on that storage, not on the link", src.name));
+    }
+    ctx.phase("streaming", span.at(0.0));
+    ctx.log(format!(
+        "streaming {name} from {}{}",
+        src.name,
+        forward.map(|f| format!(" to the middleware and {} at once", f.dst.name)).unwrap_or_default()
+    ));
+    let mut dump = src_hv.dump_stream(pair.guest, pair.src_vmid, &opts).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut done: u64 = 0;
+    let mut percent: u8 = 0;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + ctx.state.settings.command_timeout;
+    loop {
+        let n = tokio::select! {
+            next = dump.next(&mut buf) => match next? {
+                Next::Bytes(n) => n,
+                Next::Line(l) => {
+                    // The checksum line is ours, not the host's log.
+                    if !l.line.is_empty() && !is_sha_line(&l.line) {
+                        rep.output(l.line);
+                    }
+                    percent = l.percent.unwrap_or(percent);
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => return Err(JobError::Cancelled),
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(fail(ErrorKind::Timeout, format!(
+                    "The streamed dump of VM {} from {} did not finish within {} s.",
+                    pair.src_vmid, src.name, ctx.state.settings.command_timeout.as_secs()
+                )));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        file.write_all(chunk).await.map_err(|e| {
+            fail(ErrorKind::NotEnoughSpace, format!("Cannot write the archive on the middleware: {e}."))
+        })?;
+        if let Some(u) = upload.as_mut() {
+            let sent = tokio::select! {
+                r = u.write(chunk) => r,
+                _ = cancel.cancelled() => return Err(JobError::Cancelled),
+            };
+            if let Err(e) = sent {
+                // The dump goes on; the rest reaches the DRC host later.
+                ctx.log(format!("{e}; the rest goes there from the middleware's copy after the dump"));
+                upload = None;
+            }
+        }
+        done += n as u64;
+        // vzdump's percent is of the disk read; the archive's size follows it.
+        let total = if percent >= 1 { (done * 100 / u64::from(percent)).max(done) } else { 0 };
+        rep.progress("streaming", span.at(f64::from(percent) / 100.0 * 0.8), done as i64, total as i64);
+        if limit > 0 {
+            // Keep the average at the limit: wait until the bytes so far are due.
+            let due = Duration::from_secs_f64(done as f64 / (limit as f64 * 1024.0));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => return Err(JobError::Cancelled),
+                }
+            }
+        }
+    }
+    let src_sha = dump.finish().await?;
+    file.sync_all().await.map_err(|e| fail(ErrorKind::Internal, format!("Cannot write the archive: {e}.")))?;
+    drop(file);
+    let sha = hex::encode(hasher.finalize());
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    ctx.log(format!(
+        "streamed {name}: {} in {secs:.1} s ({}/s), sha256 {sha}",
+        size(done),
+        size((done as f64 / secs) as u64)
+    ));
+    if sha != src_sha {
+        return Err(fail(
+            ErrorKind::Checksum,
+            format!("The streamed archive {name} does not match what {} sent ({sha} here, {src_sha} there).", src.name),
+        ));
+    }
+    if let Some(u) = upload {
+        if let Err(e) = u.finish().await {
+            ctx.log(format!("{e}; the rest goes there from the middleware's copy"));
+        }
+    }
+    Ok(sha)
+}
+
+/// Records the verified bytes as the pair's archive.
+async fn store_archive(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    name: &ArchiveName,
+    tmp: &std::path::Path,
+    sha: &str,
+) -> Result<Archive, JobError> {
+    let store = ctx.state.archives();
+    let bytes = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
+    store.store(tmp, pair.id, name).map_err(|e| match e {
+        StoreError::Exists(_) => fail(
+            ErrorKind::Config,
+            format!("An archive named {name} is already stored for this pair; nothing was replaced."),
+        ),
+        StoreError::Io(e) => fail(ErrorKind::Internal, format!("Cannot store the verified archive: {e}.")),
+    })?;
+    let archive = ctx
+        .state
+        .db
+        .insert_archive(&NewArchive {
+            pair_id: pair.id,
+            file_name: name,
+            size_bytes: bytes as i64,
+            sha256: sha,
+            task_id: ctx.task.id,
+        })
+        .await?;
+    ctx.state.db.set_task_archive(ctx.task.id, archive.id).await?;
+    ctx.log(format!("archive {name} stored and verified (sha256 {sha})"));
+    Ok(archive)
+}
+
+/// Checks the DRC host's copy, sending the missing rest from the stored
+/// archive first when the forward broke off, and gives it its real name.
+async fn complete_remote<D: Hypervisor>(
+    ctx: &TaskCtx,
+    f: &Forward<'_, D>,
+    archive: &Archive,
+    dir: &str,
+    tmp_remote: &str,
+    final_remote: &str,
+    span: Span,
+) -> Result<(), JobError> {
+    let cancel = &ctx.cancel;
+    ctx.phase("verifying", span.at(0.9));
+    let have = f.hv.file_size(tmp_remote, cancel).await.unwrap_or(0);
+    let total = archive.size_bytes.max(0) as u64;
+    if have < total {
+        ctx.log(format!("{} has {} of {}; sending the rest from the middleware", f.dst.name, size(have), size(total)));
+        let local = ctx.state.archives().path(archive.pair_id, &archive.file_name);
+        let rep = ctx.reporter();
+        let mut on = super::backup::transfer_progress(&rep, "pushing", span, total);
+        f.hv.push(&local, tmp_remote, cancel, &mut on).await?;
+    }
+    let sha = f.hv.sha256(tmp_remote, cancel).await?;
+    if sha != archive.sha256 {
+        let _ = f.hv.remove(&[tmp_remote], &CancellationToken::new()).await;
+        return Err(fail(
+            ErrorKind::Checksum,
+            format!("The archive streamed to {} does not match its checksum.", f.dst.name),
+        ));
+    }
+    f.hv.rename(tmp_remote, final_remote, cancel).await?;
+    ctx.log(format!("archive {} copied to {}:{dir} and verified", archive.file_name, f.dst.name));
+    Ok(())
+}
