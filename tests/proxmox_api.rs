@@ -143,6 +143,7 @@ fn hypervisor(host: &str, api_port: u16, token_id: Option<&str>, fingerprint: Op
         dump_dir: DirPath::default_dump(),
         restore_storage: StorageId::local_lvm(),
         enabled: true,
+        bwlimit_kib: None,
         host_key_fingerprint: None,
         host_key: None,
         api_token_secret_enc: None,
