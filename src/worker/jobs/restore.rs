@@ -175,11 +175,13 @@ async fn prepare(
     }
 
     ctx.phase("preflight", push.at(0.0));
-    let early = hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
+    let (early, free) =
+        tokio::join!(hv.guest_state(pair.guest, pair.dst_vmid, cancel), hv.free_bytes(&dst.dump_dir, cancel));
+    let early = early?;
     ctx.log(format!("preflight: replica VM {} on {} is {early}", pair.dst_vmid, dst.name));
     // Fail before an hour-long push, not after it.
     ensure_ours(ctx, pair, hv, dst, &early).await?;
-    let free = hv.free_bytes(&dst.dump_dir, cancel).await?;
+    let free = free?;
     let bytes = archive.size_bytes.max(0) as u64;
     if free < bytes {
         return Err(fail(
