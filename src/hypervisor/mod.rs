@@ -6,6 +6,7 @@
 //! driver; a second type is a new folder beside `proxmox/` and one arm in
 //! `connect`.
 
+mod child;
 pub mod proxmox;
 pub mod rsync;
 pub mod ssh;
@@ -66,6 +67,9 @@ pub struct DumpOptions {
 
 /// A dump that streams out of the host instead of into its dump dir.
 pub struct StreamOptions {
+    /// Where vzdump may put its log and temporary files (the archive
+    /// itself goes to stdout).
+    pub dump_dir: DirPath,
     pub compress: Compress,
     pub mode: Mode,
     /// vzdump's `--fleecing enabled=1,storage=…` (VMs only).

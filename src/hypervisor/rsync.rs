@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::hypervisor::ssh::SshTarget;
@@ -121,7 +120,7 @@ async fn run_once(
 ) -> Result<Run, TransferError> {
     // --append-verify implies --inplace: bytes land on the caller's
     // temporary name at once, so a cut or a killed worker keeps them.
-    let mut child = Command::new("rsync")
+    let mut child = super::child::command("rsync")
         .args(["--info=progress2", "--no-inc-recursive", "--timeout=120", "--partial", "--append-verify"])
         .arg("--chmod=D700,F600")
         .arg(format!("--bwlimit={bwlimit_kib}"))

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::hypervisors::Hypervisor;
@@ -257,9 +256,17 @@ impl SshTarget {
     }
 
     /// The `-e` value for rsync (paths here never hold spaces or quotes:
-    /// they live under DATA_DIR, which the operator controls).
+    /// they live under DATA_DIR, which the operator controls). ssh, too,
+    /// dies with the rsync that started it: rsync's forked receiver would
+    /// otherwise go on writing what a live ssh still delivers into the file
+    /// the next attempt appends to.
     pub fn rsync_shell(&self) -> String {
-        std::iter::once("ssh".to_string()).chain(self.options().iter().map(|o| quote(o))).collect::<Vec<_>>().join(" ")
+        ["setpriv", "--pdeathsig", "KILL", "--", "ssh"]
+            .into_iter()
+            .map(String::from)
+            .chain(self.options().iter().map(|o| quote(o)))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Runs `args` (each quoted) on the host. `on_line` sees every stdout
@@ -272,7 +279,7 @@ impl SshTarget {
         mut on_line: impl FnMut(&str),
     ) -> Result<Output, SshError> {
         let remote = args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
-        let mut child = Command::new("ssh")
+        let mut child = super::child::command("ssh")
             .args(self.options())
             .arg("--")
             .arg(&self.host)

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -17,7 +17,7 @@ use crate::domain::ErrorKind;
 /// Starts `args` on the host with the given ends piped.
 fn spawn(t: &SshTarget, args: &[&str], stdin: Stdio, stdout: Stdio) -> Result<Child, HvError> {
     let remote = args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
-    Command::new("ssh")
+    super::child::command("ssh")
         .args(t.options())
         .arg("--")
         .arg(&t.host)

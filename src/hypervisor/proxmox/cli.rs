@@ -425,8 +425,18 @@ impl Hypervisor for ProxmoxCli {
     async fn dump_stream(&self, guest: Guest, vmid: Vmid, opts: &StreamOptions) -> Result<DumpStream, HvError> {
         let v = vmid.to_string();
         let fleecing = opts.fleecing.as_ref().map(|s| format!("enabled=1,storage={s}"));
-        let mut args =
-            vec!["vzdump", &v, "--stdout", "1", "--compress", opts.compress.vzdump_arg(), "--mode", opts.mode.as_str()];
+        let mut args = vec![
+            "vzdump",
+            &v,
+            "--stdout",
+            "1",
+            "--dumpdir",
+            opts.dump_dir.as_str(),
+            "--compress",
+            opts.compress.vzdump_arg(),
+            "--mode",
+            opts.mode.as_str(),
+        ];
         if let (Some(f), Guest::Qemu) = (&fleecing, guest) {
             args.extend(["--fleecing", f]);
         }

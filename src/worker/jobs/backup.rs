@@ -227,6 +227,9 @@ async fn fetch(
     let tmp = store.partial(pair.id, ctx.task.id, name);
     let total = bytes as i64;
     super::log_limit(ctx, hv);
+    if let Ok(m) = std::fs::metadata(&tmp) {
+        ctx.log(format!("{} of {} arrived before; copying on from there", size(m.len()), size(bytes)));
+    }
     ctx.reporter().progress("pulling", pull.at(0.0), 0, total);
     let rep = ctx.reporter();
     let mut on = transfer_progress(&rep, "pulling", pull, bytes);

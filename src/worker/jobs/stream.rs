@@ -194,7 +194,14 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600));
     }
-    let opts = StreamOptions { compress: pair.compress, mode: pair.mode, fleecing: pair.fleecing_storage.clone() };
+    // vzdump's log and temporary files go into the task's own directory,
+    // removed with it when the task ends.
+    let dc_dir = leftovers::open_task_dir(ctx, src_hv, src).await?;
+    let dump_dir = dc_dir
+        .parse()
+        .map_err(|_| fail(ErrorKind::Config, format!("{dc_dir} is not a usable directory on {}.", src.name)))?;
+    let opts =
+        StreamOptions { dump_dir, compress: pair.compress, mode: pair.mode, fleecing: pair.fleecing_storage.clone() };
     if let Some(f) = &opts.fleecing {
         ctx.log(format!("fleecing on {f} of {}: guest writes wait on that storage, not on the link", src.name));
     }
