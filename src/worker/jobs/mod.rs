@@ -60,7 +60,7 @@ pub fn fail(kind: ErrorKind, msg: impl Into<String>) -> JobError {
 pub fn log_limit(ctx: &crate::worker::context::TaskCtx, hv: &impl crate::hypervisor::Hypervisor) {
     match hv.bwlimit_kib() {
         0 => ctx.log(format!("transfer limit for {}: none", hv.name())),
-        l => ctx.log(format!("transfer limit for {}: {l} KiB/s ({}/s)", hv.name(), size(l * 1024))),
+        l => ctx.log(format!("transfer limit for {}: {l} KiB/s ({:.1} Mbit/s)", hv.name(), l as f64 * 8192.0 / 1e6)),
     }
 }
 
