@@ -183,6 +183,7 @@ fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web:
             // Pages, assets and JSON travel compressed when the client asks.
             .wrap(actix_web::middleware::Compress::default())
             .wrap(tracing_actix())
+            .wrap(crate::security_headers::middleware())
             .configure(crate::api::routes)
             .configure(crate::web::routes)
     })
