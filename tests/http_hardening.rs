@@ -1,4 +1,5 @@
-//! What every HTTP answer carries, whatever the route.
+//! What every HTTP answer carries, whatever the route: security headers,
+//! and 405 for a method a path does not take.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,6 +20,7 @@ async fn every_response_carries_the_security_headers() {
         (Method::GET, "/api/v1/health", 200),
         (Method::GET, "/api/v1/pairs", 401),
         (Method::GET, "/api/v1/no-such-thing", 404),
+        (Method::DELETE, "/api/v1/tasks", 405),
         (Method::GET, "/metrics", 401),
         (Method::GET, "/login", 200),
         (Method::GET, "/pairs", 303),
@@ -40,4 +42,37 @@ async fn every_response_carries_the_security_headers() {
         assert!(["no-referrer", "same-origin"].contains(&header("referrer-policy").as_str()), "{method} {path}");
         assert_eq!(h.get_all("content-security-policy").iter().count(), 1, "{method} {path}: one CSP only");
     }
+}
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_json_with_allow() {
+    let app = TestApp::spawn().await;
+    app.login_admin().await;
+    let hv = app.create_hypervisor("dc1", "dc").await;
+    let cases = [
+        (Method::DELETE, "/api/v1/tasks".to_string(), "GET"),
+        (Method::PATCH, "/api/v1/hypervisors".to_string(), "GET, POST"),
+        (Method::PATCH, format!("/api/v1/hypervisors/{hv}"), "GET, PUT, DELETE"),
+        (Method::GET, format!("/api/v1/hypervisors/{hv}/check"), "POST"),
+        (Method::PUT, "/api/v1/auth/login".to_string(), "POST"),
+        (Method::POST, "/api/v1/health".to_string(), "GET"),
+        (Method::POST, "/metrics".to_string(), "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let r = app.client.request(method.clone(), app.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let (_, body) = common::decode(r).await;
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+        assert!(common::message(&body).contains(allow), "{body}");
+    }
+    // Nothing changed, and the right methods still work.
+    let (s, one) = app.get(&format!("/api/v1/hypervisors/{hv}")).await;
+    assert_eq!(s, 200, "{one}");
+    let (s, body) = app.delete("/api/v1/no-such-thing").await;
+    assert_eq!(s, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (s, body) = app.get("/api/v1/tasks/not-a-uuid/nope").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("not_found")));
 }
