@@ -1,12 +1,14 @@
 //! What every HTTP answer carries, whatever the route: security headers,
-//! and 405 for a method a path does not take.
+//! 405 for a method a path does not take, and a `Secure` session cookie
+//! behind a TLS proxy.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::TestApp;
+use common::{TestApp, ADMIN, ADMIN_PW};
 use reqwest::Method;
+use serde_json::json;
 
 fn plain_client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -75,4 +77,40 @@ async fn a_method_a_path_does_not_take_is_405_json_with_allow() {
     assert_eq!(body["error"]["code"], "not_found");
     let (s, body) = app.get("/api/v1/tasks/not-a-uuid/nope").await;
     assert_eq!((s, body["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+/// The session cookie a login answers with.
+async fn session_cookie(app: &TestApp, forwarded_proto: Option<&str>) -> String {
+    let mut req =
+        plain_client().post(app.url("/api/v1/auth/login")).json(&json!({"username": ADMIN, "password": ADMIN_PW}));
+    if let Some(proto) = forwarded_proto {
+        req = req.header("x-forwarded-proto", proto);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|h| h.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("drswitch_session="))
+        .expect("session cookie")
+}
+
+#[tokio::test]
+async fn session_cookie_is_secure_when_a_trusted_proxy_says_https() {
+    let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).await;
+    let cookie = session_cookie(&app, Some("https")).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!session_cookie(&app, Some("http")).await.contains("Secure"));
+    assert!(!session_cookie(&app, None).await.contains("Secure"));
+
+    // Nobody else is believed.
+    let untrusted = TestApp::spawn_with(&[("TRUSTED_PROXIES", "10.0.0.0/8")]).await;
+    assert!(!session_cookie(&untrusted, Some("https")).await.contains("Secure"));
+    // COOKIE_SECURE=false wins over the proxy; true needs no proxy.
+    let never = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1"), ("COOKIE_SECURE", "false")]).await;
+    assert!(!session_cookie(&never, Some("https")).await.contains("Secure"));
+    let always = TestApp::spawn_with(&[("COOKIE_SECURE", "true")]).await;
+    assert!(session_cookie(&always, None).await.contains("; Secure"));
 }
