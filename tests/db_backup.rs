@@ -21,10 +21,9 @@ fn mode(path: &Path) -> u32 {
 
 /// Loads the backup into a new database and returns its URL: the SQLite
 /// copy is a database file already; a MariaDB dump goes through the client.
-async fn restore(app: &TestApp, backup: &Path) -> String {
+async fn restore(app: &TestApp, backup: &Path, scratch: &Path) -> String {
     if app.backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let file = dir.join("restored.db");
+        let file = scratch.join("restored.db");
         std::fs::copy(backup, &file).unwrap();
         return format!("sqlite://{}", file.display());
     }
@@ -101,7 +100,8 @@ async fn a_backup_taken_while_drswitch_writes_restores_with_its_rows() {
 
     // drswitch starts on the restored copy (same SECRET_KEY): the users,
     // the pair and a consistent prefix of the writer's hypervisors are there.
-    let restored = TestApp::spawn_on(restore(&app, &out).await, app.backend).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let restored = TestApp::spawn_on(restore(&app, &out, scratch.path()).await, app.backend).await;
     assert_eq!(restored.login(ADMIN, ADMIN_PW).await, 200);
     let (s, p) = restored.get(&format!("/api/v1/pairs/{pair}")).await;
     assert_eq!(s, 200, "{p}");
