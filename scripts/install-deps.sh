@@ -3,8 +3,9 @@
 # when they are missing. Safe to run again.
 set -euo pipefail
 
+# systemd: systemd-analyze, which checks the packaged unit (scripts/test-package.sh).
 packages=(openssh-server openssh-client rsync mariadb-server mariadb-client lzop zstd openssl python3 iproute2
-          chromium chromium-driver python3-selenium)
+          chromium chromium-driver python3-selenium systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every drswitch test: installs what the tests need when missing,
 # starts a throwaway MariaDB on loopback, then runs the Rust suite against
-# SQLite and against MariaDB, the lab's own tests, and the web UI in a
-# real browser (tests/ui).
+# SQLite and against MariaDB, the lab's own tests, the web UI in a
+# real browser (tests/ui), and the Debian package (scripts/test-package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +31,12 @@ echo "== Lab and break-glass script tests"
 echo "== Web UI in headless Chromium"
 /usr/bin/python3 -m unittest discover -s tests/ui 2>&1 | tee "$work/ui.out"
 
+echo "== Debian package"
+bash scripts/test-package.sh 2>&1 | tee "$work/package.out"
+
 passed=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$work/sqlite.out" "$work/mysql.out")
 lab=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/lab.out")
 ui=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/ui.out")
 ui_skipped=$(sed -n 's/^OK (.*skipped=\([0-9]*\).*/\1/p' "$work/ui.out")
-echo "$((passed + lab + ui - ${ui_skipped:-0})) passed, 0 failed"
+package=$(sed -n 's/^package: \([0-9]*\) checks passed$/\1/p' "$work/package.out")
+echo "$((passed + lab + ui - ${ui_skipped:-0} + package)) passed, 0 failed"

@@ -164,7 +164,8 @@ pub async fn worker_only(settings: Settings) -> Result<(), StartError> {
 
 fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web::dev::Server, StartError> {
     let key = Key::from(state.secrets.cookie_key());
-    let secure = state.settings.cookie_secure;
+    // `auto` is decided per request, outside the session middleware.
+    let secure = state.settings.cookie_secure == crate::settings::CookieSecure::Always;
     let state = web::Data::from(state);
     let guard = web::Data::new(LoginGuard::default());
     let server = HttpServer::new(move || {
@@ -180,9 +181,11 @@ fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web:
             .app_data(guard.clone())
             .app_data(web::PayloadConfig::new(crate::api::body::MAX_BODY))
             .wrap(sessions)
+            .wrap(actix_web::middleware::from_fn(crate::secure_cookie::mark))
             // Pages, assets and JSON travel compressed when the client asks.
             .wrap(actix_web::middleware::Compress::default())
             .wrap(tracing_actix())
+            .wrap(crate::security_headers::middleware())
             .configure(crate::api::routes)
             .configure(crate::web::routes)
     })

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `worker`, `migrate`, `user create`, `pubkey`.
+//! The command line: `serve`, `worker`, `migrate`, `db backup`, `user create`, `pubkey`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -27,6 +27,11 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// drswitch's own database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Manage users from the shell.
     User {
         #[command(subcommand)]
@@ -34,6 +39,18 @@ enum Command {
     },
     /// Print the middleware's SSH public key (created on first use).
     Pubkey,
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Write a consistent copy of the database to a new file, also while
+    /// drswitch runs: a SQLite database file, or for MySQL/MariaDB an SQL
+    /// dump (mariadb-dump --single-transaction).
+    Backup {
+        /// The new file; an existing one is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +107,17 @@ async fn run(cmd: Command, settings: Settings) -> Result<(), String> {
             let db = Db::connect(&settings).await.map_err(|e| e.to_string())?;
             db.migrate().await.map_err(|e| e.to_string())?;
             println!("drswitch: database is up to date ({})", settings.backend.as_str());
+            Ok(())
+        }
+        Command::Db { command: DbCommand::Backup { out } } => {
+            let done = crate::db::backup::backup(&settings, &out).await.map_err(|e| e.to_string())?;
+            println!(
+                "drswitch: wrote the {} database to {} ({} bytes, {})",
+                settings.backend.as_str(),
+                done.path.display(),
+                done.bytes,
+                done.method
+            );
             Ok(())
         }
         Command::User { command: UserCommand::Create { username, role, full_name, password_file } } => {

@@ -21,6 +21,10 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The path exists, but not with this method; holds the ones it takes
+    /// (`GET, POST`), for the `Allow` header.
+    #[error("this path accepts only {0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     /// A conflict caused by one field's value (e.g. a duplicate target).
@@ -61,6 +65,7 @@ impl AppError {
             AppError::BadCredentials(_) => "bad_credentials",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::Invalid { .. } => "invalid_field",
             AppError::Taken { .. } => "conflict",
@@ -118,6 +123,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) | AppError::Taken { .. } => StatusCode::CONFLICT,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -142,8 +148,14 @@ impl ResponseError for AppError {
             }
         }
         let mut resp = HttpResponse::build(self.status_code());
-        if let AppError::Throttled(secs) = self {
-            resp.insert_header(("Retry-After", secs.to_string()));
+        match self {
+            AppError::Throttled(secs) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            AppError::MethodNotAllowed(allow) => {
+                resp.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+            }
+            _ => {}
         }
         resp.json(json!({"error": {"code": self.code(), "message": message}}))
     }

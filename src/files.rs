@@ -34,7 +34,7 @@ pub fn make_private(path: &Path) -> std::io::Result<()> {
 }
 
 /// A new, empty 0600 file beside `path` with a unique name.
-fn temp_beside(path: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+pub fn temp_beside(path: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
@@ -60,6 +60,18 @@ pub fn create_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     let result = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the complete file `tmp` the name `path`, unless `path` exists
+/// (then `Ok(false)`); `tmp` is gone either way.
+pub fn publish_new(tmp: &Path, path: &Path) -> std::io::Result<bool> {
+    let linked = std::fs::File::open(tmp).and_then(|f| f.sync_all()).and_then(|()| std::fs::hard_link(tmp, path));
+    let _ = std::fs::remove_file(tmp);
+    match linked {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),

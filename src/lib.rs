@@ -17,6 +17,8 @@ pub mod plans;
 pub mod queue;
 pub mod scheduler;
 pub mod secrets;
+pub mod secure_cookie;
+pub mod security_headers;
 pub mod service;
 pub mod settings;
 pub mod sshkey;

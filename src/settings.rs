@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::domain::TimeZone;
+use crate::domain::{IpRange, TimeZone};
 
 /// A value that must never reach a log: `Debug` and `Display` hide it.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,6 +44,18 @@ impl Backend {
     }
 }
 
+/// When the session cookie carries `Secure` (`COOKIE_SECURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// Always: drswitch is only ever reached over https.
+    Always,
+    /// Never: plain http (a lab, or a proxy on the same host).
+    Never,
+    /// When the request came over https, as a proxy in `TRUSTED_PROXIES`
+    /// says with `X-Forwarded-Proto`; nobody else is believed.
+    Auto,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: Secret,
@@ -55,7 +67,9 @@ pub struct Settings {
     pub admin_password: Option<Secret>,
     pub worker_concurrency: usize,
     pub timezone: TimeZone,
-    pub cookie_secure: bool,
+    pub cookie_secure: CookieSecure,
+    /// Reverse proxies whose `X-Forwarded-Proto` is believed.
+    pub trusted_proxies: Vec<IpRange>,
     pub worker_enabled: bool,
     pub scheduler_enabled: bool,
     pub lease: Duration,
@@ -132,6 +146,25 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             Some(v) => Err(err(var, format!("must be true or false (got {v:?})"))),
         }
     }
+
+    fn cookie_secure(&self) -> Result<CookieSecure, ConfigError> {
+        match self.get("COOKIE_SECURE").as_deref() {
+            None | Some("auto") => Ok(CookieSecure::Auto),
+            Some("1" | "true" | "yes" | "on") => Ok(CookieSecure::Always),
+            Some("0" | "false" | "no" | "off") => Ok(CookieSecure::Never),
+            Some(v) => Err(err("COOKIE_SECURE", format!("must be auto, true or false (got {v:?})"))),
+        }
+    }
+
+    /// A comma-separated list of addresses and CIDR blocks.
+    fn ip_ranges(&self, var: &'static str) -> Result<Vec<IpRange>, ConfigError> {
+        let Some(list) = self.get(var) else { return Ok(Vec::new()) };
+        list.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().map_err(|e: crate::domain::Invalid| err(var, e.0)))
+            .collect()
+    }
 }
 
 impl Settings {
@@ -199,7 +232,8 @@ impl Settings {
             admin_password,
             worker_concurrency: r.number("WORKER_CONCURRENCY", 1, 1, 64)? as usize,
             timezone,
-            cookie_secure: r.flag("COOKIE_SECURE", false)?,
+            cookie_secure: r.cookie_secure()?,
+            trusted_proxies: r.ip_ranges("TRUSTED_PROXIES")?,
             worker_enabled: r.flag("WORKER_ENABLED", true)?,
             scheduler_enabled: r.flag("SCHEDULER_ENABLED", true)?,
             lease: secs(r.number("TASK_LEASE_SECS", 30, 2, 3600)?),
@@ -258,6 +292,20 @@ mod tests {
         assert_eq!(load(&[("TZ", "Mars/Base")]).unwrap_err().var, "TZ");
         assert_eq!(load(&[("LISTEN", "nowhere")]).unwrap_err().var, "LISTEN");
         assert_eq!(load(&[("SECRET_KEY", "short")]).unwrap_err().var, "SECRET_KEY");
+    }
+
+    #[test]
+    fn cookie_secure_and_trusted_proxies() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.cookie_secure, CookieSecure::Auto);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(load(&[("COOKIE_SECURE", "true")]).unwrap().cookie_secure, CookieSecure::Always);
+        assert_eq!(load(&[("COOKIE_SECURE", "false")]).unwrap().cookie_secure, CookieSecure::Never);
+        assert_eq!(load(&[("COOKIE_SECURE", "sometimes")]).unwrap_err().var, "COOKIE_SECURE");
+        let s = load(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,fd00::/8")]).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert!(s.trusted_proxies[1].contains("10.9.8.7".parse().unwrap()));
+        assert_eq!(load(&[("TRUSTED_PROXIES", "10.0.0.0/8, proxy.lan")]).unwrap_err().var, "TRUSTED_PROXIES");
     }
 
     #[test]

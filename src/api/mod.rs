@@ -1,7 +1,10 @@
-//! The JSON REST API under `/api/v1`. This file holds the whole route table.
+//! The JSON REST API under `/api/v1`. This file holds the whole route table:
+//! one `endpoint` per path with the methods it takes (any other method gets
+//! 405 with `Allow`); an unknown path gets 404, both as JSON.
 
 mod alerts;
 pub mod body;
+mod endpoint;
 mod events;
 mod hypervisors;
 mod metrics;
@@ -21,6 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
 use crate::error::AppError;
+use endpoint::endpoint;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -31,71 +35,61 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(json_only))
-            .route("/health", web::get().to(session::health))
-            .route("/openapi.json", web::get().to(openapi::document))
-            .route("/auth/login", web::post().to(session::login))
-            .route("/auth/logout", web::post().to(session::logout))
-            .route("/auth/me", web::get().to(session::me))
-            .route("/users", web::get().to(users::list))
-            .route("/users", web::post().to(users::create))
-            .route("/users/{id}", web::get().to(users::get))
-            .route("/users/{id}", web::put().to(users::update))
-            .route("/users/{id}", web::delete().to(users::delete))
-            .route("/tokens", web::get().to(tokens::list))
-            .route("/tokens", web::post().to(tokens::create))
-            .route("/tokens/{id}", web::delete().to(tokens::revoke))
-            .route("/hypervisors", web::get().to(hypervisors::list))
-            .route("/hypervisors", web::post().to(hypervisors::create))
-            .route("/hypervisors/{id}", web::get().to(hypervisors::get))
-            .route("/hypervisors/{id}", web::put().to(hypervisors::update))
-            .route("/hypervisors/{id}", web::delete().to(hypervisors::delete))
-            .route("/hypervisors/{id}/check", web::post().to(hypervisors::check))
-            .route("/hypervisors/{id}/vms", web::get().to(hypervisors::vms))
-            .route("/hypervisors/{id}/status", web::get().to(alerts::status))
-            .route("/pairs", web::get().to(pairs::list))
-            .route("/pairs", web::post().to(pairs::create))
-            .route("/pairs/{id}", web::get().to(pairs::get))
-            .route("/pairs/{id}", web::put().to(pairs::update))
-            .route("/pairs/{id}", web::delete().to(pairs::delete))
-            .route("/pairs/{id}/backup", web::post().to(tasks::backup))
-            .route("/pairs/{id}/restore", web::post().to(tasks::restore))
-            .route("/pairs/{id}/replicate", web::post().to(tasks::replicate))
-            .route("/pairs/{id}/failover", web::post().to(tasks::failover))
-            .route("/pairs/{id}/failback", web::post().to(tasks::failback))
-            .route("/pairs/{id}/drill", web::post().to(tasks::drill))
-            .route("/pairs/{id}/archives", web::get().to(pairs::archives))
-            .route("/pairs/{id}/adopt", web::post().to(pairs::adopt))
-            .route("/tasks", web::get().to(tasks::list))
-            .route("/tasks/{id}", web::get().to(tasks::get))
-            .route("/tasks/{id}/log", web::get().to(tasks::log))
-            .route("/tasks/{id}/cancel", web::post().to(tasks::cancel))
-            .route("/plans", web::get().to(plans::list))
-            .route("/plans", web::post().to(plans::create))
-            .route("/plans/{id}", web::get().to(plans::get))
-            .route("/plans/{id}", web::put().to(plans::update))
-            .route("/plans/{id}", web::delete().to(plans::delete))
-            .route("/plans/{id}/failover", web::post().to(plans::failover))
-            .route("/plans/{id}/drill", web::post().to(plans::drill))
-            .route("/schedules", web::get().to(schedules::list))
-            .route("/schedules", web::post().to(schedules::create))
-            .route("/schedules/{id}", web::get().to(schedules::get))
-            .route("/schedules/{id}", web::put().to(schedules::update))
-            .route("/schedules/{id}", web::delete().to(schedules::delete))
-            .route("/events", web::get().to(events::list))
-            .route("/alerts", web::get().to(alerts::list))
-            .route("/alert-settings", web::get().to(alerts::settings))
-            .route("/alert-settings", web::put().to(alerts::set_settings))
-            .route("/notification-targets", web::get().to(alerts::targets))
-            .route("/notification-targets", web::post().to(alerts::create_target))
-            .route("/notification-targets/{id}", web::get().to(alerts::target))
-            .route("/notification-targets/{id}", web::put().to(alerts::update_target))
-            .route("/notification-targets/{id}", web::delete().to(alerts::delete_target))
-            .route("/notification-targets/{id}/test", web::post().to(alerts::test_target))
+            .service(endpoint("/health").get(session::health))
+            .service(endpoint("/openapi.json").get(openapi::document))
+            .service(endpoint("/auth/login").post(session::login))
+            .service(endpoint("/auth/logout").post(session::logout))
+            .service(endpoint("/auth/me").get(session::me))
+            .service(endpoint("/users").get(users::list).post(users::create))
+            .service(endpoint("/users/{id}").get(users::get).put(users::update).delete(users::delete))
+            .service(endpoint("/tokens").get(tokens::list).post(tokens::create))
+            .service(endpoint("/tokens/{id}").delete(tokens::revoke))
+            .service(endpoint("/hypervisors").get(hypervisors::list).post(hypervisors::create))
+            .service(
+                endpoint("/hypervisors/{id}")
+                    .get(hypervisors::get)
+                    .put(hypervisors::update)
+                    .delete(hypervisors::delete),
+            )
+            .service(endpoint("/hypervisors/{id}/check").post(hypervisors::check))
+            .service(endpoint("/hypervisors/{id}/vms").get(hypervisors::vms))
+            .service(endpoint("/hypervisors/{id}/status").get(alerts::status))
+            .service(endpoint("/pairs").get(pairs::list).post(pairs::create))
+            .service(endpoint("/pairs/{id}").get(pairs::get).put(pairs::update).delete(pairs::delete))
+            .service(endpoint("/pairs/{id}/backup").post(tasks::backup))
+            .service(endpoint("/pairs/{id}/restore").post(tasks::restore))
+            .service(endpoint("/pairs/{id}/replicate").post(tasks::replicate))
+            .service(endpoint("/pairs/{id}/failover").post(tasks::failover))
+            .service(endpoint("/pairs/{id}/failback").post(tasks::failback))
+            .service(endpoint("/pairs/{id}/drill").post(tasks::drill))
+            .service(endpoint("/pairs/{id}/archives").get(pairs::archives))
+            .service(endpoint("/pairs/{id}/adopt").post(pairs::adopt))
+            .service(endpoint("/tasks").get(tasks::list))
+            .service(endpoint("/tasks/{id}").get(tasks::get))
+            .service(endpoint("/tasks/{id}/log").get(tasks::log))
+            .service(endpoint("/tasks/{id}/cancel").post(tasks::cancel))
+            .service(endpoint("/plans").get(plans::list).post(plans::create))
+            .service(endpoint("/plans/{id}").get(plans::get).put(plans::update).delete(plans::delete))
+            .service(endpoint("/plans/{id}/failover").post(plans::failover))
+            .service(endpoint("/plans/{id}/drill").post(plans::drill))
+            .service(endpoint("/schedules").get(schedules::list).post(schedules::create))
+            .service(endpoint("/schedules/{id}").get(schedules::get).put(schedules::update).delete(schedules::delete))
+            .service(endpoint("/events").get(events::list))
+            .service(endpoint("/alerts").get(alerts::list))
+            .service(endpoint("/alert-settings").get(alerts::settings).put(alerts::set_settings))
+            .service(endpoint("/notification-targets").get(alerts::targets).post(alerts::create_target))
+            .service(
+                endpoint("/notification-targets/{id}")
+                    .get(alerts::target)
+                    .put(alerts::update_target)
+                    .delete(alerts::delete_target),
+            )
+            .service(endpoint("/notification-targets/{id}/test").post(alerts::test_target))
             .default_service(web::to(not_found)),
     )
     .default_service(web::to(not_found));
     // Beside the API, where Prometheus looks for it.
-    cfg.route("/metrics", web::get().to(metrics::metrics));
+    cfg.service(endpoint("/metrics").get(metrics::metrics));
 }
 
 /// A body sent to the API must be declared JSON. An HTML form (or any page

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod archives;
+pub mod backup;
 pub mod claims;
 pub mod events;
 pub mod hypervisors;
@@ -116,8 +117,7 @@ impl Db {
 /// Adds `mode=rwc` so a missing SQLite file is created, and creates its
 /// directory.
 fn sqlite_url(url: &str) -> DbResult<String> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
+    let path = sqlite_path(url);
     if path.is_empty() || path == ":memory:" {
         return Err(DbError::Open(
             "SQLite needs a file path (an in-memory database is not shared between connections)".into(),
@@ -146,6 +146,12 @@ fn sqlite_url(url: &str) -> DbResult<String> {
         std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(file).map_err(private)?;
     }
     Ok(if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") })
+}
+
+/// The file a `sqlite:` URL names.
+pub(crate) fn sqlite_path(url: &str) -> &str {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    path.split('?').next().unwrap_or(path)
 }
 
 /// One sentence without the URL (it may hold a password).

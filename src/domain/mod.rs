@@ -4,6 +4,7 @@
 
 mod enums;
 mod ids;
+mod ip_range;
 mod names;
 mod network;
 mod schedule_time;
@@ -15,6 +16,7 @@ pub use enums::{
     TargetKind, TaskKind, TaskStatus, Transfer,
 };
 pub use ids::{AlertId, ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TargetId, TaskId, UserId};
+pub use ip_range::IpRange;
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
 pub use network::{NetTarget, NetworkMap};
 pub use schedule_time::{CronExpr, TimeZone};

@@ -1,7 +1,8 @@
 //! The web UI: server-rendered pages (maud) on the same service functions
 //! as the JSON API, so a rule lives in one place. Forms carry the API's
-//! field names and a CSRF token; pages send a Content-Security-Policy that
-//! forbids inline scripts, and every asset comes from the binary.
+//! field names and a CSRF token; every asset comes from the binary, so the
+//! Content-Security-Policy (`crate::security_headers`) forbids inline
+//! scripts and other origins.
 
 mod assets;
 mod auth;
@@ -12,8 +13,6 @@ mod layout;
 mod pages;
 mod view;
 
-use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
 use actix_web::web;
 
 pub use error::PageError;
@@ -25,7 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     use pages::*;
     cfg.service(
         web::scope("")
-            .wrap(security_headers())
             .route("/static/{file}", web::get().to(assets::serve))
             .route("/login", web::get().to(session::login_form))
             .route("/login", web::post().to(session::login))
@@ -85,17 +83,4 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/account/tokens", web::post().to(account::create_token))
             .route("/account/tokens/{id}/revoke", web::post().to(account::revoke_token)),
     );
-}
-
-/// Scripts only from this server (no inline ones), no framing, no sniffing.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        ))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((header::REFERRER_POLICY, "same-origin"))
 }

@@ -65,6 +65,22 @@ impl TestApp {
         app
     }
 
+    /// `serve` on an existing database (e.g. one restored from a backup),
+    /// with a fresh data dir.
+    pub async fn spawn_on(database_url: String, backend: &'static str) -> TestApp {
+        let mut app = TestApp {
+            base: String::new(),
+            dir: tempfile::tempdir().unwrap(),
+            database_url,
+            backend,
+            child: None,
+            client: client(),
+            extra_env: Vec::new(),
+        };
+        app.start().await;
+        app
+    }
+
     /// Another `serve` process on the same database and data dir, with its
     /// own log.
     pub async fn second_process(&self) -> TestApp {
