@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The drswitch lab: simulated Proxmox VE hosts on loopback.
 
-    lab.py run --dir DIR --authorized-key PUBKEY --host NAME[:ADDR] [--host …] [--no-stdin-watch]
+    lab.py run --dir DIR --authorized-key PUBKEY --host NAME[:ADDR] [--host …]
+               [--shape NAME:rate=42mbit[,delay=20ms][,loss=0.5%] …] [--no-stdin-watch]
     lab.py create-vm --root R --node N --vmid 100 [--name web01] [--disk-size 64M]
                      [--disks 1] [--storage local-lvm|local] [--memory 2048] [--running]
                      [--onboot] [--agent] [--seed S]
@@ -11,9 +12,11 @@
 
 `run` prints one JSON line per host, then READY, and stays in the foreground
 until stdin closes (unless --no-stdin-watch) or it gets SIGTERM/SIGINT.
-Meanwhile it carries out the stdin lines `power-off NAME` and `power-on NAME`,
-answering each with one stdout line `OK power-off NAME` / `OK power-on NAME`
-or `ERR <message>`. See lab/README.md.
+Meanwhile it carries out the stdin lines `power-off NAME`, `power-on NAME`,
+`drop-ssh NAME` and `shape NAME rate=…[,delay=…][,loss=…]`, answering each
+with one stdout line `OK …` or `ERR <message>`. A host named in --shape lives
+in its own network namespace behind a shaped link (labnet.py). See
+lab/README.md.
 """
 import argparse
 import json
@@ -32,6 +35,7 @@ from pvesim.common import NODE_RE, VMID_RE, parse_disk_size  # noqa: E402
 from pvesim.host import Host  # noqa: E402
 from pvesim.provision import create_vm  # noqa: E402
 from labhost import LabHost, LabError  # noqa: E402
+import labnet  # noqa: E402
 
 
 def parse_host_spec(spec):
@@ -64,25 +68,34 @@ def catch_stop_signals():
     return wake_r
 
 
-POWER_COMMANDS = ("power-off", "power-on")
+COMMANDS = {"power-off": 2, "power-on": 2, "drop-ssh": 2, "shape": 3}  # verb -> words
+USAGE = "power-off NAME | power-on NAME | drop-ssh NAME | shape NAME rate=…[,delay=…][,loss=…]"
 
 
 def control(hosts, line):
     """Carry out one control line; return the answer line."""
     words = line.split()
-    if len(words) != 2 or words[0] not in POWER_COMMANDS:
-        return f"ERR unknown command '{line}' (power-off NAME | power-on NAME)"
-    verb, name = words
+    if not words or COMMANDS.get(words[0]) != len(words):
+        return f"ERR unknown command '{line}' ({USAGE})"
+    verb, name = words[:2]
     lab_host = hosts.get(name)
     if lab_host is None:
         return f"ERR unknown host '{name}'"
     try:
         if verb == "power-off":
             lab_host.power_off()
-        else:
+        elif verb == "power-on":
             lab_host.power_on()
+        elif verb == "drop-ssh":
+            return f"OK drop-ssh {name} {lab_host.drop_ssh()}"
+        else:
+            if lab_host.link is None:
+                return f"ERR host '{name}' has no shaped link (start it with --shape {name}:rate=…)"
+            spec = labnet.LinkSpec.parse(words[2])
+            lab_host.link.apply(spec)
+            return f"OK shape {name} {spec}"
     except Exception as exc:  # the lab stays up; the caller learns what went wrong
-        if not isinstance(exc, (LabError, OSError)):
+        if not isinstance(exc, (LabError, OSError, labnet.NetError)):
             traceback.print_exc()
         return "ERR " + " ".join(str(exc).split())
     return f"OK {verb} {name}"
@@ -123,9 +136,21 @@ def cmd_run(args):
     specs = [parse_host_spec(s) for s in args.host]
     if len({name for name, _ in specs}) != len(specs):
         raise LabError("host names must be unique")
-    hosts = [LabHost(lab_dir, name, addr, pubkey) for name, addr in specs]
+    shapes = dict(parse_shapes(args.shape or [], args.host))
+    if shapes:
+        labnet.check_tools()
     wake_r = catch_stop_signals()
+    hosts, links = [], []
     try:
+        # namespaces of labs that were killed (SIGKILL) before they could clean up
+        labnet.remove_stale_namespaces()
+        for name, addr in specs:
+            link = None
+            if name in shapes:
+                link = labnet.Link(os.getpid(), len(links), shapes[name])
+                links.append(link)
+                link.create()
+            hosts.append(LabHost(lab_dir, name, addr, pubkey, link))
         for lab_host in hosts:
             lab_host.prepare()
             lab_host.start()
@@ -134,9 +159,31 @@ def cmd_run(args):
         print("READY", flush=True)
         serve(hosts, wake_r, not args.no_stdin_watch)
     finally:
-        for lab_host in hosts:
-            lab_host.stop()
+        for step in [h.stop for h in hosts] + [link.destroy for link in links] + [
+                lambda: labnet.remove_namespaces(os.getpid()),  # also any half-made by a failed create()
+                lambda: labnet.wait_gone([link.veth for link in links])]:
+            try:
+                step()
+            except Exception:  # clean up as much as possible, whatever failed
+                traceback.print_exc()
     return 0
+
+
+def parse_shapes(shape_args, host_args):
+    """--shape NAME:SPEC items; a shaped host's address is chosen by the lab."""
+    shapes = []
+    given = {name: addr for name, _, addr in (h.partition(":") for h in host_args)}
+    for text in shape_args:
+        name, spec = labnet.parse_shape_arg(text)
+        if name not in given:
+            raise LabError(f"--shape {name}: no --host {name}")
+        if given[name]:
+            raise LabError(f"--shape {name}: a shaped host gets its address from the lab "
+                           f"(write --host {name}, not --host {name}:{given[name]})")
+        if name in dict(shapes):
+            raise LabError(f"--shape {name} given twice")
+        shapes.append((name, spec))
+    return shapes
 
 
 def _host(args):
@@ -197,6 +244,10 @@ def build_parser():
     run.add_argument("--dir", required=True, help="lab directory; each host gets DIR/NAME")
     run.add_argument("--authorized-key", required=True, help="ssh public key allowed to log in as root")
     run.add_argument("--host", action="append", required=True, metavar="NAME[:ADDR]")
+    run.add_argument("--shape", action="append", metavar="NAME:rate=R[,delay=D][,loss=L]",
+                     help="put host NAME behind a shaped link in its own network namespace, e.g. "
+                          "dc1:rate=42mbit,delay=10ms,loss=0.1%% (rate in bit/kbit/mbit/gbit, "
+                          "delay in us/ms/s, loss in %%); repeatable")
     run.add_argument("--no-stdin-watch", action="store_true",
                      help="do not read stdin: no stop on EOF, no control lines (for running in the background)")
     run.set_defaults(func=cmd_run)
@@ -243,7 +294,7 @@ def main():
     args = build_parser().parse_args()
     try:
         return args.func(args)
-    except (LabError, ValueError, OSError) as exc:
+    except (LabError, ValueError, OSError, labnet.NetError) as exc:
         print(f"lab.py: {exc}", file=sys.stderr)
         return 1
 

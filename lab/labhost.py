@@ -8,6 +8,11 @@ and every job started through it, with no stray process left behind.
 A host can also lose power and come back (`power_off` / `power_on`): all its
 processes are killed at once, its /run (RAM) is emptied, and it boots again on
 the same address and ports with the same keys, starting its `onboot` guests.
+
+A shaped host (`link`, see labnet.py) also has its own network namespace:
+sshd and the API server are started in it (nsenter) and listen on the
+host-side address of its link; the lab's own port checks run in it too.
+`drop_ssh` breaks every open ssh connection of the host at once.
 """
 import ctypes
 import os
@@ -95,22 +100,15 @@ def _die_with_parent():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _free_port(addr):
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
+SSHD_COMMS = ("sshd", "sshd-session", "sshd-auth")
 
 
-def _port_bindable(addr, port):
-    """Whether a server (SO_REUSEADDR, as sshd and pve_api.py set it) could
-    listen on the port now: false while anything else listens on it."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((addr, port))
-            return True
-        except OSError:
-            return False
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _children(pid):
@@ -141,9 +139,10 @@ def _write(path, text, mode=0o644):
 
 
 class LabHost:
-    def __init__(self, lab_dir, name, addr, pubkey):
+    def __init__(self, lab_dir, name, addr, pubkey, link=None):
         self.name = name
-        self.addr = addr
+        self.link = link  # a labnet.Link for a shaped host, already created
+        self.addr = link.host_addr if link else addr
         self.pubkey = pubkey
         self.host = Host(os.path.join(lab_dir, name), name)
         self.root = self.host.root
@@ -193,6 +192,31 @@ class LabHost:
               "-addext", f"subjectAltName=IP:{self.addr},DNS:{self.name},DNS:localhost"])
         os.chmod(f"{node_dir}/pve-ssl.key", 0o600)
 
+    # -- sockets and processes in the host's network namespace ------------------
+
+    def _socket(self):
+        """A TCP socket in the host's network namespace (the root one unless shaped)."""
+        return self.link.socket() if self.link else socket.socket()
+
+    def _free_port(self):
+        with self._socket() as s:
+            s.bind((self.addr, 0))
+            return s.getsockname()[1]
+
+    def _port_bindable(self, port):
+        """Whether a server (SO_REUSEADDR, as sshd and pve_api.py set it) could
+        listen on the port now: false while anything else listens on it."""
+        with self._socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((self.addr, port))
+                return True
+            except OSError:
+                return False
+
+    def _ns_prefix(self):
+        return self.link.enter_argv() if self.link else []
+
     # -- processes ---------------------------------------------------------------
 
     def start(self):
@@ -206,7 +230,7 @@ class LabHost:
                SSHD_CONFIG.format(node=self.name, addr=self.addr, port=port, root=self.root))
         log = open(f"{self.root}/log/sshd.log", "ab")
         return subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+            self._ns_prefix() + ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
              "--propagation", "private", "/bin/sh", "-c", NAMESPACE_SCRIPT, "pvesim-ns", self.root],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, preexec_fn=_die_with_parent)
@@ -214,7 +238,7 @@ class LabHost:
     def _spawn_api(self, port):
         log = open(f"{self.root}/log/api.log", "ab")
         return subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(LAB_DIR, "pve_api.py"), "--root", self.root,
+            self._ns_prefix() + ["/usr/bin/python3", os.path.join(LAB_DIR, "pve_api.py"), "--root", self.root,
              "--node", self.name, "--addr", self.addr, "--port", str(port),
              "--token-file", self.host.real("/etc/pve/priv/sim-api-token")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -230,7 +254,7 @@ class LabHost:
         if port is not None:
             return port, self._start_on_port(spawn, banner, port)
         for _ in range(START_ATTEMPTS):
-            port = _free_port(self.addr)
+            port = self._free_port()
             proc = spawn(port)
             if self._wait_listening(proc, port, banner):
                 return port, proc
@@ -239,7 +263,7 @@ class LabHost:
     def _start_on_port(self, spawn, banner, port):
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if _port_bindable(self.addr, port):
+            if self._port_bindable(port):
                 proc = spawn(port)
                 if self._wait_listening(proc, port, banner, deadline):
                     return proc
@@ -254,7 +278,9 @@ class LabHost:
             if proc.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.addr, port), timeout=1) as conn:
+                with self._socket() as conn:
+                    conn.settimeout(1)
+                    conn.connect((self.addr, port))
                     if banner is None or conn.recv(16).startswith(banner):
                         return True
             except OSError:
@@ -286,6 +312,41 @@ class LabHost:
         # every session and job of the host with it.
         self._terminate(self.sshd)
         self._terminate(self.api)
+
+    # -- a network drop of every ssh connection ------------------------------------
+
+    def drop_ssh(self):
+        """Break every open ssh connection of the host at once, the way a network
+        reset looks to the client: the server side of each established
+        connection on the ssh port is reset (`ss -K`, the client reads RST), then
+        every sshd session process (the listener's sshd children and their sshd
+        children) gets SIGKILL. The listener stays, so new connections work at
+        once. The commands the sessions ran are not killed: they lose their
+        session as on a real drop (a vzdump or qmrestore notices and ends as on
+        a signal). Returns the number of connections dropped."""
+        if not self.powered:
+            raise LabError(f"host '{self.name}' is off")
+        sessions = []
+        for listener in _children(self.sshd.pid):  # unshare's child: sshd, pid 1 of the host
+            sessions += [pid for pid in _children(listener) if _comm(pid) in SSHD_COMMS]
+        victims = []
+        todo = list(sessions)
+        while todo:  # the session's own sshd processes (privsep child), not its commands
+            pid = todo.pop()
+            victims.append(pid)
+            todo += [c for c in _children(pid) if _comm(c) in SSHD_COMMS]
+        subprocess.run(self._ns_prefix() + ["ss", "-K", "-t", "-n", "state", "established",
+                                            "src", f"{self.addr}:{self.ssh_port}"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + START_TIMEOUT
+        while any(_alive(pid) for pid in victims) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(sessions)
 
     # -- power loss ------------------------------------------------------------------
 
@@ -386,5 +447,6 @@ class LabHost:
             "known_hosts_line": f"[{self.addr}]:{self.ssh_port} {key_type} {key_b64}",
             "host_key_sha256": fingerprint, "api_token_id": TOKEN_ID,
             "api_token_secret": secret, "tls_fingerprint": tls_fingerprint(self.host),
+            **(self.link.info() if self.link else {}),
         }
 

@@ -9,7 +9,7 @@ PYTHON=/usr/bin/python3
 
 usage() {
     cat <<'EOF'
-Usage: scripts/lab.sh up     [--dir DIR] [--hosts dc1,drc1]
+Usage: scripts/lab.sh up     [--dir DIR] [--hosts dc1,drc1] [--shape NAME:rate=42mbit[,delay=10ms][,loss=0.1%] …]
        scripts/lab.sh status [--dir DIR]
        scripts/lab.sh down   [--dir DIR]
 
@@ -17,6 +17,8 @@ up      creates the drswitch ssh key if missing (${DATA_DIR:-./data}/ssh/id_ed25
         two demo VMs (100 running, 101 stopped, 64 MiB disks) on the first host,
         starts the lab in the background and prints what to register in drswitch.
         Host N listens on 127.0.0.N. Hosts keep their keys and VMs between runs.
+        --shape (repeatable) puts a host behind a shaped link in its own network
+        namespace; it then listens on the link's address (10.213.x.y), shown below.
 status  prints the registration details again (or says the lab is not running).
 down    stops the lab (sshd and API servers of every host).
 
@@ -34,10 +36,12 @@ command=${1:-}
 shift
 dir=${LAB_DIR:-./data/lab}
 hosts=dc1,drc1
+shapes=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --dir) [[ $# -ge 2 ]] || die "--dir needs a value"; dir=$2; shift 2 ;;
         --hosts) [[ $# -ge 2 ]] || die "--hosts needs a value"; hosts=$2; shift 2 ;;
+        --shape) [[ $# -ge 2 ]] || die "--shape needs a value"; shapes+=("$2"); shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -82,6 +86,10 @@ for line in open(sys.argv[1]):
   host key:         {h['host_key_sha256']}  (compare when drswitch pins it)
   known_hosts line: {h['known_hosts_line']}
   files on disk:    {h['root']}""")
+    if "link" in h:
+        link = h["link"]
+        print(f"  shaped link:      {link['rate_bits_per_sec']} bit/s, {link['delay_ms']} ms delay, "
+              f"{link['loss_pct']} % loss (netns {h['netns']}, veth {h['veth']})")
 EOF
 }
 
@@ -108,8 +116,17 @@ cmd_up() {
     dir=$(realpath "$dir")
     pid_file="$dir/lab.pid" out_file="$dir/lab.out"
     IFS=, read -ra names <<<"$hosts"
+    local shaped=" " shape
+    for shape in "${shapes[@]}"; do
+        shaped+="${shape%%:*} "
+        specs+=(--shape "$shape")
+    done
     for name in "${names[@]}"; do
-        specs+=(--host "$name:127.0.0.$n")
+        if [[ $shaped == *" $name "* ]]; then
+            specs+=(--host "$name") # its address is the host side of its link
+        else
+            specs+=(--host "$name:127.0.0.$n")
+        fi
         n=$((n + 1))
     done
     first=${names[0]}

@@ -10,6 +10,7 @@ Archives are written and read strictly as streams: a disk is never held in memor
 """
 import io
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -20,14 +21,26 @@ MANIFEST = "vma-sim.json"
 CONFIG = "qemu-server.conf"
 FORMAT = "pvesim-vma"
 
-# --compress value -> (extension, compressor argv, decompressor argv)
+# --compress value -> (extension, compressor argv, decompressor argv). The
+# compressors are PVE::VZDump::compressor_info's (`zstd --rsyncable
+# --threads=N`, `gzip --rsyncable`, `lzop`), plus -q/-c so that nothing but
+# data comes out (vzdump --stdout shares stderr with the task log).
 COMPRESSORS = {
     "0": ("", None, None),
     "1": (".lzo", ["lzop", "-c"], ["lzop", "-d", "-c"]),
     "lzo": (".lzo", ["lzop", "-c"], ["lzop", "-d", "-c"]),
-    "gzip": (".gz", ["gzip", "-c"], ["zcat"]),
-    "zstd": (".zst", ["zstd", "-q", "-c", "--threads=1"], ["zstd", "-q", "-d", "-c"]),
+    "gzip": (".gz", ["gzip", "--rsyncable", "-c"], ["zcat"]),
+    "zstd": (".zst", ["zstd", "-q", "-c", "--rsyncable", "--threads=1"], ["zstd", "-q", "-d", "-c"]),
 }
+
+
+def compressor_argv(compress, zstd_threads=1):
+    """The compressor for --compress; --zstd N sets zstd's threads (0 = half the CPUs)."""
+    argv = COMPRESSORS[compress][1]
+    if argv and argv[0] == "zstd":
+        threads = zstd_threads or (os.cpu_count() + 1) // 2
+        argv = argv[:-1] + [f"--threads={threads}"]
+    return argv
 DECOMPRESSORS = {ext: dec for ext, _, dec in COMPRESSORS.values() if ext}
 
 
@@ -40,11 +53,14 @@ def _tarinfo(name, size):
 
 
 class ArchiveWriter:
-    """Writes the container to `path`, through the compressor if any."""
+    """Writes the container to `path`, or to the file descriptor `fd` (vzdump
+    --stdout), through the compressor if any. Blocking writes: a reader that
+    stops reading stops the writer; one that goes away makes it fail with
+    BrokenPipeError."""
 
-    def __init__(self, path, compress):
-        _, comp_argv, _ = COMPRESSORS[compress]
-        self._file = open(path, "wb")
+    def __init__(self, path, compress, fd=None, zstd_threads=1):
+        comp_argv = compressor_argv(compress, zstd_threads)
+        self._file = open(path, "wb") if fd is None else open(fd, "wb", closefd=False)
         self._proc = None
         sink = self._file
         if comp_argv:
@@ -68,10 +84,22 @@ class ArchiveWriter:
         self._file.close()
 
     def abort(self):
+        # the tar stream must not flush its buffer into the dead pipe later (__del__)
+        self._tar.closed = True
+        stream = getattr(self._tar, "fileobj", None)
+        if stream is not None:
+            stream.closed = True
         if self._proc:
             self._proc.kill()
             self._proc.wait()
-        self._file.close()
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass  # the pipe is broken: that is why we abort
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
 
 def decompressor_for(path):
@@ -83,12 +111,16 @@ def decompressor_for(path):
 
 
 class ArchiveReader:
-    """Iterates the members of a container: manifest, config, then disks."""
+    """Iterates the members of a container: manifest, config, then disks.
+    `path` None: an uncompressed container read from `stream` (qmrestore -)."""
 
-    def __init__(self, path):
-        argv = decompressor_for(path)
+    def __init__(self, path, stream=None):
+        argv = decompressor_for(path) if path is not None else None
         self._proc = None
-        if argv:
+        if path is None:
+            source = stream
+            path = "-"
+        elif argv:
             self._proc = subprocess.Popen(argv + [path], stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL)
             source = self._proc.stdout

@@ -5,11 +5,15 @@ file, VMID taken without --force), then in the task: refuse a running or
 protected VM, replace the config by a placeholder, wipe the old disks the
 backup re-creates (others become unusedN), allocate, copy the data, write the
 final config. A failure after the wipe leaves the VM broken, as on PVE.
+
+`qmrestore - <vmid>` (CLI only) reads an uncompressed archive from stdin,
+like `vma extract -v -r <fifo> - <tmpdir>`, with the same output as a file.
 """
 import os
 import random
 import re
 import signal
+import sys
 import tarfile
 import time
 
@@ -50,7 +54,7 @@ class Restore:
 
     def run(self):
         host, vmid = self.host, self.vmid
-        if not ARCHIVE_NAME_RE.match(os.path.basename(self.path)):
+        if self.path is not None and not ARCHIVE_NAME_RE.match(os.path.basename(self.path)):
             raise TaskError(f"ERROR: couldn't determine archive info from '{self.shown}'")
         if self.opts.get("live-restore") == "1":
             raise TaskError("live-restore is only compatible with backup images from a Proxmox Backup Server")
@@ -61,7 +65,7 @@ class Restore:
             if old.values.get("protection") == "1":
                 raise TaskError(f"unable to restore VM {vmid} - - protection mode enabled")
         self._announce()
-        reader = ArchiveReader(self.path)
+        reader = ArchiveReader(self.path, stream=sys.stdin.buffer)
         wiped = False
         try:
             self._print_header(reader)
@@ -89,8 +93,10 @@ class Restore:
 
     def _announce(self):
         tmp = f"/var/tmp/vzdumptmp{os.getpid()}"
-        decomp = decompressor_for(self.path)
-        if decomp:
+        decomp = decompressor_for(self.path) if self.path is not None else None
+        if self.path is None:  # the archive comes on stdin
+            cmd = f"vma extract -v -r {tmp}.fifo - {tmp}"
+        elif decomp:
             cmd = f"{' '.join(decomp)} {self.shown} | vma extract -v -r {tmp}.fifo - {tmp}"
         else:
             cmd = f"vma extract -v -r {tmp}.fifo {self.shown} {tmp}"
@@ -192,9 +198,12 @@ def main(argv):
     try:
         pos, opts = cliargs.parse(argv, [("archive", STRING), ("vmid", VMID)], OPTIONS, USAGE)
         vmid = int(pos["vmid"])
-        shown, path = resolve_archive(host, pos["archive"])
-        if not os.path.isfile(path):
-            raise TaskError(f"can't find file '{pos['archive']}'")
+        if pos["archive"] == "-":  # an uncompressed VMA on stdin
+            shown, path = "-", None
+        else:
+            shown, path = resolve_archive(host, pos["archive"])
+            if not os.path.isfile(path):
+                raise TaskError(f"can't find file '{pos['archive']}'")
         if host.vm_exists(vmid) and opts.get("force") != "1":
             raise TaskError(f"unable to restore VM {vmid} - VM {vmid} already exists on node '{host.node}'")
         if host.vm_exists(vmid, "lxc"):

@@ -37,7 +37,7 @@ def install_signal_handlers():
 class DataPump:
     """Counts bytes through a job and applies its hooks half-way through."""
 
-    def __init__(self, total, hooks, on_progress):
+    def __init__(self, total, hooks, on_progress, watch_fds=()):
         self.total = total
         self.done = 0
         self.zero = 0
@@ -47,6 +47,8 @@ class DataPump:
         self._parent = os.getppid()
         self._stdout_poll = select.poll()
         self._stdout_poll.register(sys.stdout.fileno(), select.POLLOUT)
+        for fd in watch_fds:  # vzdump --stdout: the archive's reader
+            self._stdout_poll.register(fd, select.POLLOUT)
         self._fired = False
 
     def check_alive(self):

@@ -5,10 +5,25 @@ Progress lines: the first at 0%, then one whenever the percentage changed and
 either 0.5 s passed or a 10% step was crossed, and a last one at 100%. (Real
 vzdump waits 2 s between lines; the shorter rule gives small test disks
 several lines.)
+
+`--stdout 1` (API2/VZDump.pm, VZDump.pm exec_backup_task): one guest only,
+not with --storage; the CLI points its STDOUT at STDERR, so every task line
+goes to stderr, and the archive (through the compressor) goes to the real
+stdout as it is produced; `sending archive to stdout` replaces `creating
+vzdump archive '…'`, there is no `archive file size` line, and, as in PVE, the
+`<base>.tmp/` dir and the `<base>.log` of the guest are still made in the dump
+dir (the storage defaults to `local`).
+
+`--fleecing enabled=1,storage=<ID>` (qemu-server VZDump/QemuServer.pm
+check_and_prepare_fleecing): one image per disk (not efidisk/tpmstate) on the
+storage, `vm-<vmid>-fleece-<n>` (raw on local-lvm, `.qcow2` on a dir storage),
+logged as `drive-scsi0: attaching fleecing image <volid> to QEMU`, removed
+after the backup.
 """
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -21,7 +36,7 @@ from .common import (EXIT_TASK_ERROR, Interrupted, TaskError, archive_stamp, err
                      format_disk_size, local_stamp, out, render_bytes, render_duration,
                      render_rate, vzdump_format_size)
 from .hooks import JobHooks
-from .host import DUMP_DIR, Host
+from .host import DUMP_DIR, IMAGES_DIR, LVM_DIR, STORAGES, Host
 from .transfer import CountingReader, DataPump, install_signal_handlers
 
 USAGE = "vzdump {<vmid>} [OPTIONS]"
@@ -32,18 +47,57 @@ OPTIONS = {
     "remove": BOOLEAN, "prune-backups": STRING, "node": STRING, "notes-template": STRING,
     "protected": BOOLEAN, "mailto": STRING, "mailnotification": ("always", "failure"),
     "notification-mode": ("auto", "legacy-sendmail", "notification-system"),
-    "stdexcludes": BOOLEAN, "exclude-path": STRING,
+    "stdexcludes": BOOLEAN, "exclude-path": STRING, "stdout": BOOLEAN,
 }
 LOCK_FILE = "/var/run/vzdump.lock"
+NO_FLEECING_RE = re.compile(r"^(efidisk|tpmstate)\d$")
+
+
+def check_fleecing(name, value):
+    """The `backup-fleecing` property string: [enabled=]<bool>[,storage=<id>]
+    (the wording of these errors is the lab's, not checked against PVE)."""
+    seen = {}
+    for n, item in enumerate(value.split(",")):
+        key, sep, val = item.partition("=")
+        if not sep and n == 0:
+            key, val = "enabled", item  # enabled is the default key
+        if key not in ("enabled", "storage") or key in seen:
+            problem = "duplicate" if key in seen else "unknown"
+            return f"{name}: invalid format - property string: {problem} key '{key}'"
+        seen[key] = val
+    if "enabled" in seen and not re.fullmatch(r"(?i)1|0|yes|no|on|off|true|false", seen["enabled"]):
+        return f"{name}: invalid format - enabled: type check ('boolean') failed - got '{seen['enabled']}'"
+    if "storage" in seen and not re.fullmatch(r"(?i)[a-z][a-z0-9\-_.]*[a-z0-9]", seen["storage"]):
+        return f"{name}: invalid format - storage: storage ID '{seen['storage']}' contains illegal characters"
+    return None
+
+
+def parse_fleecing(value):
+    """{'enabled': bool, 'storage': str|None} of a checked property string."""
+    enabled, storage = False, None
+    for n, item in enumerate(value.split(",")):
+        key, sep, val = item.partition("=")
+        if not sep and n == 0:
+            key, val = "enabled", item
+        if key == "enabled":
+            enabled = val.lower() in ("1", "yes", "on", "true")
+        else:
+            storage = val
+    return {"enabled": enabled, "storage": storage}
+
+
+OPTIONS["fleecing"] = check_fleecing
 
 
 class Job:
     """One vzdump invocation: options, target directory and the global lock."""
 
-    def __init__(self, host, vmids, opts):
+    def __init__(self, host, vmids, opts, archive_fd=None):
         self.host = host
         self.vmids = vmids
         self.opts = opts
+        self.archive_fd = archive_fd  # --stdout: where the archive goes (the real stdout)
+        self.fleecing = parse_fleecing(opts["fleecing"]) if "fleecing" in opts else None
         self.compress = opts.get("compress", "0")
         self.bwlimit = int(opts.get("bwlimit", "0"))
         if "dumpdir" in opts:
@@ -54,12 +108,15 @@ class Job:
             self.dir_real = host.real(DUMP_DIR)
 
     def cmdline(self):
-        args = " ".join(f"--{k} {v}" for k, v in self.opts.items())
+        # VZDump::Common::command_line leaves out --stdout
+        args = " ".join(f"--{k} {v}" for k, v in self.opts.items() if k != "stdout")
         return f"vzdump {' '.join(map(str, self.vmids))} {args}".rstrip()
 
 
 def check_setup(host, opts):
     """Errors PVE raises before or while setting up the job (no guest touched)."""
+    if opts.get("stdout") == "1" and "storage" in opts:
+        raise TaskError("cannot use options 'storage' and 'stdout' at the same time")
     if "dumpdir" in opts and "storage" in opts:
         raise TaskError("cannot use options 'storage' and 'dumpdir' at the same time")
     for needs_storage in ("notes-template", "protected"):
@@ -109,8 +166,8 @@ class GuestLog:
         self.lines = []
 
     def line(self, level, text):
+        self.lines.append(f"{local_stamp()} {level}: {text}")  # kept even if printing fails
         out(f"{level}: {text}")
-        self.lines.append(f"{local_stamp()} {level}: {text}")
 
     def info(self, text):
         self.line("INFO", text)
@@ -167,10 +224,12 @@ class GuestBackup:
     def run(self):
         """Returns True on success. Prints the guest's part of the job output."""
         log, host, vmid = self.log, self.host, self.vmid
+        to_stdout = self.job.archive_fd is not None
         log.info(f"Starting Backup of VM {vmid} (qemu)")
         out(f"INFO: Backup started at {local_stamp(self.started)}")
         locked = False
         writer = None
+        self.fleece_paths = []
         try:
             config = host.read_config(vmid)
             if "lock" in config.values:
@@ -182,20 +241,31 @@ class GuestBackup:
             host.set_lock(vmid, "backup")
             locked = True
             os.makedirs(self.path(self.base + ".tmp"), exist_ok=True)
-            log.info(f"creating vzdump archive '{os.path.join(self.job.dir_shown, self.final_name)}'")
+            if to_stdout:
+                log.info("sending archive to stdout")
+            else:
+                log.info(f"creating vzdump archive '{os.path.join(self.job.dir_shown, self.final_name)}'")
             if not running:
                 log.info("starting kvm to execute backup task")
+            if self.job.fleecing and self.job.fleecing["enabled"]:
+                self._attach_fleecing(disks)
             log.info(f"started backup task '{uuid.uuid4()}'")
-            writer = ArchiveWriter(self.path(self.dat_name), self.job.compress)
+            threads = int(self.job.opts.get("zstd", "1"))
+            if to_stdout:
+                writer = ArchiveWriter(None, self.job.compress, fd=self.job.archive_fd, zstd_threads=threads)
+            else:
+                writer = ArchiveWriter(self.path(self.dat_name), self.job.compress, zstd_threads=threads)
             pump = self._write_archive(writer, config, disks)
             writer.close()
             writer = None
             self._summary(pump, running)
-            os.replace(self.path(self.dat_name), self.path(self.final_name))
+            if not to_stdout:
+                os.replace(self.path(self.dat_name), self.path(self.final_name))
             shutil.rmtree(self.path(self.base + ".tmp"), ignore_errors=True)
-            size = os.path.getsize(self.path(self.final_name))
-            log.info(f"archive file size: {vzdump_format_size(size)}")
-            self._extras()
+            if not to_stdout:
+                size = os.path.getsize(self.path(self.final_name))
+                log.info(f"archive file size: {vzdump_format_size(size)}")
+                self._extras()
             log.info(f"Finished Backup of VM {vmid} ({_hms(time.time() - self.started)})")
             out(f"INFO: Backup finished at {local_stamp()}")
             return True
@@ -211,7 +281,41 @@ class GuestBackup:
         finally:
             if locked and host.vm_exists(vmid):
                 host.set_lock(vmid, None)
+            self._free_fleecing()
             self.log.save(self.path(self.base + ".log"))
+
+    def _attach_fleecing(self, disks):
+        """Allocate one fleecing image per disk on the fleecing storage, then
+        attach them, like allocate_fleecing_images + attach_fleecing_images
+        (EFI disk and TPM state are skipped)."""
+        storage = self.job.fleecing["storage"]
+        if not storage:
+            raise TaskError("internal error - no fleecing storage specified")
+        if storage not in STORAGES:
+            raise TaskError(f"storage '{storage}' does not exist")
+        attached = []
+        for n, (key, _, size) in enumerate(d for d in disks if not NO_FLEECING_RE.match(d[0])):
+            if storage == "local-lvm":  # lvmthin: raw only, no extension in the name
+                volid = f"local-lvm:vm-{self.vmid}-fleece-{n}"
+                path = self.host.real(f"{LVM_DIR}/vm-{self.vmid}-fleece-{n}.raw")
+            else:  # a dir storage: qcow2, the format is part of the name
+                volid = f"local:{self.vmid}/vm-{self.vmid}-fleece-{n}.qcow2"
+                path = self.host.real(f"{IMAGES_DIR}/{self.vmid}/vm-{self.vmid}-fleece-{n}.qcow2")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.truncate(size)
+            self.fleece_paths.append(path)
+            attached.append((key, volid))
+        for key, volid in attached:
+            self.log.info(f"drive-{key}: attaching fleecing image {volid} to QEMU")
+
+    def _free_fleecing(self):
+        for path in self.fleece_paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.fleece_paths = []
 
     def _describe(self, config, running, disks):
         log = self.log
@@ -246,7 +350,8 @@ class GuestBackup:
         for line in hooks.chatter_lines("guest agent says: "):
             self.log.info(line)
         progress = Progress(self.log)
-        pump = DataPump(sum(size for _, _, size in disks), hooks, progress)
+        watch = [self.job.archive_fd] if self.job.archive_fd is not None else []
+        pump = DataPump(sum(size for _, _, size in disks), hooks, progress, watch_fds=watch)
         progress(pump, force=True)
         for key, volid, size in disks:
             with open(self.host.volume_path(volid), "rb") as disk:
@@ -294,6 +399,8 @@ def _hms(seconds):
 
 
 def _message(exc):
+    if isinstance(exc, BrokenPipeError):  # the archive's reader went away: vzdump's SIGPIPE handler
+        return "interrupted by signal"
     if isinstance(exc, OSError):
         return f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
     return str(exc)
@@ -330,9 +437,17 @@ def main(argv):
         pos, opts = cliargs.parse(argv, [("vmid", VMID_LIST)], OPTIONS, USAGE, variadic=True)
         if opts.get("node", host.node) != host.node:
             return 0  # guests of other nodes are not ours to back up
-        check_setup(host, opts)
         vmids = sorted({int(v) for v in pos["vmid"].replace(",", " ").split()})
-        return run_job(Job(host, vmids, opts))
+        archive_fd = None
+        if opts.get("stdout") == "1":
+            if len(vmids) != 1:
+                raise TaskError("you can only backup a single VM with option --stdout")
+            # `open STDOUT, '>&STDERR'`: the task's lines go to stderr, the
+            # archive to a copy of the real stdout
+            archive_fd = os.dup(1)
+            os.dup2(2, 1)
+        check_setup(host, opts)
+        return run_job(Job(host, vmids, opts, archive_fd))
     except (ParamError, TaskError) as exc:
         err(str(exc))
         return EXIT_TASK_ERROR

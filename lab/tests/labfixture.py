@@ -33,7 +33,9 @@ def lab_cli(*args, check=True):
 
 
 class Lab:
-    def __init__(self, *host_specs):
+    def __init__(self, *host_specs, shapes=()):
+        """host_specs: `NAME[:ADDR]` (default dc1 and drc1:127.0.0.2); shapes:
+        `NAME:rate=…[,delay=…][,loss=…]` for hosts behind a shaped link."""
         self.tmp = tempfile.mkdtemp(prefix="pvesim-test-")
         self.key = os.path.join(self.tmp, "id_ed25519")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
@@ -42,6 +44,8 @@ class Lab:
                 "--authorized-key", self.key + ".pub"]
         for spec in host_specs or ("dc1", "drc1:127.0.0.2"):
             argv += ["--host", spec]
+        for shape in shapes:
+            argv += ["--shape", shape]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True)
         self.hosts = self._read_until_ready(timeout=30)
@@ -87,6 +91,19 @@ class Lab:
 
     def power_on(self, host):
         return self.control(f"power-on {host}")
+
+    def drop_ssh(self, host):
+        return self.control(f"drop-ssh {host}")
+
+    def shape(self, host, spec):
+        return self.control(f"shape {host} {spec}")
+
+    def link_bytes(self, host):
+        """(bytes into the host, bytes out of the host) that crossed its shaped
+        link: the root-side veth's tx and rx counters."""
+        base = f"/sys/class/net/{self.hosts[host]['veth']}/statistics"
+        with open(f"{base}/tx_bytes") as tx, open(f"{base}/rx_bytes") as rx:
+            return int(tx.read()), int(rx.read())
 
     def ssh_argv(self, host):
         info = self.hosts[host]

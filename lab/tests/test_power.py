@@ -93,6 +93,7 @@ class PowerLoss(unittest.TestCase):
         wait_for(lambda: "sleep 3007" in processes())
         wait_for(lambda: "lock: backup" in self.conf("dc1", 103))
         wait_for(lambda: os.path.exists(os.path.join(run, "vzdump.pid")))
+        wait_for(lambda: [f for f in lab.dump_files("dc1") if f.endswith(".vma.dat")])
 
         self.assertEqual(lab.power_off("dc1"), "OK power-off dc1")
         # at once, no waiting: everything of the host is gone

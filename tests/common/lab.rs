@@ -1,7 +1,14 @@
 //! The simulated Proxmox lab (lab/lab.py) as a child process: real sshd per
-//! host, shim commands, a Proxmox API. It stops when we close its stdin.
-//! Meanwhile it takes control lines on stdin (`power-off NAME`, `power-on
-//! NAME`) and answers each with one line on stdout (`OK …` / `ERR …`).
+//! host, shim commands, a Proxmox API. It stops when we close its stdin (or
+//! on SIGTERM, which `Drop` sends). Meanwhile it takes control lines on stdin
+//! (`power-off NAME`, `power-on NAME`, `drop-ssh NAME`, `shape NAME SPEC`)
+//! and answers each with one line on stdout (`OK …` / `ERR …`).
+//!
+//! A host started with a shape (`Lab::start_with`) sits behind a shaped link
+//! in its own network namespace: its JSON line's `address` is the host side
+//! of that link (10.213.x.y, reachable from the tests' namespace only through
+//! the link), and it has `netns`, `veth` (the root-side interface) and `link`
+//! (`{rate_bits_per_sec, delay_ms, loss_pct}`). See lab/README.md.
 
 #![allow(dead_code)]
 
@@ -33,12 +40,26 @@ pub fn lab_cmd(args: &[&str]) -> String {
 }
 
 impl Lab {
+    /// Hosts on loopback (`NAME` or `NAME:127.x.y.z`), no shaped links.
     pub fn start(names: &[&str], pubkey: &Path) -> Lab {
+        Lab::start_with(names, &[], pubkey)
+    }
+
+    /// Like `start`, and every `(NAME, SPEC)` in `shapes` puts host NAME (one
+    /// of `names`, given without an address) behind a shaped link, e.g.
+    /// `Lab::start_with(&["dc1", "drc1"], &[("dc1", "rate=42mbit,delay=10ms")], pubkey)`.
+    /// SPEC is `rate=R[,delay=D][,loss=L]`: R in bit/kbit/mbit/gbit (counted
+    /// as tc counts, whole Ethernet frames: ssh payload gets ~95 % of it), D
+    /// in us/ms/s (one way, each direction), L in % per frame and direction.
+    pub fn start_with(names: &[&str], shapes: &[(&str, &str)], pubkey: &Path) -> Lab {
         let dir = tempfile::Builder::new().prefix("drswitch-lab").tempdir_in("/tmp").unwrap();
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(lab_py()).args(["run", "--dir"]).arg(dir.path()).arg("--authorized-key").arg(pubkey);
         for n in names {
             cmd.args(["--host", n]);
+        }
+        for (name, spec) in shapes {
+            cmd.arg("--shape").arg(format!("{name}:{spec}"));
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -88,6 +109,46 @@ impl Lab {
     /// host, already on, a port still taken by something else).
     pub fn power_on(&self, name: &str) {
         self.power("power-on", name);
+    }
+
+    /// Break every open ssh connection to the host at once, as a network
+    /// reset would (the client sees the connection reset/closed, exit 255);
+    /// the host stays up and accepts new connections at once. Commands the
+    /// sessions ran lose their session (a vzdump/qmrestore notices and cleans
+    /// up as on a signal). Returns the number of connections dropped; panics
+    /// with the lab's `ERR` text (unknown host, host off). Works for shaped
+    /// and loopback hosts.
+    pub fn drop_ssh(&self, name: &str) -> usize {
+        let answer = self.control(&format!("drop-ssh {name}"));
+        let prefix = format!("OK drop-ssh {name} ");
+        match answer.strip_prefix(&prefix).and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => panic!("lab drop-ssh {name}: {answer}"),
+        }
+    }
+
+    /// Change a shaped host's link at run time; `spec` as for `start_with`
+    /// (the whole link: a missing delay or loss means none). Panics with the
+    /// lab's `ERR` text (unknown or unshaped host, bad spec).
+    pub fn shape(&self, name: &str, spec: &str) {
+        let answer = self.control(&format!("shape {name} {spec}"));
+        if !answer.starts_with(&format!("OK shape {name} ")) {
+            panic!("lab shape {name} {spec}: {answer}");
+        }
+    }
+
+    /// Bytes that really crossed the host's shaped link so far, as
+    /// `(into_host, out_of_host)`: the root-side veth's `tx_bytes` (sent
+    /// towards the host) and `rx_bytes` (received from it), whole Ethernet
+    /// frames including TCP/IP/ssh overhead (ssh payload is ~95 % of it).
+    /// Take the difference of two readings. Panics for an unshaped host.
+    pub fn link_bytes(&self, name: &str) -> (u64, u64) {
+        let veth = self.host(name)["veth"].as_str().unwrap_or_else(|| panic!("lab host {name} is not shaped"));
+        let read = |counter: &str| -> u64 {
+            let path = format!("/sys/class/net/{veth}/statistics/{counter}");
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().parse().unwrap()
+        };
+        (read("tx_bytes"), read("rx_bytes"))
     }
 
     pub fn host(&self, name: &str) -> &Value {
@@ -146,7 +207,9 @@ impl Lab {
         v
     }
 
-    /// The JSON body that registers this lab host in drswitch.
+    /// The JSON body that registers this lab host in drswitch. `host` is the
+    /// JSON line's `address`: for a shaped host the host side of its link, so
+    /// drswitch's ssh and API traffic goes through the shaped link.
     pub fn hypervisor_body(&self, name: &str, role: &str) -> Value {
         let h = self.host(name);
         json!({

@@ -577,6 +577,36 @@ class T14Tasks(UiTest):
                          f"no bytes done of total while {self.task_state()[2]}: {line!r}")
         self.assertRegex(line, r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", f"no transfer rate: {line!r}")
 
+    def test_14b_streaming_replicate_under_a_host_limit_shows_rate_and_time_left(self):
+        pid = pair()
+        dc, _ = pinned()
+        # The limit and the transfer mode go through the edit forms.
+        self.p.open(f"/hypervisors/{dc}/edit")
+        self.p.fill({"bwlimit_kib": 256})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.addCleanup(self.s.api.put, f"/api/v1/hypervisors/{dc}", {"bwlimit_kib": None})
+        self.assertEqual(self.s.api.get(f"/api/v1/hypervisors/{dc}")["bwlimit_kib"], 256)
+        self.assertEqual(self.facts()["Transfer limit"], "256 KiB/s")
+        self.p.open(f"/pairs/{pid}/edit")
+        self.assertEqual(self.p.field("transfer").get_attribute("value"), "staged")
+        self.p.fill({"transfer": "streaming"})
+        self.p.click_and_wait_load(self.p.button("Save"))
+        self.addCleanup(self.s.api.put, f"/api/v1/pairs/{pid}", {"transfer": "staged", "compress": "zstd"})
+        self.assertEqual(self.s.api.get(f"/api/v1/pairs/{pid}")["transfer"], "streaming")
+        # Uncompressed, the 8 MiB disk takes seconds at 256 KiB/s.
+        self.s.api.put(f"/api/v1/pairs/{pid}", {"compress": "none"})
+        self.assertTrue(self.facts()["Transfer"].startswith("streaming"), self.facts())
+        tid = self.queue_from_pair_page("Replicate now", pid, confirm=True)
+        self.addCleanup(lambda: self.s.api.wait_task(tid))
+        self.addCleanup(self.s.api.post, f"/api/v1/tasks/{tid}/cancel")
+        self.p.until(lambda d: self.task_state()[2] == "streaming" and self.p.css_all("#task-rate")
+                     and self.p.css_all("#task-eta"), timeout=60, message="no rate and time left while streaming")
+        line = self.p.css(".progress-line").text
+        self.assertRegex(line, r"\d+(\.\d+)? (B|KiB|MiB) of \d+(\.\d+)? (B|KiB|MiB)", line)
+        self.assertRegex(self.p.css("#task-rate").text, r"^\d+(\.\d+)? (B|KiB|MiB)/s$")
+        self.assertRegex(self.p.css("#task-eta").text, r"^about \d+ (s|min) left$")
+        self.p.screenshot("task-streaming.png")
+
     def test_15_restore_from_the_pair_page(self):
         pid = pair()
         newest = archive()
