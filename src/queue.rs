@@ -16,20 +16,25 @@ pub struct Request<'a> {
     pub force: bool,
 }
 
-/// Queues a task for the pair and wakes this process's worker. A pair
-/// without a DRC host is placed first when the task needs one.
-pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResult<Task> {
-    let mut placed = None;
+/// A task ready to insert, with its first log lines.
+pub struct Planned<'a> {
+    pub task: NewTask<'a>,
+    pub log: Vec<String>,
+}
+
+/// Everything about a new task except writing it: placement of a pair
+/// without a DRC host (when the task needs one) and the hosts it holds.
+pub async fn plan<'a>(state: &AppState, pair: &Pair, req: &Request<'a>) -> DbResult<Planned<'a>> {
+    let mut log = vec![format!("queued by {}", req.requested_by)];
     let mut pair = pair.clone();
     if pair.dst_hypervisor_id.is_none() && req.kind != TaskKind::Backup {
         let (host, why) = crate::placement::choose(state, &pair).await?;
         if state.db.place_pair(pair.id, host).await? {
             tracing::info!(pair = %pair.id, "{why}");
-            placed = Some(why);
+            log.push(why);
         }
         pair = state.db.pair(pair.id).await?.ok_or_else(|| DbError::Conflict("The pair was deleted.".into()))?;
     }
-    let pair = &pair;
     // The hosts a task holds, for the per-host order. A failover holds only
     // the DRC host: fencing the DC VM is one short command, and a DC host
     // that is down or busy must not hold the failover back.
@@ -38,9 +43,8 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
         TaskKind::Restore | TaskKind::Failover | TaskKind::Drill => (None, pair.dst_hypervisor_id),
         TaskKind::Replicate | TaskKind::Failback => (Some(pair.src_hypervisor_id), pair.dst_hypervisor_id),
     };
-    let task = state
-        .db
-        .insert_task(&NewTask {
+    Ok(Planned {
+        task: NewTask {
             kind: req.kind,
             pair_id: pair.id,
             archive_id: req.archive_id,
@@ -50,11 +54,18 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
             src_hypervisor_id: src,
             dst_hypervisor_id: dst,
             force: req.force,
-        })
-        .await?;
-    state.db.append_log(task.id, &format!("queued by {}", req.requested_by)).await?;
-    if let Some(why) = placed {
-        state.db.append_log(task.id, &why).await?;
+        },
+        log,
+    })
+}
+
+/// Queues a task for the pair and wakes this process's worker. A pair
+/// without a DRC host is placed first when the task needs one.
+pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResult<Task> {
+    let planned = plan(state, pair, &req).await?;
+    let task = state.db.insert_task(&planned.task).await?;
+    for line in &planned.log {
+        state.db.append_log(task.id, line).await?;
     }
     tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
     state.wake.task_queued();

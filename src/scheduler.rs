@@ -13,10 +13,11 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::schedules::Firing;
 use crate::db::schedules::Schedule;
 use crate::db::DbResult;
-use crate::domain::{TaskId, TaskKind, Timestamp};
-use crate::queue::{enqueue, Request};
+use crate::domain::{TaskKind, Timestamp};
+use crate::queue::{plan, Planned, Request};
 use crate::state::AppState;
 
 /// Longest sleep, so schedules changed by another process are seen.
@@ -70,32 +71,33 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
     let next = s.cron.next_after(now.to_datetime(), &s.timezone).map(Timestamp::from_datetime);
     let late_ms = now.millis() - due.millis();
     let missed = late_ms > state.settings.schedule_grace.as_millis() as i64;
-    // Whoever moves the schedule past this due time owns the run: another
-    // process, or an API change (disable, new time, delete) made just now,
-    // makes this fail and nothing is queued.
-    if !state.db.advance_schedule(s.id, due, next).await? {
-        return Ok(());
-    }
-    // The unique (schedule, due time) row records the run, and guards it a
-    // second time should two processes ever read different next_run values.
-    if !state.db.claim_schedule_run(s.id, due, if missed { "missed" } else { "firing" }).await? {
-        return Ok(());
-    }
-    let (result, task) = if missed {
+    let by = format!("schedule {}", s.id);
+    let (result, planned) = if missed {
         let r = format!("missed: drswitch was not running at {}, more than the grace window ago", due.to_rfc3339());
         (r, None)
     } else {
-        decide(state, s).await?
+        decide(state, s, &by).await?
     };
-    tracing::info!(schedule = %s.id, due = %due.to_rfc3339(), result = %result, "schedule fired");
-    state.db.set_schedule_run_result(s.id, due, &result, task).await?;
-    state.db.record_schedule_outcome(s.id, due, &result, task).await?;
+    let (task, log) = match planned {
+        Some(p) => (Some(p.task), p.log),
+        None => (None, Vec::new()),
+    };
+    // Moving next_run on, recording the run and queueing its task are one
+    // transaction; whoever moves the schedule past this due time owns the
+    // run: another process, or an API change (disable, new time, delete)
+    // made just now, makes this a no-op.
+    let firing = Firing { schedule_id: s.id, due, next, result: &result, task, log: &log };
+    let Some(task) = state.db.fire_schedule(&firing).await? else { return Ok(()) };
+    if task.is_some() {
+        state.wake.task_queued();
+    }
+    tracing::info!(schedule = %s.id, due = %due.to_rfc3339(), result = %result, task = ?task, "schedule fired");
     Ok(())
 }
 
-/// Queues the schedule's task unless one of that kind is already waiting
+/// Plans the schedule's task unless one of that kind is already waiting
 /// or running for the pair (no pile-up).
-async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<TaskId>)> {
+async fn decide<'a>(state: &AppState, s: &Schedule, by: &'a str) -> DbResult<(String, Option<Planned<'a>>)> {
     let kind = TaskKind::from(s.kind);
     let Some(pair) = state.db.pair(s.pair_id).await? else {
         return Ok(("skipped: the pair no longer exists".into(), None));
@@ -114,12 +116,6 @@ async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<Task
     if state.db.pair_has_open_task(pair.id, kind).await? {
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }
-    let by = format!("schedule {}", s.id);
-    let task = enqueue(
-        state,
-        &pair,
-        Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, force: false },
-    )
-    .await?;
-    Ok(("queued".into(), Some(task.id)))
+    let req = Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: by, force: false };
+    Ok(("queued".into(), Some(plan(state, &pair, &req).await?)))
 }

@@ -320,3 +320,53 @@ async fn two_serve_processes_enqueue_each_due_run_once() {
     assert_eq!(tasks.len(), queued_runs, "one task per queued run");
     assert!(tasks.len() >= 5);
 }
+
+/// `serve` dies inside the firing of a run, after next_run moved on and the
+/// task was written but before the commit: the run is neither lost nor
+/// queued twice. Debug builds die there on `DRSWITCH_DEBUG_DIE_FIRING`.
+#[tokio::test]
+async fn a_process_killed_while_firing_loses_no_run() {
+    let mut app = TestApp::spawn_with(&[("WORKER_ENABLED", "false")]).await;
+    app.login_admin().await;
+    let dc = app.create_hypervisor("dc1", "dc").await;
+    let drc = app.create_hypervisor("drc1", "drc").await;
+    let pair = app.create_pair(&dc, 100, &drc, 100).await;
+    let (s, sched) = app.post("/api/v1/schedules", json!({"pair_id": pair, "hour": 2, "minute": 0})).await;
+    assert_eq!(s, 201, "{sched}");
+    let id = sched["id"].as_str().unwrap().to_string();
+
+    app.kill();
+    let due = Utc::now().timestamp_millis() + 2_000;
+    app.set_schedule_next_run(&id, due).await;
+    let mut dying = Serve(
+        app.command(&["serve"])
+            .env("LISTEN", "127.0.0.1:0")
+            .env("DRSWITCH_DEBUG_DIE_FIRING", &id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = dying.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not reach the firing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "serve was to die while firing: {status}");
+    assert!(app.schedule_runs(&id).await.is_empty(), "the dead firing left no run behind");
+    assert_eq!(app.schedule_tasks_created_after(&id, 0).await, 0, "nor a task");
+
+    // The next process fires the run (still due, inside the grace window) once.
+    app.start().await;
+    app.login_admin().await;
+    wait_until("the run to fire", || async { !app.schedule_runs(&id).await.is_empty() }).await;
+    let runs = app.schedule_runs(&id).await;
+    assert_eq!(runs, vec![(due, "queued".to_string())]);
+    assert_eq!(tasks_of_schedule(&app, &id).await.len(), 1);
+    let (_, s) = app.get(&format!("/api/v1/schedules/{id}")).await;
+    assert_eq!(s["last_result"], "queued", "{s}");
+    assert_eq!(s["last_task_id"], tasks_of_schedule(&app, &id).await[0]["id"], "{s}");
+}

@@ -1,6 +1,7 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
+use super::tasks::NewTask;
 use super::{flag, get, parse, parse_opt, ts, ts_opt, Db, DbResult};
 use crate::domain::{CronExpr, PairId, ScheduleId, ScheduleKind, TaskId, TimeZone, Timestamp};
 
@@ -163,68 +164,82 @@ impl Db {
         Ok(get::<Option<i64>>(&row, "n")?.map(Timestamp))
     }
 
-    /// Claims one due run of a schedule; false when another process already did.
-    pub async fn claim_schedule_run(&self, schedule_id: ScheduleId, due: Timestamp, result: &str) -> DbResult<bool> {
-        let r = sqlx::query("INSERT INTO schedule_runs (schedule_id, due_at, result, created_at) VALUES (?, ?, ?, ?)")
-            .bind(schedule_id.to_string())
-            .bind(due.millis())
-            .bind(result)
-            .bind(Timestamp::now().millis())
-            .execute(self.pool())
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
+    /// Fires the run of a schedule due at `due` in one transaction: moves
+    /// `next_run` on (only if it is still `due`: whoever moves it owns the
+    /// run), records the run and its outcome, and queues its task with its
+    /// first log lines. A process that dies in between leaves either all of
+    /// it or none: the run is never lost and never queued twice. Returns
+    /// the task queued, or None when another process (or an API change)
+    /// moved the schedule first.
+    pub async fn fire_schedule(&self, f: &Firing<'_>) -> DbResult<Option<Option<TaskId>>> {
+        let mut tx = self.pool().begin().await?;
+        // The write first: SQLite takes its write lock at once.
+        let moved = sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ? AND enabled = 1")
+            .bind(f.next.map(|t| t.millis()))
+            .bind(f.schedule_id.to_string())
+            .bind(f.due.millis())
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(None);
         }
-    }
-
-    pub async fn set_schedule_run_result(
-        &self,
-        schedule_id: ScheduleId,
-        due: Timestamp,
-        result: &str,
-        task: Option<TaskId>,
-    ) -> DbResult<()> {
-        sqlx::query("UPDATE schedule_runs SET result = ?, task_id = ? WHERE schedule_id = ? AND due_at = ?")
-            .bind(result)
-            .bind(task.map(|t| t.to_string()))
-            .bind(schedule_id.to_string())
-            .bind(due.millis())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Moves the schedule from `due` to `next`; false when its next run is
-    /// no longer `due` (another process fired it, or it was changed).
-    pub async fn advance_schedule(&self, id: ScheduleId, due: Timestamp, next: Option<Timestamp>) -> DbResult<bool> {
-        let r = sqlx::query("UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ? AND enabled = 1")
-            .bind(next.map(|t| t.millis()))
-            .bind(id.to_string())
-            .bind(due.millis())
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Shows what the run due at `due` did.
-    pub async fn record_schedule_outcome(
-        &self,
-        id: ScheduleId,
-        due: Timestamp,
-        result: &str,
-        task: Option<TaskId>,
-    ) -> DbResult<()> {
+        let task_id = f.task.as_ref().map(|_| TaskId::new());
+        let run = sqlx::query(
+            "INSERT INTO schedule_runs (schedule_id, due_at, result, created_at, task_id) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(f.schedule_id.to_string())
+        .bind(f.due.millis())
+        .bind(f.result)
+        .bind(Timestamp::now().millis())
+        .bind(task_id.map(|t| t.to_string()))
+        .execute(&mut *tx)
+        .await;
+        match run {
+            Ok(_) => {}
+            // A second guard: the (schedule, due time) row exists already.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if let (Some(t), Some(id)) = (&f.task, task_id) {
+            super::tasks::insert_task_query(id, t).execute(&mut *tx).await?;
+            for line in f.log {
+                super::tasks::log_query(id, line).execute(&mut *tx).await?;
+            }
+        }
         sqlx::query(
             "UPDATE schedules SET last_run = ?, last_result = ?, last_task_id = COALESCE(?, last_task_id) WHERE id = ?",
         )
-        .bind(due.millis())
-        .bind(result)
-        .bind(task.map(|t| t.to_string()))
-        .bind(id.to_string())
-        .execute(self.pool())
+        .bind(f.due.millis())
+        .bind(f.result)
+        .bind(task_id.map(|t| t.to_string()))
+        .bind(f.schedule_id.to_string())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        #[cfg(debug_assertions)]
+        die_probe(f.schedule_id);
+        tx.commit().await?;
+        Ok(Some(task_id))
+    }
+}
+
+/// One run of a schedule, as `fire_schedule` records it.
+pub struct Firing<'a> {
+    pub schedule_id: ScheduleId,
+    pub due: Timestamp,
+    pub next: Option<Timestamp>,
+    /// `queued`, `skipped: …`, `missed: …`.
+    pub result: &'a str,
+    pub task: Option<NewTask<'a>>,
+    /// The task's first log lines.
+    pub log: &'a [String],
+}
+
+/// Debug builds only: `DRSWITCH_DEBUG_DIE_FIRING=<schedule id>` kills the
+/// process inside that schedule's firing transaction, after every write
+/// and before the commit, so a test can prove the run is not lost.
+#[cfg(debug_assertions)]
+fn die_probe(id: ScheduleId) {
+    if std::env::var("DRSWITCH_DEBUG_DIE_FIRING").ok().as_deref() == Some(id.to_string().as_str()) {
+        std::process::abort();
     }
 }

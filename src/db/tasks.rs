@@ -111,27 +111,40 @@ pub struct TaskFilter {
     pub offset: i64,
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// The one INSERT of a new task, for the pool or a transaction.
+pub(crate) fn insert_task_query<'q>(id: TaskId, t: &'q NewTask<'q>) -> Query<'q> {
+    sqlx::query(
+        "INSERT INTO tasks (id, kind, pair_id, status, phase, archive_id, schedule_id, requested_by, max_attempts, \
+         src_hypervisor_id, dst_hypervisor_id, created_at, forced) \
+         VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(t.kind.as_str())
+    .bind(t.pair_id.to_string())
+    .bind(t.archive_id.map(|a| a.to_string()))
+    .bind(t.schedule_id.map(|a| a.to_string()))
+    .bind(t.requested_by)
+    .bind(i64::from(t.max_attempts))
+    .bind(t.src_hypervisor_id.map(|a| a.to_string()))
+    .bind(t.dst_hypervisor_id.map(|a| a.to_string()))
+    .bind(Timestamp::now().millis())
+    .bind(i64::from(t.force))
+}
+
+/// The one INSERT of a task's log line.
+pub(crate) fn log_query(task_id: TaskId, line: &str) -> Query<'_> {
+    sqlx::query("INSERT INTO task_logs (task_id, at, line) VALUES (?, ?, ?)")
+        .bind(task_id.to_string())
+        .bind(Timestamp::now().millis())
+        .bind(line)
+}
+
 impl Db {
     pub async fn insert_task(&self, t: &NewTask<'_>) -> DbResult<Task> {
         let id = TaskId::new();
-        sqlx::query(
-            "INSERT INTO tasks (id, kind, pair_id, status, phase, archive_id, schedule_id, requested_by, max_attempts, \
-             src_hypervisor_id, dst_hypervisor_id, created_at, forced) \
-             VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(t.kind.as_str())
-        .bind(t.pair_id.to_string())
-        .bind(t.archive_id.map(|a| a.to_string()))
-        .bind(t.schedule_id.map(|a| a.to_string()))
-        .bind(t.requested_by)
-        .bind(i64::from(t.max_attempts))
-        .bind(t.src_hypervisor_id.map(|a| a.to_string()))
-        .bind(t.dst_hypervisor_id.map(|a| a.to_string()))
-        .bind(Timestamp::now().millis())
-        .bind(i64::from(t.force))
-        .execute(self.pool())
-        .await?;
+        insert_task_query(id, t).execute(self.pool()).await?;
         self.task(id).await?.ok_or_else(|| super::DbError::Corrupt("task vanished after insert".into()))
     }
 
@@ -329,12 +342,7 @@ impl Db {
     }
 
     pub async fn append_log(&self, task_id: TaskId, line: &str) -> DbResult<()> {
-        sqlx::query("INSERT INTO task_logs (task_id, at, line) VALUES (?, ?, ?)")
-            .bind(task_id.to_string())
-            .bind(Timestamp::now().millis())
-            .bind(line)
-            .execute(self.pool())
-            .await?;
+        log_query(task_id, line).execute(self.pool()).await?;
         Ok(())
     }
 
