@@ -2,13 +2,14 @@
 # A throwaway MariaDB on loopback for tests and benchmarks.
 #   scripts/mariadb.sh start DIR   -> prints DRSWITCH_TEST_MYSQL_URL=mysql://…
 #   scripts/mariadb.sh stop DIR
+#   scripts/mariadb.sh restart DIR  (same port: clients reconnect)
 # The server runs as the current user with its data, socket and pid in DIR.
 set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|restart DIR" >&2
     exit 2
 fi
 
@@ -20,7 +21,11 @@ start)
         mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
             --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1
     fi
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    if [ -n "${MARIADB_PORT:-}" ]; then
+        port=$MARIADB_PORT
+    else
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    fi
     nohup mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$dir/sock" \
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$dir/mariadb.pid" \
         --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --max-connections=500 \
@@ -48,8 +53,12 @@ stop)
         done
     fi
     ;;
+restart)
+    MARIADB_PORT=$(cat "$dir/port") bash "$0" stop "$dir"
+    MARIADB_PORT=$(cat "$dir/port") bash "$0" start "$dir" >/dev/null
+    ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|restart DIR" >&2
     exit 2
     ;;
 esac

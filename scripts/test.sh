@@ -23,7 +23,7 @@ echo "== Rust tests on SQLite"
 cargo test --quiet 2>&1 | tee "$work/sqlite.out"
 
 echo "== Rust integration tests on MariaDB"
-DRSWITCH_TEST_MYSQL_URL="$url" cargo test --quiet --test '*' 2>&1 | tee "$work/mysql.out"
+DRSWITCH_TEST_MYSQL_URL="$url" DRSWITCH_TEST_MYSQL_DIR="$work/mariadb" cargo test --quiet --test '*' 2>&1 | tee "$work/mysql.out"
 
 echo "== Lab and break-glass script tests"
 /usr/bin/python3 -m unittest discover -s lab/tests 2>&1 | tee "$work/lab.out"
