@@ -96,19 +96,29 @@ class Drswitch:
 
 
 class Lab:
-    def __init__(self, names, pubkey):
+    def __init__(self, names, pubkey, shapes=None):
+        """shapes: {name: "rate=42mbit,delay=10ms"} puts those hosts behind a
+        shaped link (lab.py run --shape); their JSON line then has `veth`."""
         self.dir = tempfile.mkdtemp(prefix="drswitch-bench-lab", dir="/tmp")
         args = ["/usr/bin/python3", LAB, "run", "--dir", self.dir, "--authorized-key", pubkey]
         for n in names:
             args += ["--host", n]
+        for name, spec in (shapes or {}).items():
+            args += ["--shape", f"{name}:{spec}"]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.hosts = {}
+        ready = False
         for line in self.proc.stdout:
             line = line.strip()
             if line == "READY":
+                ready = True
                 break
             info = json.loads(line)
             self.hosts[info["name"]] = info
+        if not ready:
+            self.proc.wait()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"the lab did not start (exit code {self.proc.returncode}; see its stderr above)")
 
     def lab(self, *args):
         return subprocess.run(["/usr/bin/python3", LAB, *args], check=True, capture_output=True, text=True).stdout.strip()

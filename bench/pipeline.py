@@ -73,7 +73,7 @@ def main():
         via_times, raw_times, delays = [], [], []
         for run in range(args.runs):
             pair = app.call("POST", "/api/v1/pairs", {"src_hypervisor_id": dc, "src_vmid": 100, "dst_hypervisor_id": drc,
-                                                      "dst_vmid": 300 + run, "compress": args.compress, "keep_last": 1})
+                                                      "dst_vmid": 300 + run, "compress": args.compress, "keep_last": 2})
             start = time.monotonic()
             task = app.call("POST", f"/api/v1/pairs/{pair['id']}/replicate")
             done = app.wait(task["id"])
