@@ -388,6 +388,11 @@ class LabHost:
             self._terminate(self.sshd, hard=True)
             self._terminate(self.api, hard=True)
             self.sshd = self.api = None
+            # The killed sshd's socket closes a moment after unshare is
+            # reaped (pid 1 of its namespace goes last): "off" means closed.
+            deadline = time.monotonic() + 5
+            while not self._port_bindable(self.ssh_port) and time.monotonic() < deadline:
+                time.sleep(0.02)
             self._clear_run()
             self._log("boot failed, off again")
             raise
