@@ -35,6 +35,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(json_only))
+            // Outermost: a read-only token is refused before anything else.
+            .wrap(actix_web::middleware::from_fn(crate::auth::bearer::guard))
             .service(endpoint("/health").get(session::health))
             .service(endpoint("/openapi.json").get(openapi::document))
             .service(endpoint("/auth/login").post(session::login))

@@ -8,7 +8,7 @@ use super::{ServiceError, ServiceResult};
 use crate::auth::token;
 use crate::db::tokens::ApiToken;
 use crate::db::users::User;
-use crate::domain::ApiTokenId;
+use crate::domain::{ApiTokenId, TokenScope};
 use crate::state::AppState;
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -16,6 +16,9 @@ use crate::state::AppState;
 pub struct TokenInput {
     /// A label to recognise the token by, e.g. "backup cron on host x".
     pub name: Option<String>,
+    /// `write` (default): everything its user may do; `read`: GET requests
+    /// only, any other request is refused with 403 `read_only_token`.
+    pub scope: Option<TokenScope>,
 }
 
 /// A new token: the only time its secret is shown.
@@ -23,6 +26,7 @@ pub struct TokenInput {
 pub struct NewToken {
     pub id: ApiTokenId,
     pub name: String,
+    pub scope: TokenScope,
     pub token: String,
 }
 
@@ -35,10 +39,11 @@ pub async fn create(state: &AppState, actor: &User, b: TokenInput) -> ServiceRes
         Some(n) => label("name", &n)?,
         None => "api token".into(),
     };
+    let scope = b.scope.unwrap_or(TokenScope::Write);
     let secret = token::generate();
-    let id = state.db.insert_token(actor.id, &name, &token::digest(&secret)).await?;
-    tracing::info!(username = %actor.username, token_id = %id, "api token created");
-    Ok(NewToken { id, name, token: secret })
+    let id = state.db.insert_token(actor.id, &name, scope, &token::digest(&secret)).await?;
+    tracing::info!(username = %actor.username, token_id = %id, %scope, "api token created");
+    Ok(NewToken { id, name, scope, token: secret })
 }
 
 pub async fn revoke(state: &AppState, actor: &User, id: ApiTokenId) -> ServiceResult<()> {
