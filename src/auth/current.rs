@@ -39,9 +39,7 @@ impl FromRequest for CurrentUser {
             let session = req.get_session();
             let user_id = login_session::user_id(&session).ok_or(AppError::Unauthorized)?;
             match state.db.user(user_id).await? {
-                Some(u) if login_session::still_valid(&session, &u, state.settings.session_max_age) => {
-                    Ok(CurrentUser(u))
-                }
+                Some(u) if login_session::admit(&state, &session, &u).await? => Ok(CurrentUser(u)),
                 _ => {
                     session.purge();
                     Err(AppError::Unauthorized)

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod claims;
 pub mod events;
 pub mod hypervisors;
+pub mod login_sessions;
 pub mod monitoring;
 pub mod pairs;
 pub mod plans;

@@ -6,7 +6,7 @@
 use super::{ServiceError, ServiceResult};
 use crate::auth::{password, LoginGuard};
 use crate::db::users::User;
-use crate::domain::LoginName;
+use crate::domain::{LoginName, LoginSessionId, UserId};
 use crate::state::AppState;
 
 /// The key a client address is throttled under: IPv6 clients get a /64
@@ -88,9 +88,20 @@ pub(crate) async fn verify_off_thread(guard: &LoginGuard, password: String, hash
     .unwrap_or(false))
 }
 
-/// Ends every session of the user, this one and any copy of its cookie.
-pub async fn logout(state: &AppState, user: crate::domain::UserId) -> ServiceResult<()> {
-    state.db.end_sessions(user).await?;
+/// Ends one session of the user (and every copy of its cookie); the
+/// user's other sessions go on.
+pub async fn logout(state: &AppState, user: UserId, session: Option<LoginSessionId>) -> ServiceResult<()> {
+    if let Some(id) = session {
+        state.db.end_login_session(id).await?;
+    }
     tracing::info!(user = %user, "logout");
+    Ok(())
+}
+
+/// Ends every session of the acting user, on every device, this one too.
+/// API tokens are not sessions: they stay until revoked.
+pub async fn logout_all(state: &AppState, actor: &User) -> ServiceResult<()> {
+    state.db.end_sessions(actor.id).await?;
+    tracing::info!(username = %actor.username, "logged out everywhere");
     Ok(())
 }

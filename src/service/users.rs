@@ -101,6 +101,16 @@ pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult
     Ok(())
 }
 
+/// Ends every session of the user, on every device (an admin's action,
+/// e.g. for a lost laptop). API tokens stay until revoked.
+pub async fn logout_all(state: &AppState, actor: &User, id: UserId) -> ServiceResult<User> {
+    require(actor, MANAGE)?;
+    let user = load(state, id).await?;
+    state.db.end_sessions(user.id).await?;
+    tracing::info!(by = %actor.username, username = %user.username, "user logged out everywhere");
+    load(state, id).await
+}
+
 /// Changes the acting user's own password after checking the current one,
 /// under the same limits as a login (a stolen session must not become a
 /// password-guessing oracle). Returns the user as now stored: the change

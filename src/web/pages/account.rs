@@ -29,6 +29,9 @@ async fn render(state: &AppState, me: &PageUser, new_token: Option<&str>, pw_err
                     label { "New password" span.hint { "at least 8 characters" } input type="password" name="password" autocomplete="new-password" required; }
                     div.actions { button type="submit" { "Change password" } }
                 }
+                h2 { "Sessions" }
+                p.muted { "Ends every login of yours, on every device, this one too. API tokens stay until revoked." }
+                (post_button("/account/logout-all", "Log out everywhere", &me.csrf, "danger", Some("Log out on every device, this one too?")))
             }
             div.panel {
                 h2 { "API tokens" }
@@ -84,7 +87,7 @@ pub async fn password(
         Ok(user) => {
             // Every other session of this user ended with the change; this
             // one goes on under the new epoch.
-            crate::auth::login_session::start(&session, &user).map_err(ServiceError::Internal)?;
+            crate::auth::login_session::carry_on(&state, &session, &user).await.map_err(ServiceError::Internal)?;
             flash(&session, "ok", "Password changed; your other sessions were logged out.");
             Ok(redirect("/account"))
         }
@@ -134,4 +137,11 @@ pub async fn revoke_token(
     tokens::revoke(&state, &me.user, id).await?;
     flash(&session, "ok", "Token revoked.");
     Ok(redirect("/account"))
+}
+
+/// Ends every session of the user, this one too.
+pub async fn logout_all(state: web::Data<AppState>, me: PageUser, session: Session, _f: Form) -> Page {
+    crate::service::session::logout_all(&state, &me.user).await?;
+    session.purge();
+    Ok(redirect("/login"))
 }

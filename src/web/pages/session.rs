@@ -57,7 +57,7 @@ pub async fn login(
     let password = form.raw("password").unwrap_or_default().to_string();
     match crate::service::session::login(&state, &guard, &peer, &username, password).await {
         Ok(user) => {
-            login_session::start(&session, &user).map_err(ServiceError::Internal)?;
+            login_session::start(&state, &session, &user).await.map_err(ServiceError::Internal)?;
             // A new form token for the logged-in session.
             session.remove("csrf");
             Ok(redirect("/"))
@@ -78,7 +78,7 @@ pub async fn login(
 
 pub async fn logout(state: web::Data<AppState>, session: Session, _form: Form) -> Page {
     if let Some(id) = login_session::user_id(&session) {
-        crate::service::session::logout(&state, id).await?;
+        crate::service::session::logout(&state, id, login_session::id(&session)).await?;
     }
     session.purge();
     Ok(redirect("/login"))
