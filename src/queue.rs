@@ -12,6 +12,9 @@ pub struct Request<'a> {
     pub archive_id: Option<ArchiveId>,
     pub schedule_id: Option<ScheduleId>,
     pub requested_by: &'a str,
+    /// Who answers for it in the audit log: a username, `schedule <id>`,
+    /// `monitor`.
+    pub actor: &'a str,
     /// For a failover: go on even if the DC VM cannot be fenced.
     pub force: bool,
 }
@@ -57,6 +60,16 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
         state.db.append_log(task.id, &why).await?;
     }
     tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
+    let mut detail = format!("pair {:?}, requested by {}", pair.name, req.requested_by);
+    if let Some(a) = req.archive_id {
+        detail.push_str(&format!(", archive {a}"));
+    }
+    if req.force {
+        detail.push_str(", forced");
+    }
+    let action = format!("task.{}", req.kind);
+    crate::service::audit::record(state, req.actor, &action, crate::service::audit::subject("task", task.id), &detail)
+        .await;
     state.wake.task_queued();
     Ok(task)
 }

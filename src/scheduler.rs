@@ -118,7 +118,7 @@ async fn decide(state: &AppState, s: &Schedule) -> DbResult<(String, Option<Task
     let task = enqueue(
         state,
         &pair,
-        Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, force: false },
+        Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, actor: &by, force: false },
     )
     .await?;
     Ok(("queued".into(), Some(task.id)))

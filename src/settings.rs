@@ -103,6 +103,8 @@ pub struct Settings {
     pub fence_shutdown: Duration,
     /// How long a drill VM must keep running to pass.
     pub drill_boot: Duration,
+    /// The audit log keeps this many newest entries.
+    pub audit_max_entries: u64,
 }
 
 /// A configuration problem, naming the variable.
@@ -266,6 +268,7 @@ impl Settings {
             metrics_public: r.flag("METRICS_PUBLIC", false)?,
             fence_shutdown: secs(r.number("FENCE_SHUTDOWN_SECS", 60, 1, 3600)?),
             drill_boot: secs(r.number("DRILL_BOOT_SECS", 60, 1, 3600)?),
+            audit_max_entries: r.number("AUDIT_MAX_ENTRIES", 100_000, 10, 100_000_000)?,
         })
     }
 

@@ -3,6 +3,7 @@
 //! 405 with `Allow`); an unknown path gets 404, both as JSON.
 
 mod alerts;
+mod audit;
 pub mod body;
 mod endpoint;
 mod events;
@@ -80,6 +81,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/schedules").get(schedules::list).post(schedules::create))
             .service(endpoint("/schedules/{id}").get(schedules::get).put(schedules::update).delete(schedules::delete))
             .service(endpoint("/events").get(events::list))
+            .service(endpoint("/audit").get(audit::list))
             .service(endpoint("/alerts").get(alerts::list))
             .service(endpoint("/alert-settings").get(alerts::settings).put(alerts::set_settings))
             .service(endpoint("/notification-targets").get(alerts::targets).post(alerts::create_target))

@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
+use super::{alerts, audit, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
 
 /// The API description, generated from the handlers' annotations and the
 /// request/response types, so it cannot drift from the code.
@@ -61,6 +61,7 @@ use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks
         schedules::update,
         schedules::delete,
         events::list,
+        audit::list,
         alerts::status,
         alerts::list,
         alerts::settings,

@@ -39,7 +39,10 @@ pub async fn login(
     req: HttpRequest,
     Body(body): Body<LoginRequest>,
 ) -> AppResult<HttpResponse> {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // Behind a trusted proxy, the client's own address: one client's
+    // guesses must not lock out everyone behind the proxy.
+    let peer =
+        crate::client_addr::client_ip(&req, &state.settings.trusted_proxies).map(|a| a.to_string()).unwrap_or_default();
     let user = crate::service::session::login(&state, &guard, &peer, &body.username, body.password).await?;
     login_session::start(&state, &session, &user).await.map_err(AppError::internal)?;
     Ok(HttpResponse::Ok().json(user))

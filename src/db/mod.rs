@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod archives;
+pub mod audit;
 pub mod backup;
 pub mod claims;
 pub mod events;

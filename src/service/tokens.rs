@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{self, subject};
 use super::input::label;
 use super::{ServiceError, ServiceResult};
 use crate::auth::token;
@@ -43,6 +44,8 @@ pub async fn create(state: &AppState, actor: &User, b: TokenInput) -> ServiceRes
     let secret = token::generate();
     let id = state.db.insert_token(actor.id, &name, scope, &token::digest(&secret)).await?;
     tracing::info!(username = %actor.username, token_id = %id, %scope, "api token created");
+    let detail = format!("name {name:?}, scope {scope}");
+    audit::record(state, &actor.username, "token.create", subject("token", id), &detail).await;
     Ok(NewToken { id, name, scope, token: secret })
 }
 
@@ -51,5 +54,6 @@ pub async fn revoke(state: &AppState, actor: &User, id: ApiTokenId) -> ServiceRe
         return Err(ServiceError::NotFound("token"));
     }
     tracing::info!(username = %actor.username, token_id = %id, "api token revoked");
+    audit::record(state, &actor.username, "token.revoke", subject("token", id), "").await;
     Ok(())
 }

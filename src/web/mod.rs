@@ -67,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/schedules/{id}/toggle", web::post().to(schedules::toggle))
             .route("/schedules/{id}/delete", web::post().to(schedules::delete))
             .route("/alerts", web::get().to(alerts::list))
+            .route("/audit", web::get().to(audit::list))
             .route("/settings", web::get().to(settings::page_))
             .route("/settings/thresholds", web::post().to(settings::thresholds))
             .route("/settings/targets", web::post().to(targets::create))

@@ -423,6 +423,20 @@ impl TestApp {
         assert_eq!(r.rows_affected(), 1, "no row {id} in {table}");
     }
 
+    /// Puts a pair in a switch state behind the API's back (as a failover
+    /// that ran would leave it).
+    pub async fn set_pair_state(&self, pair_id: &str, state: &str) {
+        let pool = self.pool().await;
+        let r = sqlx::query("UPDATE pairs SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(pair_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(r.rows_affected(), 1, "no pair {pair_id}");
+    }
+
     /// A stored time (epoch milliseconds) of one row.
     pub async fn stored_millis(&self, table: &str, column: &str, id: &str) -> i64 {
         let pool = self.pool().await;

@@ -52,7 +52,10 @@ pub async fn login(
     req: HttpRequest,
     form: Form,
 ) -> Page {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // Behind a trusted proxy, the client's own address: one client's
+    // guesses must not lock out everyone behind the proxy.
+    let peer =
+        crate::client_addr::client_ip(&req, &state.settings.trusted_proxies).map(|a| a.to_string()).unwrap_or_default();
     let username = form.get("username").unwrap_or_default().to_string();
     let password = form.raw("password").unwrap_or_default().to_string();
     match crate::service::session::login(&state, &guard, &peer, &username, password).await {
