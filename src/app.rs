@@ -59,7 +59,7 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), StartError> {
         None => (password::random(), true),
     };
     let hash = password::hash(&pw).map_err(StartError::Other)?;
-    state
+    let user = state
         .db
         .insert_user(NewUser {
             username: &username,
@@ -68,6 +68,9 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), StartError> {
             role: Role::Admin,
         })
         .await?;
+    let detail = format!("username {username:?}, role admin: the first admin, on an empty database");
+    let subject = crate::service::audit::subject("user", user.id);
+    crate::service::audit::record(state, "bootstrap", "user.create", subject, &detail).await;
     if generated {
         // Printed once on the terminal, never to the log.
         println!("drswitch: created the first admin user {username:?} with password {pw}");
@@ -181,6 +184,7 @@ fn http_server(state: Arc<AppState>, listener: TcpListener) -> Result<actix_web:
             .app_data(guard.clone())
             .app_data(web::PayloadConfig::new(crate::api::body::MAX_BODY))
             .wrap(sessions)
+            .wrap(actix_web::middleware::from_fn(crate::client_addr::remember))
             .wrap(actix_web::middleware::from_fn(crate::secure_cookie::mark))
             // Pages, assets and JSON travel compressed when the client asks.
             .wrap(actix_web::middleware::Compress::default())

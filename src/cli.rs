@@ -158,6 +158,9 @@ async fn create_user(
         .insert_user(NewUser { username: username.as_str(), full_name: &full, password_hash: &hash, role })
         .await
         .map_err(|e| e.to_string())?;
+    let detail = format!("username {:?}, role {}", user.username, user.role);
+    let subject = crate::service::audit::subject("user", user.id);
+    crate::service::audit::record_in(&db, settings.audit_max_entries, "cli", "user.create", subject, &detail).await;
     println!("drswitch: created user {} ({})", user.username, user.role);
     Ok(())
 }

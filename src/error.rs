@@ -19,6 +19,9 @@ pub enum AppError {
     BadCredentials(String),
     #[error("your role may not do this; it needs {0}")]
     Forbidden(&'static str),
+    /// A read-only API token was used for a request that changes something.
+    #[error("this API token is read-only; it may only make GET requests")]
+    ReadOnlyToken,
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The path exists, but not with this method; holds the ones it takes
@@ -64,6 +67,7 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::BadCredentials(_) => "bad_credentials",
             AppError::Forbidden(_) => "forbidden",
+            AppError::ReadOnlyToken => "read_only_token",
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
@@ -121,7 +125,7 @@ impl ResponseError for AppError {
         match self {
             AppError::Malformed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized | AppError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::ReadOnlyToken => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) | AppError::Taken { .. } => StatusCode::CONFLICT,

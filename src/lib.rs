@@ -5,6 +5,7 @@ pub mod app;
 pub mod archive_store;
 pub mod auth;
 pub mod cli;
+pub mod client_addr;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -4,7 +4,7 @@
 use crate::db::pairs::Pair;
 use crate::db::tasks::{NewTask, Task};
 use crate::db::{DbError, DbResult};
-use crate::domain::{ArchiveId, ScheduleId, TaskKind};
+use crate::domain::{ArchiveId, ScheduleId, TaskId, TaskKind};
 use crate::state::AppState;
 
 pub struct Request<'a> {
@@ -12,6 +12,9 @@ pub struct Request<'a> {
     pub archive_id: Option<ArchiveId>,
     pub schedule_id: Option<ScheduleId>,
     pub requested_by: &'a str,
+    /// Who answers for it in the audit log: a username, `schedule <id>`,
+    /// `monitor`.
+    pub actor: &'a str,
     /// For a failover: go on even if the DC VM cannot be fenced.
     pub force: bool,
 }
@@ -67,7 +70,23 @@ pub async fn enqueue(state: &AppState, pair: &Pair, req: Request<'_>) -> DbResul
     for line in &planned.log {
         state.db.append_log(task.id, line).await?;
     }
-    tracing::info!(task = %task.id, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
+    record_queued(state, pair, &req, task.id).await;
     state.wake.task_queued();
     Ok(task)
+}
+
+/// Logs a queued task and records it in the audit log (the scheduler,
+/// which queues inside its own transaction, calls this after the commit).
+pub async fn record_queued(state: &AppState, pair: &Pair, req: &Request<'_>, task: TaskId) {
+    tracing::info!(task = %task, kind = %req.kind, pair = %pair.id, by = req.requested_by, "task queued");
+    let mut detail = format!("pair {:?}, requested by {}", pair.name, req.requested_by);
+    if let Some(a) = req.archive_id {
+        detail.push_str(&format!(", archive {a}"));
+    }
+    if req.force {
+        detail.push_str(", forced");
+    }
+    let action = format!("task.{}", req.kind);
+    crate::service::audit::record(state, req.actor, &action, crate::service::audit::subject("task", task), &detail)
+        .await;
 }

@@ -13,11 +13,12 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::pairs::Pair;
 use crate::db::schedules::Firing;
 use crate::db::schedules::Schedule;
 use crate::db::DbResult;
 use crate::domain::{TaskKind, Timestamp};
-use crate::queue::{plan, Planned, Request};
+use crate::queue::{plan, record_queued, Planned, Request};
 use crate::state::AppState;
 
 /// Longest sleep, so schedules changed by another process are seen.
@@ -78,17 +79,21 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
     } else {
         decide(state, s, &by).await?
     };
-    let (task, log) = match planned {
-        Some(p) => (Some(p.task), p.log),
-        None => (None, Vec::new()),
+    let (task, log, pair) = match planned {
+        Some((p, pair)) => (Some(p.task), p.log, Some(pair)),
+        None => (None, Vec::new(), None),
     };
+    let kind = task.as_ref().map(|t| t.kind);
     // Moving next_run on, recording the run and queueing its task are one
     // transaction; whoever moves the schedule past this due time owns the
     // run: another process, or an API change (disable, new time, delete)
     // made just now, makes this a no-op.
     let firing = Firing { schedule_id: s.id, due, next, result: &result, task, log: &log };
     let Some(task) = state.db.fire_schedule(&firing).await? else { return Ok(()) };
-    if task.is_some() {
+    if let (Some(id), Some(pair), Some(kind)) = (task, &pair, kind) {
+        let req =
+            Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: &by, actor: &by, force: false };
+        record_queued(state, pair, &req, id).await;
         state.wake.task_queued();
     }
     tracing::info!(schedule = %s.id, due = %due.to_rfc3339(), result = %result, task = ?task, "schedule fired");
@@ -97,7 +102,7 @@ async fn fire(state: &AppState, s: &Schedule, now: Timestamp) -> DbResult<()> {
 
 /// Plans the schedule's task unless one of that kind is already waiting
 /// or running for the pair (no pile-up).
-async fn decide<'a>(state: &AppState, s: &Schedule, by: &'a str) -> DbResult<(String, Option<Planned<'a>>)> {
+async fn decide<'a>(state: &AppState, s: &Schedule, by: &'a str) -> DbResult<(String, Option<(Planned<'a>, Pair)>)> {
     let kind = TaskKind::from(s.kind);
     let Some(pair) = state.db.pair(s.pair_id).await? else {
         return Ok(("skipped: the pair no longer exists".into(), None));
@@ -116,6 +121,6 @@ async fn decide<'a>(state: &AppState, s: &Schedule, by: &'a str) -> DbResult<(St
     if state.db.pair_has_open_task(pair.id, kind).await? {
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }
-    let req = Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: by, force: false };
-    Ok(("queued".into(), Some(plan(state, &pair, &req).await?)))
+    let req = Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: by, actor: by, force: false };
+    Ok(("queued".into(), Some((plan(state, &pair, &req).await?, pair))))
 }

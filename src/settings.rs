@@ -79,7 +79,9 @@ pub struct Settings {
     pub schedule_grace: Duration,
     pub poll_interval: Duration,
     /// A login lasts at most this long (seconds), however active.
-    pub session_max_age: u64,
+    pub session_max_secs: u64,
+    /// A login unused this long (seconds) is over; 0: no idle limit.
+    pub session_idle_secs: u64,
     /// How long SIGTERM waits for running tasks to reach a safe point.
     pub shutdown_grace: Duration,
     /// rsync --bwlimit in KiB/s; 0 means no limit.
@@ -101,6 +103,8 @@ pub struct Settings {
     pub fence_shutdown: Duration,
     /// How long a drill VM must keep running to pass.
     pub drill_boot: Duration,
+    /// The audit log keeps this many newest entries.
+    pub audit_max_entries: u64,
 }
 
 /// A configuration problem, naming the variable.
@@ -164,6 +168,16 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             .filter(|v| !v.is_empty())
             .map(|v| v.parse().map_err(|e: crate::domain::Invalid| err(var, e.0)))
             .collect()
+    }
+}
+
+/// `SESSION_MAX_SECS`, or its older name `SESSION_MAX_AGE_SECS` when only
+/// that one is set (an existing `.env` keeps working).
+fn session_max_var<F: Fn(&str) -> Option<String>>(r: &Reader<F>) -> &'static str {
+    if r.get("SESSION_MAX_SECS").is_none() && r.get("SESSION_MAX_AGE_SECS").is_some() {
+        "SESSION_MAX_AGE_SECS"
+    } else {
+        "SESSION_MAX_SECS"
     }
 }
 
@@ -243,7 +257,8 @@ impl Settings {
             schedule_grace: secs(r.number("SCHEDULE_GRACE_SECS", 3600, 0, 604_800)?),
             poll_interval: Duration::from_millis(r.number("WORKER_POLL_MS", 500, 50, 60_000)?),
             shutdown_grace: secs(r.number("SHUTDOWN_GRACE_SECS", 30, 1, 3600)?),
-            session_max_age: r.number("SESSION_MAX_AGE_SECS", 43_200, 60, 2_592_000)?,
+            session_max_secs: r.number(session_max_var(&r), 43_200, 1, 2_592_000)?,
+            session_idle_secs: r.number("SESSION_IDLE_SECS", 3600, 0, 2_592_000)?,
             transfer_bwlimit_kib: r.number("TRANSFER_BWLIMIT_KIB", 0, 0, 100_000_000)?,
             schedule_seconds: r.flag("SCHEDULE_SECONDS", false)?,
             monitor_enabled: r.flag("MONITOR_ENABLED", true)?,
@@ -253,6 +268,7 @@ impl Settings {
             metrics_public: r.flag("METRICS_PUBLIC", false)?,
             fence_shutdown: secs(r.number("FENCE_SHUTDOWN_SECS", 60, 1, 3600)?),
             drill_boot: secs(r.number("DRILL_BOOT_SECS", 60, 1, 3600)?),
+            audit_max_entries: r.number("AUDIT_MAX_ENTRIES", 100_000, 10, 100_000_000)?,
         })
     }
 
@@ -306,6 +322,18 @@ mod tests {
         assert_eq!(s.trusted_proxies.len(), 3);
         assert!(s.trusted_proxies[1].contains("10.9.8.7".parse().unwrap()));
         assert_eq!(load(&[("TRUSTED_PROXIES", "10.0.0.0/8, proxy.lan")]).unwrap_err().var, "TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn session_limits() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.session_max_secs, s.session_idle_secs), (43_200, 3600));
+        let s = load(&[("SESSION_MAX_AGE_SECS", "600"), ("SESSION_IDLE_SECS", "0")]).unwrap();
+        assert_eq!((s.session_max_secs, s.session_idle_secs), (600, 0), "the older name still works; 0: no idle limit");
+        let s = load(&[("SESSION_MAX_AGE_SECS", "600"), ("SESSION_MAX_SECS", "900")]).unwrap();
+        assert_eq!(s.session_max_secs, 900, "the new name wins");
+        assert_eq!(load(&[("SESSION_MAX_SECS", "0")]).unwrap_err().var, "SESSION_MAX_SECS");
+        assert_eq!(load(&[("SESSION_IDLE_SECS", "soon")]).unwrap_err().var, "SESSION_IDLE_SECS");
     }
 
     #[test]

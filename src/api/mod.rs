@@ -3,6 +3,7 @@
 //! 405 with `Allow`); an unknown path gets 404, both as JSON.
 
 mod alerts;
+mod audit;
 pub mod body;
 mod endpoint;
 mod events;
@@ -35,13 +36,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(json_only))
+            // Outermost: a read-only token is refused before anything else.
+            .wrap(actix_web::middleware::from_fn(crate::auth::bearer::guard))
             .service(endpoint("/health").get(session::health))
             .service(endpoint("/openapi.json").get(openapi::document))
             .service(endpoint("/auth/login").post(session::login))
             .service(endpoint("/auth/logout").post(session::logout))
             .service(endpoint("/auth/me").get(session::me))
+            .service(endpoint("/session/logout-all").post(session::logout_all))
+            .service(endpoint("/session/password").post(session::change_password))
             .service(endpoint("/users").get(users::list).post(users::create))
             .service(endpoint("/users/{id}").get(users::get).put(users::update).delete(users::delete))
+            .service(endpoint("/users/{id}/logout-all").post(users::logout_all))
             .service(endpoint("/tokens").get(tokens::list).post(tokens::create))
             .service(endpoint("/tokens/{id}").delete(tokens::revoke))
             .service(endpoint("/hypervisors").get(hypervisors::list).post(hypervisors::create))
@@ -75,6 +81,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/schedules").get(schedules::list).post(schedules::create))
             .service(endpoint("/schedules/{id}").get(schedules::get).put(schedules::update).delete(schedules::delete))
             .service(endpoint("/events").get(events::list))
+            .service(endpoint("/audit").get(audit::list))
             .service(endpoint("/alerts").get(alerts::list))
             .service(endpoint("/alert-settings").get(alerts::settings).put(alerts::set_settings))
             .service(endpoint("/notification-targets").get(alerts::targets).post(alerts::create_target))

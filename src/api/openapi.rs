@@ -1,7 +1,7 @@
 use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
-use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
+use super::{alerts, audit, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
 
 /// The API description, generated from the handlers' annotations and the
 /// request/response types, so it cannot drift from the code.
@@ -13,11 +13,14 @@ use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks
         session::login,
         session::logout,
         session::me,
+        session::logout_all,
+        session::change_password,
         users::list,
         users::create,
         users::get,
         users::update,
         users::delete,
+        users::logout_all,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -58,6 +61,7 @@ use super::{alerts, events, hypervisors, pairs, plans, schedules, session, tasks
         schedules::update,
         schedules::delete,
         events::list,
+        audit::list,
         alerts::status,
         alerts::list,
         alerts::settings,

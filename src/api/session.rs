@@ -39,16 +39,21 @@ pub async fn login(
     req: HttpRequest,
     Body(body): Body<LoginRequest>,
 ) -> AppResult<HttpResponse> {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // Behind a trusted proxy, the client's own address: one client's
+    // guesses must not lock out everyone behind the proxy.
+    let peer =
+        crate::client_addr::client_ip(&req, &state.settings.trusted_proxies).map(|a| a.to_string()).unwrap_or_default();
     let user = crate::service::session::login(&state, &guard, &peer, &body.username, body.password).await?;
-    login_session::start(&session, &user).map_err(AppError::internal)?;
+    login_session::start(&state, &session, &user).await.map_err(AppError::internal)?;
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// Ends this session (and every copy of its cookie); other sessions of the
+/// user go on.
 #[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)))]
 pub async fn logout(state: web::Data<AppState>, session: Session) -> AppResult<HttpResponse> {
     if let Some(id) = login_session::user_id(&session) {
-        crate::service::session::logout(&state, id).await?;
+        crate::service::session::logout(&state, id, login_session::id(&session)).await?;
     }
     session.purge();
     Ok(HttpResponse::NoContent().finish())
@@ -57,4 +62,38 @@ pub async fn logout(state: web::Data<AppState>, session: Session) -> AppResult<H
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = crate::db::users::User), (status = 401)))]
 pub async fn me(user: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(user.0)
+}
+
+/// Ends every session of the caller, on every device, this one too. API
+/// tokens stay valid until revoked.
+#[utoipa::path(post, path = "/api/v1/session/logout-all", responses((status = 204), (status = 401)))]
+pub async fn logout_all(state: web::Data<AppState>, me: CurrentUser, session: Session) -> AppResult<HttpResponse> {
+    crate::service::session::logout_all(&state, &me.0).await?;
+    session.purge();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    /// At least 8 characters.
+    password: String,
+}
+
+/// Changes the caller's own password. Every other session of the caller
+/// ends; the session making the change stays logged in.
+#[utoipa::path(post, path = "/api/v1/session/password", request_body = PasswordChange,
+    responses((status = 204), (status = 401), (status = 422), (status = 429)))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    guard: web::Data<LoginGuard>,
+    me: CurrentUser,
+    session: Session,
+    Body(b): Body<PasswordChange>,
+) -> AppResult<HttpResponse> {
+    let user =
+        crate::service::users::change_own_password(&state, &guard, &me.0, b.current_password, b.password).await?;
+    login_session::carry_on(&state, &session, &user).await.map_err(AppError::internal)?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,7 @@
 //! Who is calling: passwords, API tokens, the login throttle and the
 //! extractor that turns a session cookie or bearer token into a user.
 
+pub mod bearer;
 mod current;
 pub mod password;
 mod throttle;

@@ -4,10 +4,12 @@
 
 pub mod alerts;
 pub mod archives;
+pub mod audit;
 pub mod backup;
 pub mod claims;
 pub mod events;
 pub mod hypervisors;
+pub mod login_sessions;
 pub mod monitoring;
 pub mod pairs;
 pub mod plans;

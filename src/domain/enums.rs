@@ -262,6 +262,12 @@ word_enum!(
 );
 
 word_enum!(
+    /// What an API token may do: `write` (everything its user may do) or
+    /// `read` (GET requests only).
+    TokenScope { Read => "read", Write => "write" }
+);
+
+word_enum!(
     /// How mail reaches the SMTP server.
     SmtpTlsMode { Starttls => "starttls", Tls => "tls", None => "none" }
 );

@@ -74,6 +74,10 @@ typed_id!(
     ApiTokenId
 );
 typed_id!(
+    /// One login: the row behind a session cookie.
+    LoginSessionId
+);
+typed_id!(
     /// A registered hypervisor.
     HypervisorId
 );

@@ -13,9 +13,11 @@ mod vmid;
 
 pub use enums::{
     AlertKind, Compress, ErrorKind, Guest, HypervisorRole, Mode, PairState, Role, ScheduleKind, Severity, SmtpTlsMode,
-    TargetKind, TaskKind, TaskStatus, Transfer,
+    TargetKind, TaskKind, TaskStatus, TokenScope, Transfer,
 };
-pub use ids::{AlertId, ApiTokenId, ArchiveId, HypervisorId, PairId, ScheduleId, TargetId, TaskId, UserId};
+pub use ids::{
+    AlertId, ApiTokenId, ArchiveId, HypervisorId, LoginSessionId, PairId, ScheduleId, TargetId, TaskId, UserId,
+};
 pub use ip_range::IpRange;
 pub use names::{ArchiveName, DirPath, HostName, LoginName, NodeName, SshUser, StorageId, TlsFingerprint, TokenId};
 pub use network::{NetTarget, NetworkMap};

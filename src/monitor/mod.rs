@@ -260,6 +260,7 @@ async fn auto_failover(
         archive_id: None,
         schedule_id: None,
         requested_by: &by,
+        actor: "monitor",
         force: true,
     };
     let t = crate::queue::enqueue(state, p, req).await?;

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::audit::{self, changes, subject};
 use super::input::{label, nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::hypervisors::{Hypervisor, HypervisorFields};
@@ -113,12 +114,15 @@ pub async fn create(state: &AppState, actor: &User, b: HypervisorInput) -> Servi
     };
     let id = state.db.insert_hypervisor(&fields).await?;
     tracing::info!(by = %actor.username, name = %fields.name, host = %fields.host, "hypervisor created");
+    let detail = format!("name {:?}, host {}, role {}", fields.name, fields.host, fields.role);
+    audit::record(state, &actor.username, "hypervisor.create", subject("hypervisor", id), &detail).await;
     load(state, id).await
 }
 
 pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: HypervisorInput) -> ServiceResult<Hypervisor> {
     require(actor, MANAGE)?;
     let h = load(state, id).await?;
+    let secret_set = b.api_token_secret.is_some();
     let fields = HypervisorFields {
         name: match b.name {
             Some(n) => label("name", &n)?,
@@ -151,7 +155,10 @@ pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: Hypervi
     let same_machine = fields.host == h.host && fields.ssh_port == h.ssh_port;
     state.db.update_hypervisor(h.id, &fields, same_machine).await?;
     tracing::info!(by = %actor.username, name = %fields.name, "hypervisor updated");
-    load(state, id).await
+    let after = load(state, id).await?;
+    let detail = changes(&h, &after, &[("api_token_secret", secret_set)]);
+    audit::record(state, &actor.username, "hypervisor.update", subject("hypervisor", h.id), &detail).await;
+    Ok(after)
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<()> {
@@ -163,6 +170,8 @@ pub async fn delete(state: &AppState, actor: &User, id: HypervisorId) -> Service
     }
     state.db.delete_hypervisor(h.id).await?;
     tracing::info!(by = %actor.username, name = %h.name, "hypervisor deleted");
+    let detail = format!("name {:?}", h.name);
+    audit::record(state, &actor.username, "hypervisor.delete", subject("hypervisor", h.id), &detail).await;
     Ok(())
 }
 
@@ -174,7 +183,17 @@ pub async fn check(state: &AppState, actor: &User, id: HypervisorId, repin: bool
     if repin {
         tracing::warn!(target: "audit", by = %actor.username, hypervisor = %h.name, "host key re-pin requested");
     }
-    Ok(proxmox::check(state, &h, repin).await?)
+    let report = proxmox::check(state, &h, repin).await?;
+    let pinned = load(state, id).await?.host_key_fingerprint;
+    let mut detail = format!("name {:?}: {}", h.name, if report.ok { "all checks passed" } else { "a check failed" });
+    if pinned != h.host_key_fingerprint {
+        if let Some(fp) = &pinned {
+            detail.push_str(&format!("; host key {fp} pinned"));
+        }
+    }
+    let action = if repin { "hypervisor.repin" } else { "hypervisor.check" };
+    audit::record(state, &actor.username, action, subject("hypervisor", h.id), &detail).await;
+    Ok(report)
 }
 
 /// VMs on the host, from its Proxmox API.

@@ -3,6 +3,7 @@
 //! web UI) only adapt HTTP to these; waking the worker or the scheduler
 //! after a change happens here, never in a handler.
 
+pub mod audit;
 pub mod hypervisors;
 pub mod input;
 pub mod metrics;

@@ -187,6 +187,7 @@ pub async fn set_alert_settings(
 ) -> ServiceResult<AlertSettingsView> {
     require(actor, MANAGE)?;
     let mut s = state.db.alert_settings().await?;
+    let before = s.clone();
     let pct = |field: &str, v: f64| {
         if v.is_finite() && (1.0..=100.0).contains(&v) {
             Ok(v)
@@ -223,5 +224,14 @@ pub async fn set_alert_settings(
     }
     state.db.set_alert_settings(&s).await?;
     tracing::info!(target: "audit", by = %actor.username, "alert settings changed");
+    let detail = super::audit::changes(&before, &s, &[]);
+    super::audit::record(
+        state,
+        &actor.username,
+        "alert_settings.update",
+        super::audit::about("alert_settings"),
+        &detail,
+    )
+    .await;
     Ok(view(state, s))
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{self, changes, subject};
 use super::input::{label, nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::archives::Archive;
@@ -236,6 +237,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
     check_drill_vmid(state, &f, None).await?;
     let id = state.db.insert_pair(&f).await?;
     tracing::info!(by = %actor.username, pair = %id, "pair created");
+    audit::record(state, &actor.username, "pair.create", subject("pair", id), &format!("name {:?}", f.name)).await;
     view_one(state, load(state, id).await?).await
 }
 
@@ -304,7 +306,10 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
         return Err(busy("changing the pair"));
     }
     tracing::info!(by = %actor.username, pair = %p.id, "pair updated");
-    view_one(state, load(state, id).await?).await
+    let after = load(state, id).await?;
+    let detail = changes(&p, &after, &[]);
+    audit::record(state, &actor.username, "pair.update", subject("pair", p.id), &detail).await;
+    view_one(state, after).await
 }
 
 /// vzdump fleeces only VM disks (PVE 8.2+); a container has none to fleece.
@@ -349,6 +354,7 @@ pub async fn delete(state: &AppState, actor: &User, id: PairId) -> ServiceResult
     }
     state.wake.schedules_changed();
     tracing::info!(by = %actor.username, pair = %p.id, "pair deleted");
+    audit::record(state, &actor.username, "pair.delete", subject("pair", p.id), &format!("name {:?}", p.name)).await;
     Ok(())
 }
 
@@ -370,5 +376,7 @@ pub async fn adopt(state: &AppState, actor: &User, id: PairId) -> ServiceResult<
     }
     tracing::warn!(target: "audit", by = %actor.username, pair = %p.id, vmid = %p.dst_vmid,
         hypervisor = ?p.dst_hypervisor_id, "VM at the pair's target adopted: the next restore may replace it");
+    let detail = format!("VM {} at the pair's target may be replaced by the next restore", p.dst_vmid);
+    audit::record(state, &actor.username, "pair.adopt", subject("pair", p.id), &detail).await;
     view_one(state, load(state, id).await?).await
 }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::audit::{self, subject};
 use super::input::{label, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::plans::{ItemStatus, NewRun, Plan, PlanAction, PlanFields, PlanRun, RunStatus};
@@ -151,8 +152,10 @@ pub async fn create(state: &AppState, actor: &User, b: PlanInput) -> ServiceResu
     let name = label("name", &required("name", b.name)?)?;
     let delay_secs = delay(b.delay_secs.unwrap_or(DEFAULT_DELAY_SECS))?;
     let groups = check_groups(state, &required("groups", b.groups)?).await?;
+    let detail = format!("name {name:?}");
     let id = state.db.insert_plan(&PlanFields { name, delay_secs, groups }).await.map_err(clash)?;
     tracing::info!(by = %actor.username, plan = %id, "plan created");
+    audit::record(state, &actor.username, "plan.create", subject("plan", id), &detail).await;
     get(state, actor, id).await
 }
 
@@ -161,6 +164,7 @@ pub async fn create(state: &AppState, actor: &User, b: PlanInput) -> ServiceResu
 pub async fn update(state: &AppState, actor: &User, id: Uuid, b: PlanInput) -> ServiceResult<PlanDetail> {
     require(actor, MANAGE)?;
     let plan = load(state, id).await?;
+    let before = plan.clone();
     let name = match b.name {
         Some(n) => label("name", &n)?,
         None => plan.name,
@@ -174,6 +178,8 @@ pub async fn update(state: &AppState, actor: &User, id: Uuid, b: PlanInput) -> S
         return Err(ServiceError::NotFound("plan"));
     }
     tracing::info!(by = %actor.username, plan = %id, "plan updated");
+    let detail = audit::changes(&before, &load(state, id).await?, &[]);
+    audit::record(state, &actor.username, "plan.update", subject("plan", id), &detail).await;
     get(state, actor, id).await
 }
 
@@ -188,6 +194,7 @@ pub async fn delete(state: &AppState, actor: &User, id: Uuid) -> ServiceResult<(
         )));
     }
     tracing::info!(by = %actor.username, plan = %id, "plan deleted");
+    audit::record(state, &actor.username, "plan.delete", subject("plan", id), &format!("name {:?}", plan.name)).await;
     Ok(())
 }
 
@@ -211,6 +218,8 @@ pub async fn start(
         ServiceError::Conflict(format!("A run of plan {} is already running; wait for it to end.", plan.name))
     })?;
     tracing::info!(by = %actor.username, plan = %plan.name, run = %run_id, %action, "plan run started");
+    let detail = format!("name {:?}, run {run_id}{}", plan.name, if force { ", forced" } else { "" });
+    audit::record(state, &actor.username, &format!("plan.{action}"), subject("plan", plan.id), &detail).await;
     let run = load_run(state, run_id).await?;
     queue_group(state, &run, 1, false).await?;
     load_run(state, run_id).await
@@ -241,7 +250,7 @@ async fn queue_group(state: &AppState, run: &PlanRun, number: i64, recover: bool
                 continue;
             }
         }
-        match queue_one(state, &by, item.pair_id, kind, run.force).await {
+        match queue_one(state, &run.requested_by, &by, item.pair_id, kind, run.force).await {
             Ok(task) => {
                 if !state.db.set_run_item_task(run.id, number, item.slot, task.id).await? {
                     // Another process settled this pair meanwhile: this task is one too many.
@@ -270,8 +279,15 @@ async fn queue_group(state: &AppState, run: &PlanRun, number: i64, recover: bool
 /// state, its drill VMID, one open switch task per pair, a failover first
 /// clearing the pair's other work), on behalf of the user who started the
 /// run, whose role was checked then.
-async fn queue_one(state: &AppState, by: &str, pair_id: PairId, kind: TaskKind, force: bool) -> ServiceResult<Task> {
-    super::tasks::queue_as(state, by, pair_id, kind, None, force).await
+async fn queue_one(
+    state: &AppState,
+    actor: &str,
+    by: &str,
+    pair_id: PairId,
+    kind: TaskKind,
+    force: bool,
+) -> ServiceResult<Task> {
+    super::tasks::queue_as(state, actor, by, pair_id, kind, None, force).await
 }
 
 /// One step of a running run, as far as it can go now: settles pairs an

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::audit::{self, changes, subject};
 use super::input::{nullable, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::schedules::{Schedule, ScheduleFields};
@@ -136,6 +137,8 @@ pub async fn create(state: &AppState, actor: &User, b: ScheduleInput) -> Service
     let id = state.db.insert_schedule(&f).await?;
     state.wake.schedules_changed();
     tracing::info!(by = %actor.username, schedule = %id, cron = f.cron.as_str(), "schedule created");
+    let detail = format!("{} of pair {} at {:?}", f.kind, f.pair_id, f.cron.as_str());
+    audit::record(state, &actor.username, "schedule.create", subject("schedule", id), &detail).await;
     state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))
 }
 
@@ -166,7 +169,10 @@ pub async fn update(state: &AppState, actor: &User, id: ScheduleId, b: ScheduleI
     state.db.update_schedule(s.id, &f).await?;
     state.wake.schedules_changed();
     tracing::info!(by = %actor.username, schedule = %s.id, "schedule updated");
-    state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))
+    let after = state.db.schedule(id).await?.ok_or(ServiceError::NotFound("schedule"))?;
+    let detail = changes(&s, &after, &[]);
+    audit::record(state, &actor.username, "schedule.update", subject("schedule", s.id), &detail).await;
+    Ok(after)
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: ScheduleId) -> ServiceResult<()> {
@@ -175,6 +181,8 @@ pub async fn delete(state: &AppState, actor: &User, id: ScheduleId) -> ServiceRe
     state.db.delete_schedule(s.id).await?;
     state.wake.schedules_changed();
     tracing::info!(by = %actor.username, schedule = %s.id, "schedule deleted");
+    let detail = format!("{} of pair {}", s.kind, s.pair_id);
+    audit::record(state, &actor.username, "schedule.delete", subject("schedule", s.id), &detail).await;
     Ok(())
 }
 

@@ -3,10 +3,11 @@
 //! throttle keys, password checks run a few at a time, and unknown or
 //! inactive users cost the same time as wrong passwords.
 
+use super::audit::{self, about, subject};
 use super::{ServiceError, ServiceResult};
 use crate::auth::{password, LoginGuard};
 use crate::db::users::User;
-use crate::domain::LoginName;
+use crate::domain::{LoginName, LoginSessionId, UserId};
 use crate::state::AppState;
 
 /// The key a client address is throttled under: IPv6 clients get a /64
@@ -36,6 +37,8 @@ pub async fn login(
     // Only a well-formed name becomes a throttle key or reaches the database.
     let Ok(name) = username.trim().parse::<LoginName>() else {
         tracing::warn!(peer, "login failed: malformed username");
+        // Not even the name: a malformed one may be a password typed in the wrong field.
+        audit::record(state, "anonymous", "session.login_failed", about("user"), "malformed username").await;
         return Err(ServiceError::BadCredentials);
     };
     let name = name.as_str();
@@ -58,10 +61,16 @@ pub async fn login(
             guard.per_name.succeeded(name);
             guard.per_addr.refund(&address_key(peer));
             tracing::info!(username = name, peer, "login");
+            audit::record(state, &user.username, "session.login", subject("user", user.id), "").await;
             Ok(user)
         }
-        _ => {
+        (_, found) => {
             tracing::warn!(username = name, peer, "login failed");
+            let target = match &found {
+                Some((u, _)) => subject("user", u.id),
+                None => about("user"),
+            };
+            audit::record(state, "anonymous", "session.login_failed", target, &format!("username {name:?}")).await;
             Err(ServiceError::BadCredentials)
         }
     }
@@ -88,9 +97,23 @@ pub(crate) async fn verify_off_thread(guard: &LoginGuard, password: String, hash
     .unwrap_or(false))
 }
 
-/// Ends every session of the user, this one and any copy of its cookie.
-pub async fn logout(state: &AppState, user: crate::domain::UserId) -> ServiceResult<()> {
-    state.db.end_sessions(user).await?;
+/// Ends one session of the user (and every copy of its cookie); the
+/// user's other sessions go on.
+pub async fn logout(state: &AppState, user: UserId, session: Option<LoginSessionId>) -> ServiceResult<()> {
+    if let Some(id) = session {
+        state.db.end_login_session(id).await?;
+    }
     tracing::info!(user = %user, "logout");
+    let name = state.db.user(user).await?.map(|u| u.username).unwrap_or_else(|| user.to_string());
+    audit::record(state, &name, "session.logout", subject("user", user), "").await;
+    Ok(())
+}
+
+/// Ends every session of the acting user, on every device, this one too.
+/// API tokens are not sessions: they stay until revoked.
+pub async fn logout_all(state: &AppState, actor: &User) -> ServiceResult<()> {
+    state.db.end_sessions(actor.id).await?;
+    tracing::info!(username = %actor.username, "logged out everywhere");
+    audit::record(state, &actor.username, "session.logout_all", subject("user", actor.id), "").await;
     Ok(())
 }

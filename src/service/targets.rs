@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{self, changes, subject};
 use super::input::{label, nullable, required};
 use super::monitoring::MANAGE;
 use super::{require, ServiceError, ServiceResult};
@@ -79,6 +80,8 @@ pub async fn create(state: &AppState, actor: &User, b: TargetInput) -> ServiceRe
     let fields = fields(state, name, kind, None, b)?;
     let id = state.db.insert_target(&fields).await.map_err(taken)?;
     tracing::info!(target: "audit", by = %actor.username, name = %fields.name, kind = %kind, "notification target created");
+    let detail = format!("name {:?}, kind {kind}", fields.name);
+    audit::record(state, &actor.username, "target.create", subject("target", id), &detail).await;
     load(state, id).await
 }
 
@@ -90,12 +93,16 @@ pub async fn update(state: &AppState, actor: &User, id: TargetId, b: TargetInput
         None => old.name.clone(),
     };
     let kind = b.kind.unwrap_or(old.kind);
+    let secrets = [("secret", b.secret.is_some()), ("smtp_password", b.smtp_password.is_some())];
     let fields = fields(state, name, kind, Some(&old), b)?;
     if !state.db.update_target(id, &fields).await.map_err(taken)? {
         return Err(ServiceError::NotFound("notification target"));
     }
     tracing::info!(target: "audit", by = %actor.username, name = %fields.name, "notification target changed");
-    load(state, id).await
+    let after = load(state, id).await?;
+    let detail = changes(&old, &after, &secrets);
+    audit::record(state, &actor.username, "target.update", subject("target", id), &detail).await;
+    Ok(after)
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: TargetId) -> ServiceResult<()> {
@@ -103,6 +110,7 @@ pub async fn delete(state: &AppState, actor: &User, id: TargetId) -> ServiceResu
     let t = load(state, id).await?;
     state.db.delete_target(id).await?;
     tracing::info!(target: "audit", by = %actor.username, name = %t.name, "notification target deleted");
+    audit::record(state, &actor.username, "target.delete", subject("target", id), &format!("name {:?}", t.name)).await;
     Ok(())
 }
 
@@ -113,6 +121,8 @@ pub async fn test(state: &AppState, actor: &User, id: TargetId) -> ServiceResult
     let notice = crate::monitor::notifier::test_notice(&t);
     let d = crate::monitor::notifier::send(state, &t, &notice).await;
     tracing::info!(by = %actor.username, target = %t.name, ok = d.ok, "test notification sent");
+    let detail = format!("name {:?}: {}", t.name, if d.ok { "delivered" } else { "not delivered" });
+    audit::record(state, &actor.username, "target.test", subject("target", id), &detail).await;
     Ok(TestResult { ok: d.ok, attempts: d.attempts, detail: d.detail })
 }
 

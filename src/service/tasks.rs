@@ -34,16 +34,18 @@ pub async fn queue(
     if force && kind != TaskKind::Failover {
         return Err(ServiceError::invalid("force", "only a failover can be forced"));
     }
-    queue_as(state, &actor.username, pair_id, kind, archive_id, force).await
+    queue_as(state, &actor.username, &actor.username, pair_id, kind, archive_id, force).await
 }
 
 /// Queues `kind` for the pair on behalf of `by`, whose role the caller
-/// checked (a user now, or the user who started a recovery plan): the
+/// checked (a user now, or the user who started a recovery plan), with
+/// `actor` answering for it in the audit log: the
 /// pair must be enabled and in a state that allows the kind, one switch
 /// task per pair at a time, and a failover first clears the pair's other
 /// work.
 pub async fn queue_as(
     state: &AppState,
+    actor: &str,
     by: &str,
     pair_id: PairId,
     kind: TaskKind,
@@ -68,7 +70,7 @@ pub async fn queue_as(
             tracing::warn!(pair = %pair.id, queued, running, "failover: other tasks of the pair cancelled");
         }
     }
-    let req = Request { kind, archive_id, schedule_id: None, requested_by: by, force };
+    let req = Request { kind, archive_id, schedule_id: None, requested_by: by, actor, force };
     Ok(enqueue(state, &pair, req).await?)
 }
 
@@ -145,6 +147,8 @@ pub async fn cancel(state: &AppState, actor: &User, id: TaskId) -> ServiceResult
     let task = state.db.request_cancel(id).await?.ok_or(ServiceError::NotFound("task"))?;
     state.db.append_log(id, &format!("cancel requested by {}", actor.username)).await?;
     tracing::info!(task = %id, by = %actor.username, "task cancel requested");
+    let detail = format!("{} of pair {}, {}", task.kind, task.pair_id, before.status);
+    super::audit::record(state, &actor.username, "task.cancel", super::audit::subject("task", id), &detail).await;
     Ok(task)
 }
 

@@ -3,12 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{self, subject};
 use super::input::label;
 use super::{ServiceError, ServiceResult};
 use crate::auth::token;
 use crate::db::tokens::ApiToken;
 use crate::db::users::User;
-use crate::domain::ApiTokenId;
+use crate::domain::{ApiTokenId, TokenScope};
 use crate::state::AppState;
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -16,6 +17,9 @@ use crate::state::AppState;
 pub struct TokenInput {
     /// A label to recognise the token by, e.g. "backup cron on host x".
     pub name: Option<String>,
+    /// `write` (default): everything its user may do; `read`: GET requests
+    /// only, any other request is refused with 403 `read_only_token`.
+    pub scope: Option<TokenScope>,
 }
 
 /// A new token: the only time its secret is shown.
@@ -23,6 +27,7 @@ pub struct TokenInput {
 pub struct NewToken {
     pub id: ApiTokenId,
     pub name: String,
+    pub scope: TokenScope,
     pub token: String,
 }
 
@@ -35,10 +40,13 @@ pub async fn create(state: &AppState, actor: &User, b: TokenInput) -> ServiceRes
         Some(n) => label("name", &n)?,
         None => "api token".into(),
     };
+    let scope = b.scope.unwrap_or(TokenScope::Write);
     let secret = token::generate();
-    let id = state.db.insert_token(actor.id, &name, &token::digest(&secret)).await?;
-    tracing::info!(username = %actor.username, token_id = %id, "api token created");
-    Ok(NewToken { id, name, token: secret })
+    let id = state.db.insert_token(actor.id, &name, scope, &token::digest(&secret)).await?;
+    tracing::info!(username = %actor.username, token_id = %id, %scope, "api token created");
+    let detail = format!("name {name:?}, scope {scope}");
+    audit::record(state, &actor.username, "token.create", subject("token", id), &detail).await;
+    Ok(NewToken { id, name, scope, token: secret })
 }
 
 pub async fn revoke(state: &AppState, actor: &User, id: ApiTokenId) -> ServiceResult<()> {
@@ -46,5 +54,6 @@ pub async fn revoke(state: &AppState, actor: &User, id: ApiTokenId) -> ServiceRe
         return Err(ServiceError::NotFound("token"));
     }
     tracing::info!(username = %actor.username, token_id = %id, "api token revoked");
+    audit::record(state, &actor.username, "token.revoke", subject("token", id), "").await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::audit::{self, changes, subject};
 use super::input::{label, required};
 use super::{require, ServiceError, ServiceResult};
 use crate::auth::{password, LoginGuard};
@@ -62,6 +63,8 @@ pub async fn create(state: &AppState, actor: &User, b: UserInput) -> ServiceResu
         .insert_user(NewUser { username: username.as_str(), full_name: &full_name, password_hash: &pw_hash, role })
         .await?;
     tracing::info!(by = %actor.username, username = %user.username, role = %role, "user created");
+    let detail = format!("username {:?}, role {role}", user.username);
+    audit::record(state, &actor.username, "user.create", subject("user", user.id), &detail).await;
     Ok(user)
 }
 
@@ -87,7 +90,10 @@ pub async fn update(state: &AppState, actor: &User, id: UserId, b: UserInput) ->
     };
     state.db.update_user(user.id, &full_name, role, active, pw_hash.as_deref()).await?;
     tracing::info!(by = %actor.username, username = %user.username, "user updated");
-    load(state, id).await
+    let after = load(state, id).await?;
+    let detail = changes(&user, &after, &[("password", pw_hash.is_some())]);
+    audit::record(state, &actor.username, "user.update", subject("user", user.id), &detail).await;
+    Ok(after)
 }
 
 pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult<()> {
@@ -98,7 +104,21 @@ pub async fn delete(state: &AppState, actor: &User, id: UserId) -> ServiceResult
     }
     state.db.delete_user(user.id).await?;
     tracing::info!(by = %actor.username, username = %user.username, "user deleted");
+    let detail = format!("username {:?}", user.username);
+    audit::record(state, &actor.username, "user.delete", subject("user", user.id), &detail).await;
     Ok(())
+}
+
+/// Ends every session of the user, on every device (an admin's action,
+/// e.g. for a lost laptop). API tokens stay until revoked.
+pub async fn logout_all(state: &AppState, actor: &User, id: UserId) -> ServiceResult<User> {
+    require(actor, MANAGE)?;
+    let user = load(state, id).await?;
+    state.db.end_sessions(user.id).await?;
+    tracing::info!(by = %actor.username, username = %user.username, "user logged out everywhere");
+    let detail = format!("username {:?}", user.username);
+    audit::record(state, &actor.username, "user.logout_all", subject("user", user.id), &detail).await;
+    load(state, id).await
 }
 
 /// Changes the acting user's own password after checking the current one,
@@ -122,5 +142,7 @@ pub async fn change_own_password(
     let new_hash = hash("password", new).await?;
     state.db.set_password(actor.id, &new_hash).await?;
     tracing::info!(username = %actor.username, "password changed");
+    let detail = "the user's other sessions ended";
+    audit::record(state, &actor.username, "user.password_change", subject("user", actor.id), detail).await;
     load(state, actor.id).await
 }

@@ -59,8 +59,13 @@ impl FromRequest for PageUser {
         Box::pin(async move {
             let state = state.ok_or_else(|| ServiceError::Internal("application state missing".into()))?;
             let Some(id) = login_session::user_id(&session) else { return Err(login) };
-            match state.db.user(id).await.map_err(ServiceError::from)? {
-                Some(user) if login_session::still_valid(&session, &user, state.settings.session_max_age) => {
+            let user = state.db.user(id).await.map_err(ServiceError::from)?;
+            let admitted = match &user {
+                Some(u) => login_session::admit(&state, &session, u).await.map_err(ServiceError::from)?,
+                None => false,
+            };
+            match user {
+                Some(user) if admitted => {
                     // A live refresh must not eat the message meant for the next page.
                     let flash = if live {
                         None
@@ -70,8 +75,8 @@ impl FromRequest for PageUser {
                     Ok(PageUser { user, csrf: csrf_token(&session), flash })
                 }
                 _ => {
-                    // Logged out elsewhere, too old, or the user is gone or
-                    // deactivated: the session is over.
+                    // Logged out, unused or open too long, or the user is
+                    // gone or deactivated: the session is over.
                     session.purge();
                     Err(login)
                 }

@@ -18,6 +18,7 @@ const NAV: &[(&str, &str, Role)] = &[
     ("/alerts", "Alerts", Role::Viewer),
     ("/users", "Users", Role::Admin),
     ("/settings", "Settings", Role::Admin),
+    ("/audit", "Audit", Role::Admin),
     ("/account", "Account", Role::Viewer),
 ];
 

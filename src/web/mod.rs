@@ -67,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/schedules/{id}/toggle", web::post().to(schedules::toggle))
             .route("/schedules/{id}/delete", web::post().to(schedules::delete))
             .route("/alerts", web::get().to(alerts::list))
+            .route("/audit", web::get().to(audit::list))
             .route("/settings", web::get().to(settings::page_))
             .route("/settings/thresholds", web::post().to(settings::thresholds))
             .route("/settings/targets", web::post().to(targets::create))
@@ -78,8 +79,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/users", web::get().to(users::list))
             .route("/users", web::post().to(users::create))
             .route("/users/{id}", web::post().to(users::update))
+            .route("/users/{id}/logout-all", web::post().to(users::logout_all))
             .route("/account", web::get().to(account::page_))
             .route("/account/password", web::post().to(account::password))
+            .route("/account/logout-all", web::post().to(account::logout_all))
             .route("/account/tokens", web::post().to(account::create_token))
             .route("/account/tokens/{id}/revoke", web::post().to(account::revoke_token)),
     );

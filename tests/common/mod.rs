@@ -423,6 +423,47 @@ impl TestApp {
         assert_eq!(r.rows_affected(), 1, "no row {id} in {table}");
     }
 
+    /// Puts a pair in a switch state behind the API's back (as a failover
+    /// that ran would leave it).
+    pub async fn set_pair_state(&self, pair_id: &str, state: &str) {
+        let pool = self.pool().await;
+        let r = sqlx::query("UPDATE pairs SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(pair_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(r.rows_affected(), 1, "no pair {pair_id}");
+    }
+
+    /// A stored time (epoch milliseconds) of one row.
+    pub async fn stored_millis(&self, table: &str, column: &str, id: &str) -> i64 {
+        let pool = self.pool().await;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {column} AS v FROM {table} WHERE id = ?")))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        sqlx::Row::get::<i64, _>(&row, "v")
+    }
+
+    /// The ids of a user's login sessions (one per login), oldest first.
+    pub async fn login_sessions(&self, username: &str) -> Vec<String> {
+        let pool = self.pool().await;
+        let rows = sqlx::query(
+            "SELECT s.id AS id FROM login_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username = ? ORDER BY s.created_at, s.id",
+        )
+        .bind(username)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.iter().map(|r| sqlx::Row::get::<String, _>(r, "id")).collect()
+    }
+
     /// The recorded runs of a schedule: (due time in epoch milliseconds, result).
     pub async fn schedule_runs(&self, schedule_id: &str) -> Vec<(i64, String)> {
         let pool = self.pool().await;

@@ -41,7 +41,8 @@ REPO = os.path.dirname(os.path.dirname(UI_DIR))
 sys.path.insert(0, os.path.join(REPO, "lab", "tests"))
 from labfixture import LAB_PY, PYTHON, lab_cli  # noqa: E402
 
-BINARY = os.path.join(REPO, "target", "debug", "drswitch")
+# Where `cargo build` put it: CARGO_TARGET_DIR when set, else ./target.
+BINARY = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target"), "debug", "drswitch")
 SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -173,8 +174,9 @@ class Api:
         return self
 
     def login_with_token(self, username, password):
-        """Logs in, then acts with an API token: a logout in the browser ends
-        every session of the user, and the suite's own setup must outlive it."""
+        """Logs in, then acts with an API token: logging out everywhere in the
+        browser ends every session of the user, and the suite's own setup
+        must outlive it."""
         self.login(username, password)
         self.bearer = self.post("/api/v1/tokens", {"name": "ui suite"}, expect=201)["token"]
         return self

@@ -236,7 +236,7 @@ class T01Login(UiTest):
         self.assertEqual(self.p.who(), "admin · admin")
         nav = [a.text for a in self.p.css_all("header nav a")]
         self.assertEqual(nav, ["Dashboard", "Hypervisors", "Pairs", "Plans", "Tasks", "Schedules", "Archives",
-                               "Alerts", "Users", "Settings", "Account"])
+                               "Alerts", "Users", "Settings", "Audit", "Account"])
         self.assertEqual(self.p.css("header nav a.active").text, "Dashboard")
         self.assertEqual(len(self.p.buttons("Log out")), 1)
 
@@ -511,6 +511,20 @@ class T13Users(UiTest):
         self.assertNotIn("Users", nav)
         self.p.open("/users")
         self.assertIn("Forbidden", self.h1(), "an operator may not manage users")
+
+    def test_13a_an_admin_logs_a_user_out_everywhere(self):
+        self.s.api.post("/api/v1/users", {"username": "lena", "password": "lena-password-1", "role": "viewer"},
+                        expect=201)
+        lena = Api(self.s.base).login("lena", "lena-password-1")
+        self.assertEqual(lena.request("GET", "/api/v1/auth/me").status, 200)
+        self.p.open("/users")
+        row = self.d.find_element(By.XPATH, "//table//tr[td[1][normalize-space()='lena']]")
+        question = self.p.click_confirm_and_wait_load(self.p.button("Log out everywhere", row))
+        self.assertIn("every device", question)
+        self.assertEqual(self.p.path(), "/users")
+        self.assertIn("Every session of lena ended.", self.p.flash())
+        self.assertEqual(lena.request("GET", "/api/v1/auth/me").status, 401, "lena's session ended")
+        self.assertEqual(self.p.who(), "admin · admin", "the admin's own session goes on")
 
 
 class T14Tasks(UiTest):
@@ -846,6 +860,51 @@ class T23More(UiTest):
         self.p.open("/account")
         self.assertEqual(self.p.css_all("#new-token"), [], "the token is shown only once")
         self.assertIn("nightly cron", [r[0] for r in self.p.table_rows()])
+
+    def test_23a_a_read_only_token_may_only_read(self):
+        self.p.open("/account")
+        form = self.p.css("form[action='/account/tokens']")
+        self.assertEqual(self.p.field("scope", form).get_attribute("value"), "write", "write is the default")
+        self.p.fill({"name": "wallboard", "scope": "read"}, form)
+        self.p.click_and_wait_load(self.p.button("Create token"))
+        token = self.p.css("#new-token").text.strip()
+        rows = {r[0]: r for r in self.p.table_rows()}
+        self.assertEqual(rows["wallboard"][1], "read", "the list shows the scope")
+        reader = Api(self.s.base)
+        reader.bearer = token
+        self.assertEqual(reader.request("GET", "/api/v1/pairs").status, 200)
+        r = reader.request("POST", "/api/v1/tokens", {"name": "more"})
+        self.assertEqual(r.status, 403, r.text)
+        self.assertEqual(r.json()["error"]["code"], "read_only_token")
+
+    def test_23b_log_out_everywhere_from_the_account_page(self):
+        self.s.api.post("/api/v1/users", {"username": "lou", "password": "lou-password-1", "role": "viewer"},
+                        expect=201)
+        elsewhere = Api(self.s.base).login("lou", "lou-password-1")
+        self.p.login("lou", "lou-password-1")
+        self.p.open("/account")
+        question = self.p.click_confirm_and_wait_load(self.p.button("Log out everywhere"))
+        self.assertIn("every device", question)
+        self.assertEqual(self.p.path(), "/login")
+        self.p.open("/account")
+        self.assertEqual(self.p.path(), "/login", "this session ended")
+        self.assertEqual(elsewhere.request("GET", "/api/v1/auth/me").status, 401, "and the one elsewhere")
+
+    def test_23c_the_audit_log_lists_who_did_what(self):
+        secret = self.s.api.post("/api/v1/tokens", {"name": "audited", "scope": "read"}, expect=201)["token"]
+        self.p.open("/")
+        self.p.click_and_wait_load(self.p.link("Audit"))
+        self.assertEqual(self.p.path(), "/audit")
+        self.assertEqual(self.h1(), "Audit log")
+        rows = self.p.table_rows()
+        self.assertEqual(rows[0][1:3], ["admin", "token.create"], "newest first")
+        self.assertTrue(any(r[1] == "admin" and r[2] == "session.login" for r in rows), rows)
+        self.p.fill({"action": "token"}, self.p.css("form.filters"))
+        self.p.click_and_wait_load(self.p.button("Filter"))
+        rows = self.p.table_rows()
+        self.assertTrue(all(r[2].startswith("token.") for r in rows), rows)
+        self.assertIn("name \"audited\", scope read", [r[4] for r in rows])
+        self.assertNotIn(secret, self.d.page_source, "no token on the page")
 
     def test_24_pages_forbid_inline_scripts(self):
         admin = Api(self.s.base).login(ADMIN, ADMIN_PW)

@@ -10,7 +10,7 @@ use crate::service::tokens::{self, TokenInput};
 use crate::service::ServiceError;
 use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
-use crate::web::form::Form;
+use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
 use crate::web::view::{post_button, redirect, when};
 use crate::web::Page;
@@ -29,6 +29,9 @@ async fn render(state: &AppState, me: &PageUser, new_token: Option<&str>, pw_err
                     label { "New password" span.hint { "at least 8 characters" } input type="password" name="password" autocomplete="new-password" required; }
                     div.actions { button type="submit" { "Change password" } }
                 }
+                h2 { "Sessions" }
+                p.muted { "Ends every login of yours, on every device, this one too. API tokens stay until revoked." }
+                (post_button("/account/logout-all", "Log out everywhere", &me.csrf, "danger", Some("Log out on every device, this one too?")))
             }
             div.panel {
                 h2 { "API tokens" }
@@ -42,13 +45,18 @@ async fn render(state: &AppState, me: &PageUser, new_token: Option<&str>, pw_err
                 form.filters method="post" action="/account/tokens" {
                     input type="hidden" name="csrf" value=(me.csrf);
                     label { "Name" input type="text" name="name" placeholder="e.g. nightly cron on host x"; }
+                    label { "Scope" select name="scope" {
+                        option value="write" selected { "write: all you may do" }
+                        option value="read" { "read: GET requests only" }
+                    } }
                     button type="submit" { "Create token" }
                 }
                 @if list.is_empty() { p.muted { "No tokens yet." } } @else {
                     div.table-wrap { table {
-                        thead { tr { th { "Name" } th { "Created" } th { "Last used" } th {} } }
+                        thead { tr { th { "Name" } th { "Scope" } th { "Created" } th { "Last used" } th {} } }
                         tbody { @for t in &list { tr {
                             td { (t.name) }
+                            td { (t.scope) }
                             td { (when(t.created_at)) }
                             td { @match t.last_used_at { Some(at) => { (when(at)) } None => { "never" } } }
                             td { (post_button(&format!("/account/tokens/{}/revoke", t.id), "Revoke", &me.csrf, "danger", Some("Revoke this token? Scripts using it stop working."))) }
@@ -79,7 +87,7 @@ pub async fn password(
         Ok(user) => {
             // Every other session of this user ended with the change; this
             // one goes on under the new epoch.
-            crate::auth::login_session::start(&session, &user).map_err(ServiceError::Internal)?;
+            crate::auth::login_session::carry_on(&state, &session, &user).await.map_err(ServiceError::Internal)?;
             flash(&session, "ok", "Password changed; your other sessions were logged out.");
             Ok(redirect("/account"))
         }
@@ -101,8 +109,19 @@ pub async fn password(
 const SESSION_NEW_TOKEN: &str = "new_token";
 
 pub async fn create_token(state: web::Data<AppState>, me: PageUser, session: Session, f: Form) -> Page {
-    let input = TokenInput { name: f.get("name").map(str::to_string) };
-    let t = tokens::create(&state, &me.user, input).await?;
+    let input = f.input::<TokenInput>(&[("name", Kind::Text), ("scope", Kind::Text)]);
+    let t = match input {
+        Ok(input) => tokens::create(&state, &me.user, input).await,
+        Err(e) => Err(e),
+    };
+    let t = match t {
+        Ok(t) => t,
+        Err(e @ ServiceError::Invalid { .. }) => {
+            flash(&session, "error", e.to_string());
+            return Ok(redirect("/account"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     session.insert(SESSION_NEW_TOKEN, &t.token).map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(redirect("/account"))
 }
@@ -118,4 +137,11 @@ pub async fn revoke_token(
     tokens::revoke(&state, &me.user, id).await?;
     flash(&session, "ok", "Token revoked.");
     Ok(redirect("/account"))
+}
+
+/// Ends every session of the user, this one too.
+pub async fn logout_all(state: web::Data<AppState>, me: PageUser, session: Session, _f: Form) -> Page {
+    crate::service::session::logout_all(&state, &me.user).await?;
+    session.purge();
+    Ok(redirect("/login"))
 }

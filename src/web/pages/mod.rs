@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod alerts;
+pub mod audit;
 pub mod dashboard;
 pub mod health;
 pub mod hypervisors;

@@ -52,12 +52,15 @@ pub async fn login(
     req: HttpRequest,
     form: Form,
 ) -> Page {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // Behind a trusted proxy, the client's own address: one client's
+    // guesses must not lock out everyone behind the proxy.
+    let peer =
+        crate::client_addr::client_ip(&req, &state.settings.trusted_proxies).map(|a| a.to_string()).unwrap_or_default();
     let username = form.get("username").unwrap_or_default().to_string();
     let password = form.raw("password").unwrap_or_default().to_string();
     match crate::service::session::login(&state, &guard, &peer, &username, password).await {
         Ok(user) => {
-            login_session::start(&session, &user).map_err(ServiceError::Internal)?;
+            login_session::start(&state, &session, &user).await.map_err(ServiceError::Internal)?;
             // A new form token for the logged-in session.
             session.remove("csrf");
             Ok(redirect("/"))
@@ -78,7 +81,7 @@ pub async fn login(
 
 pub async fn logout(state: web::Data<AppState>, session: Session, _form: Form) -> Page {
     if let Some(id) = login_session::user_id(&session) {
-        crate::service::session::logout(&state, id).await?;
+        crate::service::session::logout(&state, id, login_session::id(&session)).await?;
     }
     session.purge();
     Ok(redirect("/login"))

@@ -4,6 +4,7 @@ use actix_session::Session;
 use actix_web::web;
 use maud::html;
 
+use crate::auth::login_session;
 use crate::domain::UserId;
 use crate::service::users::{self as svc, UserInput, MANAGE};
 use crate::service::ServiceError;
@@ -11,7 +12,7 @@ use crate::state::AppState;
 use crate::web::auth::{flash, PageUser};
 use crate::web::form::{Form, Kind};
 use crate::web::layout::page;
-use crate::web::view::{done, form_error, input, outcome, redirect, select, when, Outcome};
+use crate::web::view::{done, form_error, input, outcome, post_button, redirect, select, when, Outcome};
 use crate::web::Page;
 
 const FIELDS: &[(&str, Kind)] = &[
@@ -47,6 +48,7 @@ async fn render(state: &AppState, me: &PageUser, values: &dyn Fn(&str) -> String
                         input type="password" name="password" placeholder="new password (optional)" autocomplete="new-password";
                         button.secondary type="submit" { "Save" }
                     }
+                    (post_button(&format!("/users/{}/logout-all", u.id), "Log out everywhere", &me.csrf, "secondary", Some("End every session of this user, on every device?")))
                 }
             } } }
         } }
@@ -97,9 +99,27 @@ pub async fn update(
     let uid: UserId = path.parse().map_err(|_| ServiceError::NotFound("user"))?;
     let result = async { svc::update(&state, &me.user, uid, f.input::<UserInput>(FIELDS)?).await }.await;
     match result {
-        Ok(u) => flash(&session, "ok", format!("User {} saved.", u.username)),
+        Ok(u) => {
+            // A new password ends the user's sessions; not this one, if it is theirs.
+            login_session::carry_on(&state, &session, &u).await.map_err(ServiceError::Internal)?;
+            flash(&session, "ok", format!("User {} saved.", u.username))
+        }
         Err(e @ (ServiceError::Invalid { .. } | ServiceError::Conflict(_))) => flash(&session, "error", e.to_string()),
         Err(e) => return Err(e.into()),
     }
+    Ok(redirect("/users"))
+}
+
+/// Ends every session of the user, on every device.
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    me: PageUser,
+    session: Session,
+    path: web::Path<String>,
+    _f: Form,
+) -> Page {
+    let uid: UserId = path.parse().map_err(|_| ServiceError::NotFound("user"))?;
+    let u = svc::logout_all(&state, &me.user, uid).await?;
+    flash(&session, "ok", format!("Every session of {} ended.", u.username));
     Ok(redirect("/users"))
 }
