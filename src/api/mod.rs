@@ -4,6 +4,7 @@
 
 mod alerts;
 pub mod body;
+mod conformance;
 mod endpoint;
 mod events;
 mod hypervisors;

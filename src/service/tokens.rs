@@ -15,6 +15,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
     /// A label to recognise the token by, e.g. "backup cron on host x".
+    #[schema(value_type = Option<super::input::doc::Label>)]
     pub name: Option<String>,
 }
 
