@@ -144,8 +144,12 @@ fn close_request_bodies(doc: &mut Value) {
     let mut names = Vec::new();
     for item in doc["paths"].as_object().into_iter().flat_map(|p| p.values()) {
         for method in METHODS {
-            if let Some(r) = item[method].pointer("/requestBody/content/application~1json/schema/$ref") {
-                names.extend(r.as_str().and_then(|r| r.strip_prefix("#/components/schemas/")).map(str::to_string));
+            let Some(schema) = item[method].pointer("/requestBody/content/application~1json/schema") else { continue };
+            // An optional body is `oneOf: [null, {$ref}]`.
+            for s in std::iter::once(schema).chain(schema["oneOf"].as_array().into_iter().flatten()) {
+                names.extend(
+                    s["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")).map(str::to_string),
+                );
             }
         }
     }
