@@ -2,6 +2,8 @@
 //! lists, so a new route is held to the same rules without a new test:
 //! what scripts/schemathesis.sh checks by fuzzing, in a few seconds.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
