@@ -2,7 +2,7 @@
 # Fuzzes drswitch's API from its own OpenAPI document with schemathesis:
 # every check, every phase (examples, coverage, fuzzing, stateful), as the
 # admin through an API token. Ends with one line,
-# `schemathesis: N test cases, F failures, S s`, and exits non-zero on any
+# `schemathesis: N suites (…), F failed, seed, S s`, and exits non-zero on any
 # failure or error.
 #
 # The fuzzed server can reach nothing: it runs in a network namespace of its
@@ -122,5 +122,5 @@ fi
 
 cases=$(sed -n 's/.*tests="\([0-9]*\)".*/\1/p' "$work/junit.xml" 2>/dev/null | head -n1)
 failures=$(sed -n 's/.*failures="\([0-9]*\)".*/\1/p' "$work/junit.xml" 2>/dev/null | head -n1)
-echo "schemathesis: ${cases:-?} operations, ${failures:-?} failed, seed $seed, ${elapsed} s, exit $status"
+echo "schemathesis: ${cases:-?} suites (59 operations + stateful), ${failures:-?} failed, seed $seed, ${elapsed} s, exit $status"
 exit "$status"
