@@ -2,7 +2,8 @@
 # Runs every drswitch test: installs what the tests need when missing,
 # starts a throwaway MariaDB on loopback, then runs the Rust suite against
 # SQLite and against MariaDB, the lab's own tests, the web UI in a
-# real browser (tests/ui), and the Debian package (scripts/test-package.sh).
+# real browser (tests/ui), the API against its own OpenAPI document
+# (scripts/schemathesis.sh), and the Debian package (scripts/test-package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,9 @@ echo "== Lab and break-glass script tests"
 echo "== Web UI in headless Chromium"
 /usr/bin/python3 -m unittest discover -s tests/ui 2>&1 | tee "$work/ui.out"
 
+echo "== OpenAPI conformance (schemathesis)"
+bash scripts/schemathesis.sh 2>&1 | tee "$work/schemathesis.out"
+
 echo "== Debian package"
 bash scripts/test-package.sh 2>&1 | tee "$work/package.out"
 
@@ -39,4 +43,6 @@ lab=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/lab.out")
 ui=$(sed -n 's/^Ran \([0-9]*\) tests\? .*/\1/p' "$work/ui.out")
 ui_skipped=$(sed -n 's/^OK (.*skipped=\([0-9]*\).*/\1/p' "$work/ui.out")
 package=$(sed -n 's/^package: \([0-9]*\) checks passed$/\1/p' "$work/package.out")
-echo "$((passed + lab + ui - ${ui_skipped:-0} + package)) passed, 0 failed"
+# The whole schemathesis run counts as one test; it failed the script above otherwise.
+conformance=$(grep -c '^schemathesis: .* 0 failed' "$work/schemathesis.out" || true)
+echo "$((passed + lab + ui - ${ui_skipped:-0} + package + conformance)) passed, 0 failed"

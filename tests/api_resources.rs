@@ -135,7 +135,7 @@ async fn pair_round_trip_and_tasks() {
 
     // Restore of an archive that is not this pair's is refused.
     let (s, body) = app.post(&format!("/api/v1/pairs/{id}/restore"), json!({"archive_id": uuid::Uuid::new_v4()})).await;
-    assert_eq!(s, 422, "{body}");
+    assert_eq!(s, 409, "{body}");
     let (s, arch) = app.get(&format!("/api/v1/pairs/{id}/archives")).await;
     assert_eq!(s, 200);
     assert_eq!(arch, json!([]));

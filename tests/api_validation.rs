@@ -38,21 +38,22 @@ async fn bad_fields_are_refused_and_nothing_is_stored() {
     assert_names(s, &body, 422, "dst_vmid");
     assert_eq!(count(&app, "/api/v1/pairs").await, 0);
 
-    // Source must be a DC host, target a DRC host.
+    // Source must be a DC host, target a DRC host: well-formed ids that do
+    // not fit what is stored clash with it (409), naming the field.
     let (s, body) = app
         .post(
             "/api/v1/pairs",
             json!({"src_hypervisor_id": drc, "src_vmid": 100, "dst_hypervisor_id": drc, "dst_vmid": 101}),
         )
         .await;
-    assert_names(s, &body, 422, "src_hypervisor_id");
+    assert_names(s, &body, 409, "src_hypervisor_id");
     let (s, body) = app
         .post(
             "/api/v1/pairs",
             json!({"src_hypervisor_id": dc, "src_vmid": 100, "dst_hypervisor_id": dc, "dst_vmid": 101}),
         )
         .await;
-    assert_names(s, &body, 422, "dst_hypervisor_id");
+    assert_names(s, &body, 409, "dst_hypervisor_id");
     assert_eq!(count(&app, "/api/v1/pairs").await, 0);
 
     // Duplicate target VMID on one DRC host.

@@ -168,7 +168,6 @@ async fn plans_are_checked_and_only_operators_manage_them() {
     let too_many: Vec<Value> = (0..21).map(|_| json!([p1])).collect();
     let too_big: Vec<String> = (0..101).map(|_| p1.clone()).collect();
     for (groups, why) in [
-        (json!([[p1, unknown]]), "an unknown pair id"),
         (json!([[p1], [p1]]), "a pair twice"),
         (json!([[p1, p1]]), "a pair twice in a group"),
         (json!([]), "no groups"),
@@ -183,6 +182,9 @@ async fn plans_are_checked_and_only_operators_manage_them() {
         assert_eq!(s, 422, "{why}: {v}");
         assert!(message(&v).starts_with("groups:"), "{why}: {v}");
     }
+    // A well-formed id of no pair clashes with what is stored.
+    let (s, v) = app.post("/api/v1/plans", json!({"name": "x", "groups": [[p1, unknown]]})).await;
+    assert_eq!((s, message(&v).starts_with("groups:")), (409, true), "{v}");
     let (s, v) = app.post("/api/v1/plans", json!({"name": "x"})).await;
     assert_eq!((s, message(&v).starts_with("groups:")), (422, true), "{v}");
     for delay in [-1, 86_401] {

@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
     /// RFC 3339; history from this time on (default: the last 24 h).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
 }
 
@@ -34,7 +35,6 @@ pub async fn status(
     let since = q
         .since
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| Timestamp::parse_rfc3339(s).ok_or_else(|| AppError::invalid("since", "must be an RFC 3339 time")))
         .transpose()?;
     Ok(HttpResponse::Ok().json(monitoring::host_status(&state, &me.0, id, since).await?))
@@ -44,9 +44,13 @@ pub async fn status(
 #[serde(deny_unknown_fields)]
 pub struct AlertQuery {
     /// `open` or `resolved`; both when absent.
+    #[param(value_type = Option<AlertState>)]
     state: Option<String>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Default 0.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -54,7 +58,7 @@ pub struct AlertQuery {
 #[utoipa::path(get, path = "/api/v1/alerts", params(AlertQuery), responses((status = 200, body = [Alert]), (status = 422)))]
 pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<AlertQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let filter = q.state.as_deref().filter(|s| !s.is_empty()).map(str::parse::<AlertState>).transpose()?;
+    let filter = q.state.as_deref().map(str::parse::<AlertState>).transpose()?;
     let alerts = monitoring::alerts(&state, &me.0, filter, q.limit.unwrap_or(50), q.offset.unwrap_or(0)).await?;
     Ok(HttpResponse::Ok().json(alerts))
 }

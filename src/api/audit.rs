@@ -17,8 +17,10 @@ pub struct AuditParams {
     /// `pair.*`).
     action: Option<String>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// Entries to skip, newest first; default 0.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 

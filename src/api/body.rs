@@ -7,6 +7,7 @@ use std::pin::Pin;
 use actix_web::error::PayloadError;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::error::AppError;
 
@@ -53,7 +54,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalBody<T> {
         let bytes = read(req, payload);
         Box::pin(async move {
             let bytes = bytes.await?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
+            if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
                 Ok(OptionalBody(T::default()))
             } else {
                 parse(&bytes).map(OptionalBody)
@@ -67,18 +68,31 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         return Err(AppError::TooLarge(MAX_BODY));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if !inner.is_data() {
-            return AppError::Malformed(format!("the request body is not valid JSON ({inner})"));
-        }
-        let text = strip_position(&inner.to_string());
-        AppError::invalid(crate::service::input::field_at(&path, &text), text)
-    })?;
+    let mut json = serde_json::Value::deserialize(&mut de)
+        .map_err(|e| AppError::Malformed(format!("the request body is not valid JSON ({e})")))?;
     de.end()
         .map_err(|_| AppError::Malformed("the request body has trailing characters after the JSON value".into()))?;
-    Ok(value)
+    integral(&mut json);
+    serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
+        let path = e.path().to_string();
+        let text = strip_position(&e.into_inner().to_string());
+        AppError::invalid(crate::service::input::field_at(&path, &text), text)
+    })
+}
+
+/// `7.0` is the integer 7 in JSON (and to JSON Schema); serde would take
+/// it for a float and refuse it where an integer is due.
+fn integral(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *v = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(integral),
+        serde_json::Value::Object(m) => m.values_mut().for_each(integral),
+        _ => {}
+    }
 }
 
 /// serde_json appends " at line 1 column 20"; the field name is clearer.

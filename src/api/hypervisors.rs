@@ -58,8 +58,8 @@ pub struct CheckInput {
 
 /// Pins the SSH host key on first contact and reports ssh, host key, API
 /// and node-name results.
-#[utoipa::path(post, path = "/api/v1/hypervisors/{id}/check", request_body = CheckInput,
-    responses((status = 200, body = crate::hypervisor::proxmox::CheckReport), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/hypervisors/{id}/check", request_body = Option<CheckInput>,
+    responses((status = 200, body = crate::hypervisor::proxmox::CheckReport), (status = 403), (status = 404), (status = 502)))]
 pub async fn check(
     state: web::Data<AppState>,
     me: CurrentUser,
@@ -71,7 +71,7 @@ pub async fn check(
 }
 
 #[utoipa::path(get, path = "/api/v1/hypervisors/{id}/vms",
-    responses((status = 200, description = "VMs on the host, from its Proxmox API"), (status = 404), (status = 502)))]
+    responses((status = 200, description = "VMs on the host, from its Proxmox API"), (status = 404), (status = 409), (status = 502)))]
 pub async fn vms(state: web::Data<AppState>, me: CurrentUser, path: web::Path<String>) -> AppResult<HttpResponse> {
     let id = super::id(&path, "hypervisor")?;
     Ok(HttpResponse::Ok().json(hypervisors::vms(&state, &me.0, id).await?))

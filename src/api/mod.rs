@@ -5,6 +5,7 @@
 mod alerts;
 mod audit;
 pub mod body;
+mod conformance;
 mod endpoint;
 mod events;
 mod hypervisors;

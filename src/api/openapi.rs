@@ -1,5 +1,8 @@
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
+
+use super::conformance::{self, Facts};
+use crate::state::AppState;
 
 use super::{alerts, audit, events, hypervisors, pairs, plans, schedules, session, tasks, tokens, users};
 
@@ -72,12 +75,22 @@ use super::{alerts, audit, events, hypervisors, pairs, plans, schedules, session
         alerts::update_target,
         alerts::delete_target,
         alerts::test_target,
-    )
+    ),
+    // Types only query parameters name.
+    components(schemas(crate::service::monitoring::AlertState, crate::domain::TaskStatus, crate::domain::TaskKind))
 )]
 pub struct ApiDoc;
 
-pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+/// The document as served: derived, then finished by `conformance`.
+pub fn spec(facts: &Facts) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+    conformance::finish(&mut doc, facts);
+    doc
+}
+
+pub async fn document(state: web::Data<AppState>) -> HttpResponse {
+    let min_tolerance_secs = 2 * state.settings.monitor_interval.as_secs() as i64;
+    HttpResponse::Ok().json(spec(&Facts { min_tolerance_secs }))
 }
 
 #[cfg(test)]
@@ -106,12 +119,11 @@ mod tests {
                 }
             }
         }
-        let doc = ApiDoc::openapi();
+        let doc = spec(&Facts { min_tolerance_secs: 120 });
         let mut documented = BTreeSet::new();
-        for (path, item) in &doc.paths.paths {
-            for (method, op) in [("get", &item.get), ("post", &item.post), ("put", &item.put), ("delete", &item.delete)]
-            {
-                if op.is_some() {
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "delete"] {
+                if item.get(method).is_some() {
                     documented.insert((method.to_string(), path.clone()));
                 }
             }

@@ -59,7 +59,7 @@ pub async fn delete(state: web::Data<AppState>, me: CurrentUser, path: web::Path
 /// Fails the plan's pairs over group by group: group 1 is queued at once,
 /// each next group once every task of the one before has ended and the
 /// plan's delay has passed.
-#[utoipa::path(post, path = "/api/v1/plans/{id}/failover", request_body = PlanFailoverInput,
+#[utoipa::path(post, path = "/api/v1/plans/{id}/failover", request_body = Option<PlanFailoverInput>,
     responses((status = 202, body = PlanRun), (status = 403), (status = 404), (status = 409)))]
 pub async fn failover(
     state: web::Data<AppState>,

@@ -34,10 +34,17 @@ pub struct TaskPage {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TaskQuery {
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<PairId>)]
     pair_id: Option<String>,
+    #[param(value_type = Option<TaskKind>)]
     kind: Option<String>,
+    /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Default 0.
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -74,7 +81,7 @@ pub async fn backup(state: web::Data<AppState>, me: CurrentUser, path: web::Path
     queue(&state, &me, &path, TaskKind::Backup, None, false).await
 }
 
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/restore", request_body = RestoreInput,
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/restore", request_body = Option<RestoreInput>,
     responses((status = 202, body = Task), (status = 404), (status = 409), (status = 422)))]
 pub async fn restore(
     state: web::Data<AppState>,
@@ -95,7 +102,7 @@ pub async fn replicate(
 }
 
 /// Fences the DC VM (shutdown, stop, onboot 0) and brings the replica up.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/failover", request_body = FailoverInput,
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/failover", request_body = Option<FailoverInput>,
     responses((status = 202, body = Task), (status = 404), (status = 409), (status = 422)))]
 pub async fn failover(
     state: web::Data<AppState>,
@@ -115,7 +122,7 @@ pub async fn failback(state: web::Data<AppState>, me: CurrentUser, path: web::Pa
 
 /// Restores the newest (or the given) verified archive as the pair's
 /// isolated drill VM, checks it runs, destroys it.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/drill", request_body = RestoreInput,
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/drill", request_body = Option<RestoreInput>,
     responses((status = 202, body = Task), (status = 404), (status = 409), (status = 422)))]
 pub async fn drill(
     state: web::Data<AppState>,
@@ -129,21 +136,9 @@ pub async fn drill(
 #[utoipa::path(get, path = "/api/v1/tasks", params(TaskQuery), responses((status = 200, body = TaskPage), (status = 422)))]
 pub async fn list(state: web::Data<AppState>, me: CurrentUser, q: web::Query<TaskQuery>) -> AppResult<HttpResponse> {
     let q = q.into_inner();
-    let status = q
-        .status
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<TaskStatus>().map_err(|e| AppError::invalid("status", e.0)))
-        .transpose()?;
-    let pair_id = q
-        .pair_id
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<PairId>().map_err(|e| AppError::invalid("pair_id", e.0)))
-        .transpose()?;
-    let kind = q
-        .kind
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<TaskKind>().map_err(|e| AppError::invalid("kind", e.0)))
-        .transpose()?;
+    let status = q.status.map(|s| s.parse::<TaskStatus>().map_err(|e| AppError::invalid("status", e.0))).transpose()?;
+    let pair_id = q.pair_id.map(|s| s.parse::<PairId>().map_err(|e| AppError::invalid("pair_id", e.0))).transpose()?;
+    let kind = q.kind.map(|s| s.parse::<TaskKind>().map_err(|e| AppError::invalid("kind", e.0))).transpose()?;
     let filter = TaskFilter { status, pair_id, kind, limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
     let (items, total) = tasks::list(&state, &me.0, &filter).await?;
     Ok(HttpResponse::Ok().json(TaskPage { items, total, limit: filter.limit, offset: filter.offset }))

@@ -15,8 +15,8 @@ pub fn verify(password: &str, phc: &str) -> bool {
 pub fn check_strength(password: &str) -> Result<(), &'static str> {
     if password.chars().count() < 8 {
         Err("must be at least 8 characters long")
-    } else if password.len() > 1024 {
-        Err("must be at most 1024 bytes long")
+    } else if password.chars().count() > 1024 {
+        Err("must be at most 1024 characters long")
     } else {
         Ok(())
     }

@@ -9,12 +9,26 @@ use uuid::Uuid;
 
 use super::Invalid;
 
+/// A UUID as the API writes it: 36 characters, hyphenated (the `uuid`
+/// format of the API document); the other spellings `Uuid` reads are refused.
+fn parse(s: &str) -> Result<Uuid, Invalid> {
+    match Uuid::try_parse(s) {
+        Ok(u) if s.len() == 36 => Ok(u),
+        _ => Err(Invalid::new("must be a UUID")),
+    }
+}
+
+fn hyphenated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    parse(&s).map_err(|e| serde::de::Error::custom(e.0))
+}
+
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(Uuid);
+        pub struct $name(#[serde(deserialize_with = "hyphenated")] Uuid);
 
         impl $name {
             pub fn new() -> Self {
@@ -41,7 +55,7 @@ macro_rules! typed_id {
         impl FromStr for $name {
             type Err = Invalid;
             fn from_str(s: &str) -> Result<Self, Invalid> {
-                s.parse::<Uuid>().map(Self).map_err(|_| Invalid::new("must be a UUID"))
+                parse(s).map(Self)
             }
         }
 

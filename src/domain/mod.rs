@@ -35,3 +35,29 @@ impl Invalid {
         Self(msg.into())
     }
 }
+
+/// Where a schema written as JSON waits in the derived document until
+/// `api::conformance` puts it in place.
+pub const JSON_SCHEMA_KEY: &str = "x-drswitch-schema";
+
+/// A schema for the API document written as JSON Schema, for the values
+/// whose rules utoipa cannot derive (patterns, ranges, enums, `anyOf`).
+pub(crate) fn schema(v: serde_json::Value) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::extensions::ExtensionsBuilder;
+    use utoipa::openapi::schema::ObjectBuilder;
+    ObjectBuilder::new().extensions(Some(ExtensionsBuilder::new().add(JSON_SCHEMA_KEY, v).build())).into()
+}
+
+/// Declares the API document's schema of a value type, next to its rules.
+macro_rules! documented {
+    ($name:ident, $schema:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::domain::schema($schema)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+pub(crate) use documented;

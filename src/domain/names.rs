@@ -46,6 +46,14 @@ macro_rules! checked_string {
     };
 }
 
+/// One DNS label, as `is_label` accepts it.
+const LABEL_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
+/// A DNS name as `check_host` accepts it (dots may trail).
+const DNS_NAME_PATTERN: &str =
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.*$";
+/// An absolute path as `check_dir` accepts it: no `..` part.
+const DIR_PATTERN: &str = r"^(/(\.?|\.?[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))+$";
+
 fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -73,6 +81,13 @@ checked_string!(
     HostName,
     check_host
 );
+super::documented!(
+    HostName,
+    serde_json::json!({"anyOf": [
+        {"type": "string", "maxLength": 253, "pattern": DNS_NAME_PATTERN},
+        {"type": "string", "format": "ipv6"}
+    ], "description": "An IP address or a DNS host name.", "examples": ["pve1.example.com", "192.0.2.10"]})
+);
 
 fn check_node(s: &str) -> Result<(), Invalid> {
     if is_label(s) {
@@ -87,6 +102,7 @@ checked_string!(
     NodeName,
     check_node
 );
+super::documented!(NodeName, serde_json::json!({"type": "string", "pattern": LABEL_PATTERN, "examples": ["pve1"]}));
 
 fn check_ssh_user(s: &str) -> Result<(), Invalid> {
     let b = s.as_bytes();
@@ -106,6 +122,10 @@ checked_string!(
     SshUser,
     check_ssh_user
 );
+super::documented!(
+    SshUser,
+    serde_json::json!({"type": "string", "pattern": "^[a-z_][a-z0-9_-]{0,31}$", "examples": ["root"]})
+);
 
 fn check_login(s: &str) -> Result<(), Invalid> {
     let ok = !s.is_empty()
@@ -122,6 +142,10 @@ checked_string!(
     /// A drswitch user's login name.
     LoginName,
     check_login
+);
+super::documented!(
+    LoginName,
+    serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$", "examples": ["alice"]})
 );
 
 fn check_dir(s: &str) -> Result<(), Invalid> {
@@ -141,6 +165,10 @@ checked_string!(
     DirPath,
     check_dir
 );
+super::documented!(
+    DirPath,
+    serde_json::json!({"type": "string", "maxLength": 255, "pattern": DIR_PATTERN, "examples": ["/var/lib/vz/dump"]})
+);
 
 fn check_storage(s: &str) -> Result<(), Invalid> {
     let b = s.as_bytes();
@@ -159,6 +187,10 @@ checked_string!(
     /// A Proxmox storage id, e.g. `local-lvm`.
     StorageId,
     check_storage
+);
+super::documented!(
+    StorageId,
+    serde_json::json!({"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9._-]{0,63}$", "examples": ["local-lvm"]})
 );
 
 fn check_token_id(s: &str) -> Result<(), Invalid> {
@@ -182,6 +214,11 @@ checked_string!(
     TokenId,
     check_token_id
 );
+super::documented!(
+    TokenId,
+    serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._-]{1,64}![A-Za-z0-9._-]{1,64}$",
+        "examples": ["root@pam!drswitch"]})
+);
 
 fn check_fingerprint(s: &str) -> Result<(), Invalid> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -197,6 +234,10 @@ checked_string!(
     /// A certificate's SHA-256 as colon-separated hex (`3A:5F:…`).
     TlsFingerprint,
     check_fingerprint
+);
+super::documented!(
+    TlsFingerprint,
+    serde_json::json!({"type": "string", "pattern": "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$"})
 );
 
 impl TlsFingerprint {

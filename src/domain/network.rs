@@ -20,6 +20,9 @@ pub struct NetTarget {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkMap(pub BTreeMap<String, NetTarget>);
 
+/// A bridge name as `bridge_name` accepts it.
+const BRIDGE_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_.-]{0,14}$";
+
 fn bridge_name(s: &str) -> Result<String, Invalid> {
     let ok = !s.is_empty()
         && s.len() <= 15
@@ -43,7 +46,7 @@ impl NetworkMap {
             let from = bridge_name(&from)?;
             let target = match to {
                 RawTarget::Bridge(b) => NetTarget { bridge: bridge_name(&b)?, tag: None },
-                RawTarget::Full { bridge, tag } => {
+                RawTarget::Full(FullTarget { bridge, tag }) => {
                     if let Some(t) = tag {
                         if !(1..=4094).contains(&t) {
                             return Err(Invalid::new(format!("VLAN tag {t} must be from 1 to 4094")));
@@ -96,7 +99,15 @@ impl NetworkMap {
 #[serde(untagged)]
 pub enum RawTarget {
     Bridge(String),
-    Full { bridge: String, tag: Option<u16> },
+    Full(FullTarget),
+}
+
+/// `{"bridge": "vmbr10", "tag": 20}`; nothing else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullTarget {
+    pub bridge: String,
+    pub tag: Option<u16>,
 }
 
 impl Serialize for NetworkMap {
@@ -132,17 +143,23 @@ impl<'de> Deserialize<'de> for NetworkMap {
     }
 }
 
-impl utoipa::PartialSchema for NetworkMap {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some("Source bridge → DRC bridge name, or {\"bridge\", \"tag\"}"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for NetworkMap {}
+super::documented!(
+    NetworkMap,
+    serde_json::json!({
+        "type": "object",
+        "description": "Source bridge → DRC bridge name, or {\"bridge\", \"tag\"}",
+        "maxProperties": 32,
+        "propertyNames": {"pattern": BRIDGE_PATTERN},
+        "additionalProperties": {"anyOf": [
+            {"type": "string", "pattern": BRIDGE_PATTERN},
+            {"type": "object", "required": ["bridge"], "additionalProperties": false, "properties": {
+                "bridge": {"type": "string", "pattern": BRIDGE_PATTERN},
+                "tag": {"type": ["integer", "null"], "minimum": 1, "maximum": 4094}
+            }}
+        ]},
+        "examples": [{"vmbr0": "vmbr10", "vmbr1": {"bridge": "vmbr10", "tag": 20}}]
+    })
+);
 
 #[cfg(test)]
 mod tests {

@@ -66,6 +66,15 @@ impl TryFrom<String> for CronExpr {
     }
 }
 
+// Cron syntax is richer than a pattern can say; `format: cron` names it
+// (scripts/schemathesis.sh teaches the fuzzer to write it).
+super::documented!(
+    CronExpr,
+    serde_json::json!({"type": "string", "format": "cron", "maxLength": 255,
+        "description": "Five fields: minute hour day-of-month month day-of-week, as in crontab(5).",
+        "examples": ["0 2 * * *", "*/15 8-18 * * 1-5"]})
+);
+
 impl From<CronExpr> for String {
     fn from(c: CronExpr) -> String {
         c.text
@@ -103,6 +112,12 @@ impl TryFrom<String> for TimeZone {
             .map_err(|_| Invalid::new(format!("must be an IANA time zone such as Europe/Berlin, got {s:?}")))
     }
 }
+
+super::documented!(
+    TimeZone,
+    serde_json::json!({"type": "string", "description": "An IANA time zone name.",
+        "enum": chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect::<Vec<_>>()})
+);
 
 impl FromStr for TimeZone {
     type Err = Invalid;

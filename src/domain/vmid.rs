@@ -18,6 +18,11 @@ impl Vmid {
     }
 }
 
+super::documented!(
+    Vmid,
+    serde_json::json!({"type": "integer", "minimum": Vmid::MIN, "maximum": Vmid::MAX, "examples": [100]})
+);
+
 impl TryFrom<i64> for Vmid {
     type Error = Invalid;
     fn try_from(v: i64) -> Result<Self, Invalid> {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::audit::{self, changes, subject};
-use super::input::{label, nullable, required};
+use super::input::{doc, label, nullable, required, CreateRules, Input};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::hypervisors::{Hypervisor, HypervisorFields};
 use crate::db::users::User;
@@ -23,34 +23,37 @@ pub const MANAGE: Role = Role::Admin;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HypervisorInput {
+    #[schema(value_type = Option<doc::Label>)]
     pub name: Option<String>,
-    #[schema(value_type = Option<String>)]
     pub host: Option<HostName>,
+    #[schema(minimum = 1, maximum = 65535)]
     pub ssh_port: Option<u16>,
-    #[schema(value_type = Option<String>)]
     pub ssh_user: Option<SshUser>,
-    #[schema(value_type = Option<String>)]
     pub node: Option<NodeName>,
     pub role: Option<HypervisorRole>,
+    #[schema(minimum = 1, maximum = 65535)]
     pub api_port: Option<u16>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
     pub api_token_id: Option<Option<TokenId>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<doc::Secret>)]
     pub api_token_secret: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
     pub tls_fingerprint: Option<Option<TlsFingerprint>>,
-    #[schema(value_type = Option<String>)]
     pub dump_dir: Option<DirPath>,
-    #[schema(value_type = Option<String>)]
     pub restore_storage: Option<StorageId>,
     pub enabled: Option<bool>,
     /// KiB/s for archive transfers to or from this host, 0 = no limit;
     /// null = the `TRANSFER_BWLIMIT_KIB` setting.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub bwlimit_kib: Option<Option<i64>>,
+}
+
+impl Input for HypervisorInput {
+    fn rules() -> CreateRules {
+        CreateRules { required: &["name", "host", "node", "role"], create: None, update: None }
+    }
 }
 
 /// Transfer limits in KiB/s: up to 100 GiB/s, 0 = none.
@@ -73,7 +76,7 @@ fn port(field: &str, p: u16) -> ServiceResult<u16> {
 fn secret(state: &AppState, s: Option<String>) -> ServiceResult<Option<String>> {
     match s {
         None => Ok(None),
-        Some(s) if s.is_empty() || s.len() > 512 || s.chars().any(char::is_control) => {
+        Some(s) if s.is_empty() || s.chars().count() > 512 || s.chars().any(char::is_control) => {
             Err(ServiceError::invalid("api_token_secret", "must be 1 to 512 printable characters"))
         }
         Some(s) => Ok(Some(state.secrets.encrypt(&s))),
@@ -149,7 +152,7 @@ pub async fn update(state: &AppState, actor: &User, id: HypervisorId, b: Hypervi
         },
     };
     if fields.role != h.role && state.db.count_pairs_using(h.id).await? > 0 {
-        return Err(ServiceError::invalid("role", "cannot change while pairs use this hypervisor"));
+        return Err(ServiceError::clash("role", "cannot change while pairs use this hypervisor"));
     }
     // A different address is a different machine: its key must be pinned anew.
     let same_machine = fields.host == h.host && fields.ssh_port == h.ssh_port;
@@ -200,5 +203,10 @@ pub async fn check(state: &AppState, actor: &User, id: HypervisorId, repin: bool
 pub async fn vms(state: &AppState, actor: &User, id: HypervisorId) -> ServiceResult<Vec<VmInfo>> {
     require(actor, Role::Viewer)?;
     let h = load(state, id).await?;
+    if h.api_token_id.is_none() || h.api_token_secret_enc.is_none() {
+        return Err(ServiceError::Conflict(
+            "No Proxmox API token is configured for this hypervisor; set api_token_id and api_token_secret.".into(),
+        ));
+    }
     Ok(proxmox::list_vms(state, &h).await?)
 }

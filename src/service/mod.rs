@@ -59,6 +59,13 @@ impl ServiceError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ServiceError::Invalid { field: field.into(), message: message.into() }
     }
+
+    /// A well-formed field whose value clashes with what is stored (an id
+    /// of nothing, a VMID in use): 409 naming the field, where a malformed
+    /// one is 422.
+    pub fn clash(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError::Taken { field: field.into(), message: message.into() }
+    }
 }
 
 impl From<DbError> for ServiceError {

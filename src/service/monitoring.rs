@@ -103,7 +103,9 @@ pub async fn reachabilities(state: &AppState) -> ServiceResult<Vec<(HypervisorId
         .collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An alert still open, or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum AlertState {
     Open,
     Resolved,
@@ -154,16 +156,20 @@ pub struct AlertSettingsView {
 #[serde(deny_unknown_fields)]
 pub struct AlertSettingsInput {
     /// Per cent, 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub cpu_pct: Option<f64>,
     /// Per cent, 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub mem_pct: Option<f64>,
     /// Per cent, 1–100 (root disk and backup storage).
+    #[schema(minimum = 1, maximum = 100)]
     pub disk_pct: Option<f64>,
     /// 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub samples: Option<i64>,
     /// From twice `MONITOR_INTERVAL_SECS` to 86400 seconds, or null.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, maximum = 86_400)]
     pub tolerance_secs: Option<Option<i64>>,
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::audit::{self, changes, subject};
-use super::input::{label, nullable, required};
+use super::input::{doc, label, nullable, required, CreateRules, Input};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::archives::Archive;
 use crate::db::pairs::{Pair, PairFields};
@@ -25,41 +25,43 @@ pub const ADOPT: Role = Role::Admin;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PairInput {
+    #[schema(value_type = Option<doc::Label>)]
     pub name: Option<String>,
     pub src_hypervisor_id: Option<HypervisorId>,
-    #[schema(value_type = Option<i64>)]
     pub src_vmid: Option<Vmid>,
     /// A DRC hypervisor, or null to let placement choose the one with the
     /// most free memory at the first restore or failover.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<HypervisorId>)]
     pub dst_hypervisor_id: Option<Option<HypervisorId>>,
-    #[schema(value_type = Option<i64>)]
     pub dst_vmid: Option<Vmid>,
     pub guest: Option<Guest>,
     pub compress: Option<Compress>,
     pub mode: Option<Mode>,
     pub start_after_restore: Option<bool>,
+    /// Archives kept, 2 to 1000 (default 3).
+    #[schema(minimum = 2, maximum = 1000)]
     pub keep_last: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub keep_daily: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub keep_weekly: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub keep_monthly: Option<Option<i64>>,
     pub auto_failover: Option<bool>,
     pub enabled: Option<bool>,
     /// Seconds the newest verified archive may age before the pair's RPO is breached (60 to 2678400; default 90000).
+    #[schema(minimum = 60, maximum = 2_678_400)]
     pub rpo_target_secs: Option<i64>,
     /// VMID on the DRC host that DR drills restore to and destroy; null
     /// clears it (no drills).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
     pub drill_vmid: Option<Option<Vmid>>,
     /// `{"vmbr0": "vmbr10"}` or `{"vmbr0": {"bridge": "vmbr10", "tag": 20}}`;
     /// null clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Object>)]
     pub network_map: Option<Option<NetworkMap>>,
     /// Stop the DC VM if it runs again after its host returns while the
     /// pair is failed over (default false: only report it).
@@ -69,8 +71,23 @@ pub struct PairInput {
     /// DC storage for vzdump's fleecing image in streaming mode (qemu
     /// pairs only); null clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
     pub fleecing_storage: Option<Option<StorageId>>,
+}
+
+/// A body may not ask for fleecing on a container.
+fn no_lxc_fleecing() -> serde_json::Value {
+    serde_json::json!({"not": {"required": ["guest", "fleecing_storage"],
+        "properties": {"guest": {"const": "lxc"}, "fleecing_storage": {"type": "string"}}}})
+}
+
+impl Input for PairInput {
+    fn rules() -> CreateRules {
+        CreateRules {
+            required: &["src_hypervisor_id", "src_vmid", "dst_vmid"],
+            create: Some(no_lxc_fleecing()),
+            update: Some(no_lxc_fleecing()),
+        }
+    }
 }
 
 /// A pair as shown to people, with its current recovery point age.
@@ -135,9 +152,9 @@ async fn check_sides(state: &AppState, f: &PairFields) -> ServiceResult<()> {
     ] {
         let Some(id) = id else { continue };
         match state.db.hypervisor(id).await? {
-            None => return Err(ServiceError::invalid(field, "no hypervisor has this id")),
+            None => return Err(ServiceError::clash(field, "no hypervisor has this id")),
             Some(h) if h.role != role => {
-                return Err(ServiceError::invalid(
+                return Err(ServiceError::clash(
                     field,
                     format!("must be a {role} hypervisor, but {} is {}", h.name, h.role),
                 ))
@@ -202,6 +219,7 @@ pub async fn get(state: &AppState, actor: &User, id: PairId) -> ServiceResult<Pa
 
 pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResult<PairView> {
     require(actor, MANAGE)?;
+    let (b_guest, b_fleecing) = (b.guest, matches!(b.fleecing_storage, Some(Some(_))));
     let src_vmid = required("src_vmid", b.src_vmid)?;
     let dst_vmid = required("dst_vmid", b.dst_vmid)?;
     let f = PairFields {
@@ -231,7 +249,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
         transfer: b.transfer.unwrap_or(Transfer::Staged),
         fleecing_storage: b.fleecing_storage.flatten(),
     };
-    check_fleecing(&f)?;
+    check_fleecing(&f, b_guest, b_fleecing)?;
     check_sides(state, &f).await?;
     check_target_free(state, &f, None).await?;
     check_drill_vmid(state, &f, None).await?;
@@ -246,6 +264,7 @@ pub async fn create(state: &AppState, actor: &User, b: PairInput) -> ServiceResu
 pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) -> ServiceResult<PairView> {
     require(actor, MANAGE)?;
     let p = load(state, id).await?;
+    let (b_guest, b_fleecing) = (b.guest, matches!(b.fleecing_storage, Some(Some(_))));
     let f = PairFields {
         name: match b.name {
             Some(n) => label("name", &n)?,
@@ -290,7 +309,7 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
         transfer: b.transfer.unwrap_or(p.transfer),
         fleecing_storage: b.fleecing_storage.unwrap_or(p.fleecing_storage.clone()),
     };
-    check_fleecing(&f)?;
+    check_fleecing(&f, b_guest, b_fleecing)?;
     check_sides(state, &f).await?;
     check_target_free(state, &f, Some(p.id)).await?;
     check_drill_vmid(state, &f, Some(p.id)).await?;
@@ -313,9 +332,15 @@ pub async fn update(state: &AppState, actor: &User, id: PairId, b: PairInput) ->
 }
 
 /// vzdump fleeces only VM disks (PVE 8.2+); a container has none to fleece.
-fn check_fleecing(f: &PairFields) -> ServiceResult<()> {
+/// A body that asks for both is invalid (422); one that meets the stored
+/// other half clashes with it (409).
+fn check_fleecing(f: &PairFields, b_guest: Option<Guest>, b_fleecing: bool) -> ServiceResult<()> {
     if f.fleecing_storage.is_some() && f.guest == Guest::Lxc {
-        return Err(ServiceError::invalid("fleecing_storage", "only VMs (guest qemu) can use fleecing"));
+        let message = "only VMs (guest qemu) can use fleecing";
+        if b_fleecing && b_guest == Some(Guest::Lxc) {
+            return Err(ServiceError::invalid("fleecing_storage", message));
+        }
+        return Err(ServiceError::clash("fleecing_storage", message));
     }
     Ok(())
 }
@@ -331,7 +356,7 @@ async fn check_drill_vmid(state: &AppState, f: &PairFields, except: Option<PairI
                 && (p.dst_vmid == drill || p.drill_vmid == Some(drill))
         });
     if clash {
-        return Err(ServiceError::invalid(
+        return Err(ServiceError::clash(
             "drill_vmid",
             "is a replica or drill VMID of a pair on this DRC hypervisor; pick a free VMID",
         ));

@@ -42,15 +42,32 @@ const SETTLE_AFTER_MS: i64 = 15_000;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanInput {
+    #[schema(value_type = Option<super::input::doc::Label>)]
     pub name: Option<String>,
     /// Seconds between the end of one group and the start of the next
     /// (0 to 86400; default 60).
+    #[schema(minimum = 0, maximum = 86_400)]
     pub delay_secs: Option<i64>,
     /// The groups in the order they run, each a list of pair ids:
     /// `[["<pair id>", "<pair id>"], ["<pair id>"]]`; 1 to 20 groups of 1 to
     /// 100 pairs, each pair at most once.
-    #[schema(value_type = Option<Vec<Vec<String>>>)]
+    #[schema(value_type = Option<PlanGroups>)]
     pub groups: Option<serde_json::Value>,
+}
+
+/// `groups` as `check_groups` reads it, for the API document.
+pub struct PlanGroups;
+crate::domain::documented!(
+    PlanGroups,
+    serde_json::json!({"type": "array", "minItems": 1, "maxItems": MAX_GROUPS,
+        "items": {"type": "array", "minItems": 1, "maxItems": MAX_GROUP_PAIRS, "uniqueItems": true,
+            "items": {"type": "string", "format": "uuid"}}})
+);
+
+impl super::input::Input for PlanInput {
+    fn rules() -> super::input::CreateRules {
+        super::input::CreateRules { required: &["name", "groups"], create: None, update: None }
+    }
 }
 
 /// A plan with its newest runs.
@@ -100,7 +117,7 @@ async fn check_groups(state: &AppState, raw: &serde_json::Value) -> ServiceResul
             let s = v.as_str().ok_or_else(|| bad(format!("group {n}: every pair id must be a string")))?;
             let id: PairId = s.trim().parse().map_err(|_| bad(format!("group {n}: {s:?} is not a pair id")))?;
             if !pairs.contains(&id) {
-                return Err(bad(format!("group {n}: no pair has the id {id}")));
+                return Err(ServiceError::clash("groups", format!("group {n}: no pair has the id {id}")));
             }
             if !seen.insert(id) {
                 return Err(bad(format!("group {n}: pair {id} is already in this plan; a pair may be in a plan once")));

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::audit::{self, changes, subject};
-use super::input::{nullable, required};
+use super::input::{nullable, required, CreateRules, Input};
 use super::{require, ServiceError, ServiceResult};
 use crate::db::schedules::{Schedule, ScheduleFields};
 use crate::db::users::User;
@@ -21,15 +21,39 @@ pub const MANAGE: Role = Role::Operator;
 pub struct ScheduleInput {
     pub pair_id: Option<PairId>,
     pub kind: Option<ScheduleKind>,
+    /// Daily at this hour (0 to 23), instead of `cron`.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 0, maximum = 23)]
     pub hour: Option<Option<i64>>,
+    /// With `hour` (0 to 59, default 0).
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 0, maximum = 59)]
     pub minute: Option<Option<i64>>,
+    /// A five-field cron expression, instead of `hour` and `minute`.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<CronExpr>)]
     pub cron: Option<Option<String>>,
-    #[schema(value_type = Option<String>)]
     pub timezone: Option<TimeZone>,
     pub enabled: Option<bool>,
+}
+
+/// The timing is either `hour` (and `minute`) or `cron`, as `timing` says.
+fn timing_rule(or_none: bool) -> serde_json::Value {
+    let mut ways = vec![
+        serde_json::json!({"required": ["hour"], "properties": {"hour": {"type": "integer"}, "cron": {"type": "null"}}}),
+        serde_json::json!({"required": ["cron"],
+            "properties": {"cron": {"type": "string"}, "hour": {"type": "null"}, "minute": {"type": "null"}}}),
+    ];
+    if or_none {
+        ways.push(serde_json::json!({"properties": {"hour": false, "minute": false, "cron": false}}));
+    }
+    serde_json::json!({"anyOf": ways})
+}
+
+impl Input for ScheduleInput {
+    fn rules() -> CreateRules {
+        CreateRules { required: &["pair_id"], create: Some(timing_rule(false)), update: Some(timing_rule(true)) }
+    }
 }
 
 fn in_range(field: &str, v: i64, max: i64) -> ServiceResult<u8> {
@@ -80,7 +104,7 @@ fn next_run(enabled: bool, cron: &CronExpr, tz: &TimeZone) -> Option<Timestamp> 
 async fn check_pair(state: &AppState, pair_id: PairId) -> ServiceResult<()> {
     match state.db.pair(pair_id).await? {
         Some(_) => Ok(()),
-        None => Err(ServiceError::invalid("pair_id", "no pair has this id")),
+        None => Err(ServiceError::clash("pair_id", "no pair has this id")),
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn queue(
         let pair = super::pairs::load(state, pair_id).await?;
         match state.db.archive(a).await? {
             Some(arch) if arch.pair_id == pair.id && arch.verified_at.is_some() => {}
-            _ => return Err(ServiceError::invalid("archive_id", "is not a verified archive of this pair")),
+            _ => return Err(ServiceError::clash("archive_id", "is not a verified archive of this pair")),
         }
     }
     if force && kind != TaskKind::Failover {
@@ -91,7 +91,7 @@ pub fn allowed_in_state(pair: &Pair, kind: TaskKind) -> ServiceResult<()> {
         return Err(ServiceError::Conflict("Drills are for qemu guests only so far.".into()));
     }
     if kind == TaskKind::Drill && pair.drill_vmid.is_none() {
-        return Err(ServiceError::invalid(
+        return Err(ServiceError::clash(
             "drill_vmid",
             "is not set for this pair; set a free VMID on the DRC host first",
         ));

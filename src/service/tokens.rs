@@ -16,6 +16,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
     /// A label to recognise the token by, e.g. "backup cron on host x".
+    #[schema(value_type = Option<super::input::doc::Label>)]
     pub name: Option<String>,
     /// `write` (default): everything its user may do; `read`: GET requests
     /// only, any other request is refused with 403 `read_only_token`.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::audit::{self, changes, subject};
-use super::input::{label, required};
+use super::input::{doc, label, required, CreateRules, Input};
 use super::{require, ServiceError, ServiceResult};
 use crate::auth::{password, LoginGuard};
 use crate::db::users::{NewUser, User};
@@ -18,13 +18,20 @@ pub const MANAGE: Role = Role::Admin;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
-    #[schema(value_type = Option<String>)]
     pub username: Option<LoginName>,
+    #[schema(value_type = Option<doc::Label>)]
     pub full_name: Option<String>,
-    /// Write-only; at least 8 characters.
+    /// Write-only; 8 to 1024 characters.
+    #[schema(value_type = Option<doc::Password>)]
     pub password: Option<String>,
     pub role: Option<Role>,
     pub active: Option<bool>,
+}
+
+impl Input for UserInput {
+    fn rules() -> CreateRules {
+        CreateRules { required: &["username", "password", "role"], create: None, update: None }
+    }
 }
 
 async fn hash(field: &str, pw: String) -> ServiceResult<String> {
@@ -72,7 +79,7 @@ pub async fn update(state: &AppState, actor: &User, id: UserId, b: UserInput) ->
     require(actor, MANAGE)?;
     let user = load(state, id).await?;
     if b.username.as_ref().is_some_and(|u| u.as_str() != user.username) {
-        return Err(ServiceError::invalid("username", "cannot be changed; create a new user instead"));
+        return Err(ServiceError::clash("username", "cannot be changed; create a new user instead"));
     }
     let full_name = match b.full_name {
         Some(n) => label("full_name", &n)?,
