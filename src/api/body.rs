@@ -72,6 +72,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         .map_err(|e| AppError::Malformed(format!("the request body is not valid JSON ({e})")))?;
     de.end()
         .map_err(|_| AppError::Malformed("the request body has trailing characters after the JSON value".into()))?;
+    // serde would take a JSON array for a struct's fields in order; every
+    // body drswitch takes is an object.
+    if !json.is_object() {
+        return Err(AppError::Malformed("the request body must be a JSON object".into()));
+    }
     integral(&mut json);
     serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
         let path = e.path().to_string();
@@ -114,6 +119,13 @@ mod tests {
     struct T {
         #[allow(dead_code)]
         vmid: Vmid,
+    }
+
+    #[test]
+    fn only_objects() {
+        assert!(matches!(parse::<T>(b"[100]"), Err(AppError::Malformed(_))));
+        assert!(matches!(parse::<T>(b"100"), Err(AppError::Malformed(_))));
+        assert!(parse::<T>(br#"{"vmid": 100}"#).is_ok());
     }
 
     fn field_of(body: &str) -> String {

@@ -76,8 +76,10 @@ pub async fn logout_all(state: web::Data<AppState>, me: CurrentUser, session: Se
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(value_type = crate::service::input::doc::Password)]
     current_password: String,
     /// At least 8 characters.
+    #[schema(value_type = crate::service::input::doc::Password)]
     password: String,
 }
 
