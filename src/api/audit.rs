@@ -12,9 +12,11 @@ use crate::state::AppState;
 pub struct AuditParams {
     /// Only entries by this actor: a username, or `schedule <id>`,
     /// `monitor`, `cli`, `bootstrap`, `anonymous` (failed logins).
+    #[param(min_length = 1, max_length = 255)]
     actor: Option<String>,
     /// Only this action (`pair.update`) or family of actions (`pair` or
     /// `pair.*`).
+    #[param(pattern = r"^[a-z0-9_.*]{1,64}$")]
     action: Option<String>,
     /// 1–500, default 50.
     #[param(minimum = 1, maximum = 500)]

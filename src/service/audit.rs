@@ -140,11 +140,13 @@ pub async fn list(state: &AppState, actor: &User, q: AuditQuery) -> ServiceResul
     if q.offset < 0 {
         return Err(ServiceError::invalid("offset", "must not be negative"));
     }
-    let who = q.actor.map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
-    if who.as_ref().is_some_and(|a| a.chars().count() > 255) {
-        return Err(ServiceError::invalid("actor", "must be at most 255 characters"));
+    // Filters are taken as given: an empty or padded one is refused, not
+    // silently widened to "all".
+    let who = q.actor;
+    if who.as_ref().is_some_and(|a| a.is_empty() || a.chars().count() > 255) {
+        return Err(ServiceError::invalid("actor", "must be 1 to 255 characters"));
     }
-    let (action, action_like) = match q.action.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+    let (action, action_like) = match q.action.as_deref() {
         None => (None, None),
         Some(a) => action_filter(a)?,
     };
@@ -154,7 +156,9 @@ pub async fn list(state: &AppState, actor: &User, q: AuditQuery) -> ServiceResul
 
 /// An exact action, or a LIKE pattern for a family of them.
 fn action_filter(a: &str) -> ServiceResult<(Option<String>, Option<String>)> {
-    let ok = a.len() <= 64 && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.*".contains(c));
+    let ok = !a.is_empty()
+        && a.len() <= 64
+        && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.*".contains(c));
     if !ok {
         return Err(ServiceError::invalid("action", "must be an action such as pair.update, or a family such as pair"));
     }

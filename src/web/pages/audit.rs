@@ -32,9 +32,10 @@ pub async fn list(state: web::Data<AppState>, me: PageUser, q: web::Query<ListQu
     let actor = q.actor.unwrap_or_default().trim().to_string();
     let action = q.action.unwrap_or_default().trim().to_string();
     let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    // An empty filter box means "any" on the page.
     let query = AuditQuery {
-        actor: Some(actor.clone()),
-        action: Some(action.clone()),
+        actor: Some(actor.clone()).filter(|a| !a.is_empty()),
+        action: Some(action.clone()).filter(|a| !a.is_empty()),
         limit: PAGE,
         offset: (page_no - 1) * PAGE,
     };
