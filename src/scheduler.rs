@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::pairs::Pair;
 use crate::db::schedules::Firing;
 use crate::db::schedules::Schedule;
+use crate::db::DbError;
 use crate::db::DbResult;
 use crate::domain::{TaskKind, Timestamp};
 use crate::queue::{plan, record_queued, Planned, Request};
@@ -62,7 +63,10 @@ fn until(next: Option<Timestamp>) -> Duration {
 pub async fn tick(state: &AppState) -> DbResult<Option<Timestamp>> {
     let now = Timestamp::now();
     for s in state.db.due_schedules(now).await? {
-        fire(state, &s, now).await?;
+        // One schedule that cannot fire must not hold back the others.
+        if let Err(e) = fire(state, &s, now).await {
+            tracing::error!(schedule = %s.id, error = %e, "a due schedule could not fire; trying again");
+        }
     }
     state.db.earliest_next_run().await
 }
@@ -122,5 +126,11 @@ async fn decide<'a>(state: &AppState, s: &Schedule, by: &'a str) -> DbResult<(St
         return Ok((format!("skipped: a {kind} of this pair was already queued or running"), None));
     }
     let req = Request { kind, archive_id: None, schedule_id: Some(s.id), requested_by: by, actor: by, force: false };
-    Ok(("queued".into(), Some((plan(state, &pair, &req).await?, pair))))
+    match plan(state, &pair, &req).await {
+        Ok(planned) => Ok(("queued".into(), Some((planned, pair)))),
+        // Placement found no DRC host (the DR site may be down): this run
+        // is recorded as skipped and the schedule moves on, like any other.
+        Err(DbError::Conflict(why)) => Ok((format!("skipped: {}", why.trim_end_matches('.')), None)),
+        Err(e) => Err(e),
+    }
 }

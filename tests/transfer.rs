@@ -163,7 +163,7 @@ async fn a_cut_pull_goes_on_from_what_arrived() {
 
 #[tokio::test]
 async fn a_killed_worker_goes_on_with_the_dump_it_left() {
-    let env = [("TASK_LEASE_SECS", "3")];
+    let env = [("TASK_LEASE_SECS", "6")];
     let LabSetup { mut app, lab, dc, drc } = shaped_setup(&env, &[("dc1", "rate=100mbit")]).await;
     lab.create_vm("dc1", 100, "32M");
     let pair = app.create_pair(&dc, 100, &drc, 200).await;

@@ -173,6 +173,13 @@ async fn run_once(
         return Ok(Run::Done);
     }
     let code = status.code().unwrap_or(-1);
+    // A full disk on the receiving side often ends the stream like a cut
+    // connection does; it is not one, and trying again will not help.
+    if stderr.contains("No space left on device") {
+        return Err(TransferError::Failed(format!(
+            "{what} failed: no space left on the receiving side (rsync exit code {code})"
+        )));
+    }
     if let Some(e) = t.classify(&stderr) {
         return match e {
             // A dropped connection, not a refused one: go on from what arrived.

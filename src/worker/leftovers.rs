@@ -28,8 +28,10 @@ pub async fn open_task_dir(ctx: &TaskCtx, hv: &impl Hypervisor, host: &Hyperviso
     ctx.state.db.record_remote_file(ctx.task.id, host.id, &dir).await?;
     match hv.make_dir(&dir, &ctx.cancel).await {
         Ok(()) => Ok(dir),
-        Err(e) if ctx.task.attempt > 1 && e.to_string().contains("File exists") => {
-            ctx.log(format!("going on in {dir} on {}, which an earlier attempt made", host.name));
+        // Asked again rather than read from mkdir's message, which speaks
+        // the host's language.
+        Err(e) if ctx.task.attempt > 1 && hv.file_size(&dir, &ctx.cancel).await.is_ok() => {
+            ctx.log(format!("going on in {dir} on {}, which an earlier attempt made ({e})", host.name));
             Ok(dir)
         }
         Err(e) => Err(e.into()),

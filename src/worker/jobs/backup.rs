@@ -150,6 +150,11 @@ async fn resume(ctx: &TaskCtx, hv: &impl Hypervisor, src: &HypervisorRecord) -> 
         Some(name) => match hv.file_size(path, &ctx.cancel).await {
             Ok(_) => Some(Dumped { path: path.to_string(), name }),
             Err(HvError::Cancelled) => return Err(JobError::Cancelled),
+            // A host that does not answer now may still hold the dump: fail
+            // this attempt (the next one looks again) rather than dump twice.
+            Err(e @ HvError::Failed { kind: ErrorKind::HostUnreachable | ErrorKind::Timeout, .. }) => {
+                return Err(e.into())
+            }
             Err(_) => None,
         },
         None => None,

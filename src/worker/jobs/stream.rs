@@ -218,6 +218,18 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
     let mut percent: u8 = 0;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + ctx.state.settings.command_timeout;
+    let timed_out = || {
+        fail(
+            ErrorKind::Timeout,
+            format!(
+                "The streamed dump of VM {} from {} did not finish within {} s.",
+                pair.src_vmid,
+                src.name,
+                ctx.state.settings.command_timeout.as_secs()
+            ),
+        )
+    };
+    let mut pace = Pace::new(limit);
     loop {
         let n = tokio::select! {
             next = dump.next(&mut buf) => match next? {
@@ -232,12 +244,7 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
                 }
             },
             _ = cancel.cancelled() => return Err(JobError::Cancelled),
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(fail(ErrorKind::Timeout, format!(
-                    "The streamed dump of VM {} from {} did not finish within {} s.",
-                    pair.src_vmid, src.name, ctx.state.settings.command_timeout.as_secs()
-                )));
-            }
+            _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
         };
         if n == 0 {
             break;
@@ -251,6 +258,7 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
             let sent = tokio::select! {
                 r = u.write(chunk) => r,
                 _ = cancel.cancelled() => return Err(JobError::Cancelled),
+                _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
             };
             if let Err(e) = sent {
                 // The dump goes on; the rest reaches the DRC host later.
@@ -262,18 +270,14 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
         // vzdump's percent is of the disk read; the archive's size follows it.
         let total = if percent >= 1 { (done * 100 / u64::from(percent)).max(done) } else { 0 };
         rep.progress("streaming", span.at(f64::from(percent) / 100.0 * 0.8), done as i64, total as i64);
-        if limit > 0 {
-            // Keep the average at the limit: wait until the bytes so far are due.
-            let due = Duration::from_secs_f64(done as f64 / (limit as f64 * 1024.0));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => return Err(JobError::Cancelled),
-                }
+        if let Some(wait) = pace.take(n as u64, Instant::now()) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(JobError::Cancelled),
             }
         }
     }
-    let src_sha = dump.finish().await?;
+    let src_sha = tokio::time::timeout_at(deadline, dump.finish()).await.map_err(|_| timed_out())??;
     file.sync_all().await.map_err(|e| fail(ErrorKind::Internal, format!("Cannot write the archive: {e}.")))?;
     drop(file);
     let sha = hex::encode(hasher.finalize());
@@ -290,11 +294,42 @@ async fn stream<S: Hypervisor, D: Hypervisor>(
         ));
     }
     if let Some(u) = upload {
-        if let Err(e) = u.finish().await {
-            ctx.log(format!("{e}; the rest goes there from the middleware's copy"));
+        match tokio::time::timeout_at(deadline, u.finish()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ctx.log(format!("{e}; the rest goes there from the middleware's copy")),
+            Err(_) => return Err(timed_out()),
         }
     }
     Ok(sha)
+}
+
+/// A token bucket for the transfer limit: bytes may go as fast as the
+/// limit allows on average, with at most a second's worth of credit, so a
+/// slow stretch (vzdump starting, a sparse disk) is not followed by a
+/// burst at full link speed on a WAN shared with production.
+struct Pace {
+    /// Bytes per second; 0 = no limit.
+    rate: f64,
+    credit: f64,
+    at: Option<Instant>,
+}
+
+impl Pace {
+    fn new(limit_kib: u64) -> Self {
+        Pace { rate: limit_kib as f64 * 1024.0, credit: 0.0, at: None }
+    }
+
+    /// Spends `bytes`; how long to wait before sending more.
+    fn take(&mut self, bytes: u64, now: Instant) -> Option<Duration> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let last = *self.at.get_or_insert(now);
+        self.credit = (self.credit + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        self.at = Some(now);
+        self.credit -= bytes as f64;
+        (self.credit < 0.0).then(|| Duration::from_secs_f64(-self.credit / self.rate))
+    }
 }
 
 /// Records the verified bytes as the pair's archive.
@@ -363,4 +398,23 @@ async fn complete_remote<D: Hypervisor>(
     f.hv.rename(tmp_remote, final_remote, cancel).await?;
     ctx.log(format!("archive {} copied to {}:{dir} and verified", archive.file_name, f.dst.name));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_holds_the_rate_without_bursts_after_a_pause() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(1024); // 1 MiB/s
+        assert_eq!(Pace::new(0).take(1 << 30, t0), None);
+        // 2 MiB at once: wait 2 s before the next byte.
+        assert_eq!(p.take(2 << 20, t0), Some(Duration::from_secs(2)));
+        // After a 10 s pause only a second's worth goes without waiting.
+        let later = t0 + Duration::from_secs(12);
+        assert_eq!(p.take(1 << 20, later), None);
+        let w = p.take(1 << 20, later).unwrap();
+        assert!((w.as_secs_f64() - 1.0).abs() < 1e-6, "{w:?}");
+    }
 }
