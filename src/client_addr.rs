@@ -19,18 +19,20 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpRange]) -> Option<IpAddr> {
     if !trusted.iter().any(|r| r.contains(peer)) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = req
+    let forwarded: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .map(|a| a.to_canonical())
+        .map(str::trim)
         .collect();
     let mut nearest = peer;
     for hop in forwarded.into_iter().rev() {
-        nearest = hop;
-        if !trusted.iter().any(|r| r.contains(hop)) {
+        // A hop that is no address ends the walk: whatever stands left of
+        // it was not vouched for by a proxy we trust.
+        let Ok(hop) = hop.parse::<IpAddr>() else { break };
+        nearest = hop.to_canonical();
+        if !trusted.iter().any(|r| r.contains(nearest)) {
             break;
         }
     }
