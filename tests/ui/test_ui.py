@@ -1015,7 +1015,7 @@ class T26Monitoring(UiTest):
         url = self.p.field("url")
         self.assertIn("invalid", url.get_attribute("class").split())
         errors = url.find_elements(By.XPATH, "./ancestor::label[1]//*[contains(@class,'field-error')]")
-        self.assertEqual([e.text for e in errors], ["must be an http:// or https:// URL"])
+        self.assertEqual([e.text for e in errors], ["must be an http:// or https:// URL of a host name or IPv4 address"])
         self.assertEqual(self.p.field("name").get_attribute("value"), "ops hook", "the name typed was kept")
         self.assertEqual(url.get_attribute("value"), "ftp://files.example")
         self.assertTrue(self.checkbox("kinds", "failover").is_selected(), "the ticked kinds were kept")

@@ -165,7 +165,7 @@ pub fn actions(me: &PageUser, s: &Site) -> Markup {
                     (Ok(()), None) => {
                         p.switch-note { strong { "Run drill" } " needs a verified archive first; Backup now makes one." }
                     }
-                    (Err(ServiceError::Invalid { .. }), _) if p.state == PairState::Protected => {
+                    (Err(ServiceError::Taken { field, .. }), _) if field == "drill_vmid" && p.state == PairState::Protected => {
                         p.switch-note { strong { "Run drill" } " needs a drill VMID: a free VMID on " (s.drc) " (Edit the pair)." }
                     }
                     _ => {}
