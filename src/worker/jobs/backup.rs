@@ -256,7 +256,20 @@ async fn fetch(
             ),
         ));
     }
-    store.store(&tmp, pair.id, name).map_err(|e| match e {
+    store_verified(ctx, pair, name, &tmp, &sha, total).await
+}
+
+/// Gives a verified partial file its archive name and records it as this
+/// task's archive (staged pulls and streams alike).
+pub(crate) async fn store_verified(
+    ctx: &TaskCtx,
+    pair: &Pair,
+    name: &ArchiveName,
+    tmp: &Path,
+    sha: &str,
+    size_bytes: i64,
+) -> Result<Archive, JobError> {
+    ctx.state.archives().store(tmp, pair.id, name).map_err(|e| match e {
         StoreError::Exists(_) => fail(
             ErrorKind::Config,
             format!("An archive named {name} is already stored for this pair; nothing was replaced."),
@@ -269,8 +282,8 @@ async fn fetch(
         .insert_archive(&NewArchive {
             pair_id: pair.id,
             file_name: name,
-            size_bytes: total,
-            sha256: &sha,
+            size_bytes,
+            sha256: sha,
             task_id: ctx.task.id,
         })
         .await?;

@@ -19,8 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{fail, size, JobError};
-use crate::archive_store::StoreError;
-use crate::db::archives::{Archive, NewArchive};
+use crate::db::archives::Archive;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
 use crate::db::pairs::Pair;
 use crate::domain::{ArchiveName, ErrorKind};
@@ -132,7 +131,10 @@ pub async fn run_streamed<S: Hypervisor, D: Hypervisor>(
     };
     let result = stream(ctx, pair, src, src_hv, forward.as_ref(), &name, &tmp, remote.as_ref(), span).await;
     let archive = match result {
-        Ok(sha) => store_archive(ctx, pair, &name, &tmp, &sha).await,
+        Ok(sha) => {
+            let bytes = std::fs::metadata(&tmp).map(|m| m.len() as i64).unwrap_or(0);
+            super::backup::store_verified(ctx, pair, &name, &tmp, &sha, bytes).await
+        }
         Err(e) => Err(e),
     };
     let archive = match archive {
@@ -330,39 +332,6 @@ impl Pace {
         self.credit -= bytes as f64;
         (self.credit < 0.0).then(|| Duration::from_secs_f64(-self.credit / self.rate))
     }
-}
-
-/// Records the verified bytes as the pair's archive.
-async fn store_archive(
-    ctx: &TaskCtx,
-    pair: &Pair,
-    name: &ArchiveName,
-    tmp: &std::path::Path,
-    sha: &str,
-) -> Result<Archive, JobError> {
-    let store = ctx.state.archives();
-    let bytes = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
-    store.store(tmp, pair.id, name).map_err(|e| match e {
-        StoreError::Exists(_) => fail(
-            ErrorKind::Config,
-            format!("An archive named {name} is already stored for this pair; nothing was replaced."),
-        ),
-        StoreError::Io(e) => fail(ErrorKind::Internal, format!("Cannot store the verified archive: {e}.")),
-    })?;
-    let archive = ctx
-        .state
-        .db
-        .insert_archive(&NewArchive {
-            pair_id: pair.id,
-            file_name: name,
-            size_bytes: bytes as i64,
-            sha256: sha,
-            task_id: ctx.task.id,
-        })
-        .await?;
-    ctx.state.db.set_task_archive(ctx.task.id, archive.id).await?;
-    ctx.log(format!("archive {name} stored and verified (sha256 {sha})"));
-    Ok(archive)
 }
 
 /// Checks the DRC host's copy, sending the missing rest from the stored
