@@ -42,9 +42,9 @@ def one(db, clients, secs):
         out = subprocess.run(["bash", "scripts/mariadb.sh", "start", mdb], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout
         url = next(l.split("=", 1)[1] for l in out.splitlines() if l.startswith("DRSWITCH_TEST_MYSQL_URL="))
-        subprocess.run(["mariadb", "--no-defaults", f"--socket={mdb}/sock", "-uroot", "-e", "CREATE DATABASE load"],
-                       check=True)
-        env["DATABASE_URL"] = url + "/load"
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={mdb}/sock", "-uroot", "-e",
+                        "CREATE DATABASE drswitch_load"], check=True)
+        env["DATABASE_URL"] = url + "/drswitch_load"
     else:
         env["DATABASE_URL"] = f"sqlite://{work}/drswitch.db"
     d = Drswitch(work, env)
