@@ -73,9 +73,11 @@ pub async fn run_streamed<S: Hypervisor, D: Hypervisor>(
     let dst_facts = async {
         match &forward {
             Some(f) => {
-                let state = f.hv.guest_state(pair.guest, pair.dst_vmid, cancel).await?;
-                let free = f.hv.free_bytes(&f.dst.dump_dir, cancel).await?;
-                Ok::<_, HvError>(Some((state, free)))
+                let (state, free) = tokio::join!(
+                    f.hv.guest_state(pair.guest, pair.dst_vmid, cancel),
+                    f.hv.free_bytes(&f.dst.dump_dir, cancel)
+                );
+                Ok::<_, HvError>(Some((state?, free?)))
             }
             None => Ok(None),
         }
