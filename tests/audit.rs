@@ -11,7 +11,7 @@ mod receiver;
 
 use std::time::{Duration, Instant};
 
-use common::{client, TestApp, ADMIN, ADMIN_PW};
+use common::{client, csrf_of, page_client, TestApp, ADMIN, ADMIN_PW};
 use receiver::{Receiver, Reply};
 use serde_json::{json, Value};
 
@@ -41,25 +41,6 @@ async fn wait_for(app: &TestApp, action: &str, actor: &str) -> Value {
 
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
-}
-
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
-    html[at..at + 64].to_string()
-}
-
-async fn page_client(app: &TestApp, user: &str, pw: &str) -> reqwest::Client {
-    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let html = c.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-    let r = c
-        .post(app.url("/login"))
-        .form(&[("csrf", csrf_of(&html).as_str()), ("username", user), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    c
 }
 
 async fn ok(app: &TestApp, method: &str, path: &str, body: Value) -> Value {

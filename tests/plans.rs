@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
-use common::{client, lab_setup, message, LabSetup, TestApp, ADMIN, ADMIN_PW};
+use common::{client, csrf_of, lab_setup, message, page_client, LabSetup, TestApp, ADMIN, ADMIN_PW};
 use serde_json::{json, Value};
 
 /// A pair with a drill VMID and a verified archive (one replicate done).
@@ -249,12 +249,6 @@ async fn plans_are_checked_and_only_operators_manage_them() {
     assert_eq!(s, 404);
 }
 
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
-    html[at..at + 64].to_string()
-}
-
 #[tokio::test]
 async fn the_plans_page_takes_pair_names_one_group_per_line() {
     let app = TestApp::spawn().await;
@@ -270,15 +264,7 @@ async fn the_plans_page_takes_pair_names_one_group_per_line() {
         .await;
     assert_eq!(s, 201);
 
-    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let html = c.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-    let r = c
-        .post(app.url("/login"))
-        .form(&[("csrf", csrf_of(&html).as_str()), ("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    let c = page_client(&app, ADMIN, ADMIN_PW).await;
     let html = c.get(app.url("/plans")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("href=\"/plans\""), "the navigation links the page");
     let token = csrf_of(&html);

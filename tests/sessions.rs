@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{client, TestApp, ADMIN, ADMIN_PW};
+use common::{client, csrf_of, page_client, TestApp, ADMIN, ADMIN_PW};
 use serde_json::json;
 
 const NOW_SLACK_MS: i64 = 60_000;
@@ -33,26 +33,6 @@ async fn me(app: &TestApp, c: &reqwest::Client) -> u16 {
     c.get(app.url("/api/v1/auth/me")).send().await.unwrap().status().as_u16()
 }
 
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
-    html[at..at + 64].to_string()
-}
-
-/// A client logged in through the login page.
-async fn page_login(app: &TestApp, user: &str, pw: &str) -> reqwest::Client {
-    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let html = c.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
-    let r = c
-        .post(app.url("/login"))
-        .form(&[("csrf", csrf_of(&html).as_str()), ("username", user), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    c
-}
-
 #[tokio::test]
 async fn an_unused_session_ends_and_use_keeps_it_alive() {
     let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "600"), ("SESSION_MAX_SECS", "7200")]).await;
@@ -73,7 +53,7 @@ async fn an_unused_session_ends_and_use_keeps_it_alive() {
 
     // Pages too: an idle page session goes back to the login form.
     let before = app.login_sessions(ADMIN).await;
-    let page = page_login(&app, ADMIN, ADMIN_PW).await;
+    let page = page_client(&app, ADMIN, ADMIN_PW).await;
     let psid = app.login_sessions(ADMIN).await.into_iter().find(|id| !before.contains(id)).unwrap();
     assert_eq!(page.get(app.url("/pairs")).send().await.unwrap().status(), 200);
     app.set_stored_time("login_sessions", "last_seen_at", &psid, now_ms() - 601_000).await;
@@ -110,7 +90,7 @@ async fn logging_out_everywhere_ends_every_session_but_not_tokens() {
     let app = TestApp::spawn().await;
     let (laptop, _) = login(&app, ADMIN, ADMIN_PW).await;
     let (phone, _) = login(&app, ADMIN, ADMIN_PW).await;
-    let page = page_login(&app, ADMIN, ADMIN_PW).await;
+    let page = page_client(&app, ADMIN, ADMIN_PW).await;
     let r = laptop.post(app.url("/api/v1/tokens")).json(&json!({"name": "cron"})).send().await.unwrap();
     let token = r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
 
@@ -126,7 +106,7 @@ async fn logging_out_everywhere_ends_every_session_but_not_tokens() {
     assert_eq!(me(&app, &again).await, 200);
 
     // The same from the account page's button.
-    let page = page_login(&app, ADMIN, ADMIN_PW).await;
+    let page = page_client(&app, ADMIN, ADMIN_PW).await;
     let html = page.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Log out everywhere"), "{html}");
     let r = page.post(app.url("/account/logout-all")).form(&[("csrf", csrf_of(&html))]).send().await.unwrap();
@@ -161,7 +141,7 @@ async fn an_admin_logs_a_user_out_everywhere() {
 
     // The button on the users page does the same.
     let (desk, _) = login(&app, "ulla", "user-password-1").await;
-    let page = page_login(&app, ADMIN, ADMIN_PW).await;
+    let page = page_client(&app, ADMIN, ADMIN_PW).await;
     let html = page.get(app.url("/users")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains(&format!("/users/{id}/logout-all")), "{html}");
     let r =
@@ -199,7 +179,7 @@ async fn a_password_change_ends_the_other_sessions_but_not_this_one() {
 
     // Through the account page: the page stays logged in, the API client does not.
     let (other, _) = login(&app, ADMIN, "a-new-password-1").await;
-    let page = page_login(&app, ADMIN, "a-new-password-1").await;
+    let page = page_client(&app, ADMIN, "a-new-password-1").await;
     let html = page.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
     let r = page
         .post(app.url("/account/password"))

@@ -6,14 +6,8 @@
 
 mod common;
 
-use common::{client, TestApp, ADMIN, ADMIN_PW};
+use common::{client, csrf_of, TestApp, ADMIN, ADMIN_PW};
 use serde_json::json;
-
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
-    html[at..at + 64].to_string()
-}
 
 async fn page_login(app: &TestApp, c: &reqwest::Client, user: &str, pw: &str) -> reqwest::Response {
     let html = c.get(app.url("/login")).send().await.unwrap().text().await.unwrap();

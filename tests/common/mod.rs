@@ -499,6 +499,26 @@ pub struct LabSetup {
     pub drc: String,
 }
 
+/// The CSRF token in a page's forms.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
+    html[at..at + 64].to_string()
+}
+
+/// A client that does not follow redirects, logged in through the login page.
+pub async fn page_client(app: &TestApp, user: &str, pw: &str) -> reqwest::Client {
+    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let html = c.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let r = c
+        .post(app.url("/login"))
+        .form(&[("csrf", csrf_of(&html).as_str()), ("username", user), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    c
+}
+
 pub async fn lab_setup(env: &[(&str, &str)]) -> LabSetup {
     let app = TestApp::spawn_with(env).await;
     app.login_admin().await;
