@@ -75,28 +75,8 @@ pub async fn run_backup(
     // The newest archive of the pair is the best guess of the next one's size.
     let newest = state.db.list_archives(pair.id).await?.into_iter().next();
     let expect = newest.as_ref().map(|a| a.size_bytes.max(0) as u64).unwrap_or(0);
-    if src_free < expect {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "{} has only {} free in {}, but the last archive of this VM took {}.",
-                src.name,
-                size(src_free),
-                src.dump_dir,
-                size(expect)
-            ),
-        ));
-    }
-    if here_free < expect {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "The middleware's archive storage has only {} free, but the last archive of this VM took {}.",
-                size(here_free),
-                size(expect)
-            ),
-        ));
-    }
+    super::need_room(&src.name, &format!(" in {}", src.dump_dir), src_free, expect, super::LAST_ARCHIVE)?;
+    super::need_room(super::HERE, "", here_free, expect, super::LAST_ARCHIVE)?;
 
     if let Some(a) = &newest {
         next_second_after(a.created_at.millis()).await;
@@ -219,16 +199,7 @@ async fn fetch(
     ctx.phase("pulling", pull.at(0.0));
     let bytes = hv.file_size(remote_path, cancel).await?;
     let free = crate::archive_store::free_bytes(dir).await.map_err(|e| fail(ErrorKind::Internal, e.to_string()))?;
-    if free < bytes {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "The middleware's archive storage has only {} free, but the archive is {}.",
-                size(free),
-                size(bytes)
-            ),
-        ));
-    }
+    super::need_room(super::HERE, "", free, bytes, "the archive is")?;
     let tmp = store.partial(pair.id, ctx.task.id, name);
     let total = bytes as i64;
     super::log_limit(ctx, hv);

@@ -56,6 +56,23 @@ pub fn fail(kind: ErrorKind, msg: impl Into<String>) -> JobError {
     JobError::Failed { kind, message: msg.into() }
 }
 
+/// Fails for want of space unless `free` bytes hold `need`: "`whose` has
+/// only … free`place`, but `need_is` …." (one wording for every check).
+pub fn need_room(whose: &str, place: &str, free: u64, need: u64, need_is: &str) -> Result<(), JobError> {
+    if free >= need {
+        return Ok(());
+    }
+    Err(fail(
+        ErrorKind::NotEnoughSpace,
+        format!("{whose} has only {} free{place}, but {need_is} {}.", size(free), size(need)),
+    ))
+}
+
+/// The middleware's archive storage, as `need_room` names it.
+pub const HERE: &str = "The middleware's archive storage";
+/// What a preflight expects: the pair's last archive.
+pub const LAST_ARCHIVE: &str = "the last archive of this VM took";
+
 /// Says in the task log how fast a transfer with `hv` may go.
 pub fn log_limit(ctx: &crate::worker::context::TaskCtx, hv: &impl crate::hypervisor::Hypervisor) {
     match hv.bwlimit_kib() {

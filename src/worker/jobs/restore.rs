@@ -9,7 +9,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{fail, size, JobError};
+use super::{fail, JobError};
 use crate::archive_store::sha256_file;
 use crate::db::archives::Archive;
 use crate::db::hypervisors::Hypervisor as HypervisorRecord;
@@ -183,18 +183,7 @@ async fn prepare(
     ensure_ours(ctx, pair, hv, dst, &early).await?;
     let free = free?;
     let bytes = archive.size_bytes.max(0) as u64;
-    if free < bytes {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "{} has only {} free in {}, but the archive is {}.",
-                dst.name,
-                size(free),
-                dst.dump_dir,
-                size(bytes)
-            ),
-        ));
-    }
+    super::need_room(&dst.name, &format!(" in {}", dst.dump_dir), free, bytes, "the archive is")?;
 
     leftovers::open_task_dir(ctx, hv, dst).await
 }

@@ -90,32 +90,12 @@ pub async fn run_streamed<S: Hypervisor, D: Hypervisor>(
         }
         s => ctx.log(format!("preflight: VM {} on {} is {s}", pair.src_vmid, src.name)),
     }
-    if here_free < expect {
-        return Err(fail(
-            ErrorKind::NotEnoughSpace,
-            format!(
-                "The middleware's archive storage has only {} free, but the last archive of this VM took {}.",
-                size(here_free),
-                size(expect)
-            ),
-        ));
-    }
+    super::need_room(super::HERE, "", here_free, expect, super::LAST_ARCHIVE)?;
     if let (Some(f), Some((state, free))) = (&forward, dst_facts?) {
         ctx.log(format!("preflight: replica VM {} on {} is {state}", pair.dst_vmid, f.dst.name));
         // Fail before the dump, not after it.
         super::restore::ensure_ours(ctx, pair, f.hv, f.dst, &state).await?;
-        if free < expect {
-            return Err(fail(
-                ErrorKind::NotEnoughSpace,
-                format!(
-                    "{} has only {} free in {}, but the last archive of this VM took {}.",
-                    f.dst.name,
-                    size(free),
-                    f.dst.dump_dir,
-                    size(expect)
-                ),
-            ));
-        }
+        super::need_room(&f.dst.name, &format!(" in {}", f.dst.dump_dir), free, expect, super::LAST_ARCHIVE)?;
     }
     if let Some(a) = &newest {
         super::backup::next_second_after(a.created_at.millis()).await;
